@@ -1,0 +1,123 @@
+#include "host/backend.hpp"
+
+#include <omp.h>
+#include <thrust/version.h>
+
+#include <cstdio>
+
+#include "models/errors.hpp"
+
+#if MARGINET_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace marginet {
+
+DeviceChoice parse_device_choice(const std::string& text) {
+  if (text == "auto") return DeviceChoice::automatic;
+  if (text == "cpu") return DeviceChoice::cpu;
+  if (text == "cuda") return DeviceChoice::cuda;
+  throw usage_error("--device must be auto, cpu or cuda (got '" + text + "')");
+}
+
+const char* backend_name(Backend backend) {
+  return backend == Backend::cuda ? "cuda" : "cpu";
+}
+
+static CudaProbe run_probe() {
+  CudaProbe p;
+#if MARGINET_HAVE_CUDA
+  p.built = true;
+  cudaRuntimeGetVersion(&p.runtime_version);
+  cudaDriverGetVersion(&p.driver_version);
+  int count = 0;  // left untouched by cudaGetDeviceCount when no driver answers
+  const cudaError_t rc = cudaGetDeviceCount(&count);
+  if (rc != cudaSuccess) {
+    p.error = std::string(cudaGetErrorName(rc)) + ": " + cudaGetErrorString(rc);
+    cudaGetLastError();
+    return p;
+  }
+  p.device_count = count;
+  if (count == 0) {
+    p.error = "no CUDA device found";
+    return p;
+  }
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) {
+    p.device_name = prop.name;
+    p.compute_major = prop.major;
+    p.compute_minor = prop.minor;
+    p.memory_gib = static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0);
+  }
+  int clock_khz = 0, bus_bits = 0;
+  cudaDeviceGetAttribute(&clock_khz, cudaDevAttrMemoryClockRate, 0);
+  cudaDeviceGetAttribute(&bus_bits, cudaDevAttrGlobalMemoryBusWidth, 0);
+  // Double data rate: 2 transfers per clock.
+  p.peak_bandwidth_gbs = 2.0 * clock_khz * 1e3 * (bus_bits / 8.0) / 1e9;
+#else
+  p.error = "CUDA backend not built";
+#endif
+  return p;
+}
+
+const CudaProbe& probe_cuda() {
+  static const CudaProbe probe = run_probe();
+  return probe;
+}
+
+Backend select_backend(DeviceChoice choice) {
+  switch (choice) {
+    case DeviceChoice::cpu:
+      return Backend::cpu;
+    case DeviceChoice::cuda:
+      if (!probe_cuda().available())
+        throw usage_error("--device cuda: no CUDA device answered (" + probe_cuda().error + ")");
+      return Backend::cuda;
+    case DeviceChoice::automatic:
+      break;
+  }
+  return probe_cuda().available() ? Backend::cuda : Backend::cpu;
+}
+
+std::string describe_device(Backend backend) {
+  if (backend == Backend::cuda) {
+    const CudaProbe& p = probe_cuda();
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%s (sm_%d%d, %.1f GiB, %.0f GB/s peak)", p.device_name.c_str(),
+                  p.compute_major, p.compute_minor, p.memory_gib, p.peak_bandwidth_gbs);
+    return buf;
+  }
+  return "CPU, " + std::to_string(cpu_threads()) + " OpenMP threads";
+}
+
+void set_cpu_threads(int threads) {
+  if (threads < 0) throw usage_error("--threads must be >= 0");
+  if (threads > 0) omp_set_num_threads(threads);
+}
+
+int cpu_threads() { return omp_get_max_threads(); }
+
+std::string thrust_version() {
+  return std::to_string(THRUST_MAJOR_VERSION) + "." + std::to_string(THRUST_MINOR_VERSION) + "." +
+         std::to_string(THRUST_SUBMINOR_VERSION);
+}
+
+std::string compiler_version() {
+#if defined(__clang__)
+  return std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  return std::string("g++ ") + __VERSION__;
+#else
+  return "unknown compiler";
+#endif
+}
+
+std::string backends_built() {
+#if MARGINET_HAVE_CUDA
+  return "cpu,cuda";
+#else
+  return "cpu";
+#endif
+}
+
+}  // namespace marginet

@@ -1,0 +1,31 @@
+#pragma once
+// Per-account reductions over scenarios (SPEC §5, stage 3).
+//
+// Input is a dense P&L matrix P[row, scenario], row-major (one row per account or per
+// account×underlying), gains positive. Losses are reported positive.
+
+#include <cstddef>
+#include <cstdint>
+
+namespace marginet::kernels {
+
+/// Weighted worst loss of each row: loss[r] = max_s (−P[r,s] · weight[s]) and the first
+/// scenario (lowest index) attaining it. Rows of zero scenarios get loss 0 and scenario −1.
+/// All pointers are host memory; outputs hold `rows` elements.
+struct WorstLossArgs {
+  const double* pnl;          // rows × scenarios
+  std::size_t rows;
+  std::size_t scenarios;
+  const double* weights;      // scenarios
+  double* loss;               // out: rows
+  std::int32_t* scenario;     // out: rows
+};
+
+namespace cpu {
+void weighted_worst_loss(const WorstLossArgs& args);
+}
+namespace gpu {
+void weighted_worst_loss(const WorstLossArgs& args);
+}
+
+}  // namespace marginet::kernels

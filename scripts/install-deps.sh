@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Install marginet's build and test dependencies from Debian 12 packages. Idempotent: installs
+# only what is missing. Works as root or through sudo.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config git
+  libgtest-dev libgmock-dev libbenchmark-dev
+  libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
+  libsqlite3-dev sqlite3 libsodium-dev
+  nlohmann-json3-dev libcli11-dev libspdlog-dev
+  libquantlib0-dev
+  python3 python3-zmq python3-msgpack
+)
+
+# Thrust/CUB: the CUDA toolkit's CCCL when present, else Debian's packages.
+if [ ! -f /usr/local/cuda/include/cccl/thrust/version.h ] && [ ! -f /usr/local/cuda/include/thrust/version.h ]; then
+  packages+=(libthrust-dev libcub-dev)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "install-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1
+  fi
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,60 @@
+#pragma once
+// What every subcommand shares: the common flags (SPEC §2), output sinks and progress lines.
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <fstream>
+#include <iosfwd>
+#include <memory>
+#include <string>
+
+#include "host/backend.hpp"
+
+namespace marginet::cli {
+
+struct CommonOptions {
+  std::string device = "auto";
+  int threads = 0;
+  std::string format = "csv";
+  std::string out;
+  bool quiet = false;
+};
+
+/// Adds --device, --threads, --format, --out, --quiet to `app` (inherited by subcommands).
+void add_common_options(CLI::App& app, CommonOptions& opts);
+
+/// Applies --threads and resolves --device; logs the choice unless --quiet.
+Backend resolve_backend(const CommonOptions& opts);
+
+/// --out FILE or stdout.
+class OutputSink {
+ public:
+  explicit OutputSink(const std::string& path);
+  std::ostream& stream() { return *out_; }
+
+ private:
+  std::unique_ptr<std::ofstream> file_;
+  std::ostream* out_;
+};
+
+/// A progress line on stderr, drawn only when stderr is a terminal and not --quiet.
+class Progress {
+ public:
+  Progress(std::string label, std::size_t total, bool quiet);
+  ~Progress();
+  void advance(std::size_t done);
+  void finish();
+
+ private:
+  std::string label_;
+  std::size_t total_;
+  bool enabled_;
+  bool finished_ = false;
+  std::chrono::steady_clock::time_point last_;
+};
+
+/// The subcommands. Each registers itself on `app` and runs from its callback.
+void add_demo_command(CLI::App& app, CommonOptions& opts);
+
+}  // namespace marginet::cli

@@ -1,0 +1,71 @@
+// marginet — the one binary. This file is the only place that knows every subcommand.
+//
+// Exit codes (SPEC §2): 0 ok, 2 bad usage or bad input, 1 internal error.
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+
+#include "host/backend.hpp"
+#include "models/errors.hpp"
+#include "service/cli/common.hpp"
+
+namespace {
+
+std::string version_text() {
+  using namespace marginet;
+  std::string text = "marginet 0.1.0\n";
+  text += "revision: " + std::string(git_revision()) + "\n";
+  text += "backends built: " + backends_built() + "\n";
+  text += "thrust: " + thrust_version() + "\n";
+  text += "compiler: " + compiler_version() + "\n";
+  const CudaProbe& cuda = probe_cuda();
+  if (cuda.available())
+    text += "device: " + describe_device(Backend::cuda) + "\n";
+  else
+    text += "device: none (" + cuda.error + "); --device auto runs on the CPU, " +
+            std::to_string(cpu_threads()) + " threads\n";
+  return text;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Logs go to stderr; results go to stdout or --out.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("marginet"));
+  spdlog::set_pattern("[%H:%M:%S.%e] %^%l%$ %v");
+
+  CLI::App app{"marginet — GPU-accelerated margin and netting for crypto-asset derivatives"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  app.set_version_flag("--version", [] { return version_text(); });
+
+  marginet::cli::CommonOptions common;
+  marginet::cli::add_common_options(app, common);
+  marginet::cli::add_demo_command(app, common);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  } catch (const marginet::input_error& e) {
+    std::cerr << "marginet: bad input: " << e.what() << "\n";
+    return 2;
+  } catch (const marginet::usage_error& e) {
+    std::cerr << "marginet: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "marginet: internal error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
