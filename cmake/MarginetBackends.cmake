@@ -55,8 +55,10 @@ function(marginet_add_kernels)
   if(MARGINET_HAVE_CUDA)
     add_library(marginet_kernels_cuda STATIC ${ARGN})
     target_compile_definitions(marginet_kernels_cuda PRIVATE MARGINET_BACKEND_NS=gpu)
+    # --fmad=false: no fused multiply-add contraction, so that sums and products round exactly
+    # as on the CPU backend (x86-64 baseline has no FMA) and integer-valued results match bitwise.
     target_compile_options(marginet_kernels_cuda PRIVATE
-      $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr --extended-lambda -Xcompiler=-fopenmp>)
+      $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr --extended-lambda --fmad=false -Xcompiler=-fopenmp>)
     target_link_libraries(marginet_kernels_cuda PUBLIC marginet_models CUDA::cudart_static)
     target_link_libraries(marginet_kernels INTERFACE marginet_kernels_cuda)
     target_compile_definitions(marginet_kernels INTERFACE MARGINET_HAVE_CUDA=1)

@@ -1,5 +1,6 @@
 #include "kernels/detail/backend.cuh"
 #include "kernels/scenario_reduce.hpp"
+#include "models/deribit_pm.hpp"
 #include "models/scenario_math.hpp"
 
 #include <thrust/for_each.h>
@@ -21,11 +22,65 @@ struct WorstLossOfRow {
     scenario[row] = w.scenario;
   }
 };
+struct DeribitWorstOfRow {
+  const double* pnl;
+  std::size_t scenarios;
+  const std::int32_t* row_group;
+  const double* moves;
+  const std::uint8_t* extended;
+  const DeribitRowParams* params;
+  double* worst_case;
+  std::int32_t* scenario;
+
+  MARGINET_HD void operator()(std::size_t row) const {
+    const std::int32_t g = row_group[row];
+    const DeribitWorst w = ::marginet::deribit_worst_case(
+        pnl + row * scenarios, moves + static_cast<std::size_t>(g) * scenarios, extended, scenarios,
+        params[g]);
+    worst_case[row] = w.worst_case;
+    scenario[row] = w.scenario;
+  }
+};
+
 }  // namespace
+
+void deribit_worst_case(const DeribitWorstArgs& a) {
+  if (a.rows == 0) return;
+  detail::guarded("deribit_worst_case", [&] {
+#if THRUST_DEVICE_SYSTEM != THRUST_DEVICE_SYSTEM_CUDA
+    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows,
+                       DeribitWorstOfRow{a.pnl, a.scenarios, a.row_group, a.moves, a.extended,
+                                         a.params, a.worst_case, a.scenario});
+#else
+    auto pnl = detail::to_device(a.pnl, a.rows * a.scenarios);
+    auto group = detail::to_device(a.row_group, a.rows);
+    auto moves = detail::to_device(a.moves, a.groups * a.scenarios);
+    auto extended = detail::to_device(a.extended, a.scenarios);
+    auto params = detail::to_device(a.params, a.groups);
+    thrust::device_vector<double> worst(a.rows);
+    thrust::device_vector<std::int32_t> scenario(a.rows);
+    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows,
+                       DeribitWorstOfRow{thrust::raw_pointer_cast(pnl.data()), a.scenarios,
+                                         thrust::raw_pointer_cast(group.data()),
+                                         thrust::raw_pointer_cast(moves.data()),
+                                         thrust::raw_pointer_cast(extended.data()),
+                                         thrust::raw_pointer_cast(params.data()),
+                                         thrust::raw_pointer_cast(worst.data()),
+                                         thrust::raw_pointer_cast(scenario.data())});
+    thrust::copy(worst.begin(), worst.end(), a.worst_case);
+    thrust::copy(scenario.begin(), scenario.end(), a.scenario);
+#endif
+  });
+}
 
 void weighted_worst_loss(const WorstLossArgs& a) {
   if (a.rows == 0) return;
   detail::guarded("weighted_worst_loss", [&] {
+#if THRUST_DEVICE_SYSTEM != THRUST_DEVICE_SYSTEM_CUDA
+    // Host memory is device memory here: work in place, no copies.
+    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows,
+                       WorstLossOfRow{a.pnl, a.weights, a.scenarios, a.loss, a.scenario});
+#else
     auto pnl = detail::to_device(a.pnl, a.rows * a.scenarios);
     auto weights = detail::to_device(a.weights, a.scenarios);
     thrust::device_vector<double> loss(a.rows);
@@ -37,6 +92,7 @@ void weighted_worst_loss(const WorstLossArgs& a) {
                                       thrust::raw_pointer_cast(scenario.data())});
     thrust::copy(loss.begin(), loss.end(), a.loss);
     thrust::copy(scenario.begin(), scenario.end(), a.scenario);
+#endif
   });
 }
 

@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "models/deribit_pm.hpp"
+
 namespace marginet::kernels {
 
 /// Weighted worst loss of each row: loss[r] = max_s (−P[r,s] · weight[s]) and the first
@@ -21,11 +23,28 @@ struct WorstLossArgs {
   std::int32_t* scenario;     // out: rows
 };
 
+/// Deribit portfolio margin worst case of each row (models/deribit_pm.hpp): the extended
+/// transform, dampener and pnl_offset applied per entry, then −min over the scenarios.
+struct DeribitWorstArgs {
+  const double* pnl;                 // rows × scenarios, in coin
+  std::size_t rows;
+  std::size_t scenarios;
+  const std::int32_t* row_group;     // per row: its currency (index into moves/params)
+  const double* moves;               // groups × scenarios: relative price move
+  const std::uint8_t* extended;      // scenarios: 1 for extended-table entries
+  const DeribitRowParams* params;    // per group
+  std::size_t groups;
+  double* worst_case;                // out: rows
+  std::int32_t* scenario;            // out: rows
+};
+
 namespace cpu {
 void weighted_worst_loss(const WorstLossArgs& args);
+void deribit_worst_case(const DeribitWorstArgs& args);
 }
 namespace gpu {
 void weighted_worst_loss(const WorstLossArgs& args);
+void deribit_worst_case(const DeribitWorstArgs& args);
 }
 
 }  // namespace marginet::kernels

@@ -1,0 +1,298 @@
+#include "host/margin_engine.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+#include "host/dispatch.hpp"
+#include "host/margin_rows.hpp"
+#include "kernels/portfolio_pnl.hpp"
+#include "kernels/risk_arrays.hpp"
+#include "kernels/scenario_reduce.hpp"
+#include "models/csv.hpp"
+#include "models/errors.hpp"
+
+namespace marginet {
+
+using namespace margin_detail;
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+constexpr std::size_t kMaxCachedRiskBytes = std::size_t(1) << 30;
+}  // namespace
+
+PublishedRiskArrays read_risk_arrays(const std::string& path, std::size_t scenarios) {
+  std::vector<std::string> cols{"instrument"};
+  for (std::size_t s = 1; s <= scenarios; ++s) cols.push_back("s" + std::to_string(s));
+  CsvReader csv(path, cols);
+  PublishedRiskArrays out;
+  while (csv.next()) {
+    const std::string& id = csv.required_text("instrument");
+    std::vector<double> losses;
+    for (std::size_t s = 1; s <= scenarios; ++s) losses.push_back(csv.number("s" + std::to_string(s)));
+    if (!out.emplace(id, std::move(losses)).second) csv.fail("instrument", "duplicate risk array for '" + id + "'");
+  }
+  return out;
+}
+
+struct MarginEngine::Cache {
+  Prepared prep;
+  std::vector<double> risk;                 // slots × scenarios (empty when too large to keep)
+  std::map<RowKey, std::size_t> row_of;     // (account, group) -> row
+  std::vector<RowKey> rows;
+  std::vector<double> pnl;                  // rows × scenarios
+  std::vector<RowInputs> inputs;            // per row
+  std::vector<RowReduction> reductions;     // per row
+};
+
+MarginEngine::MarginEngine(const InstrumentTable& instruments, const MarketSnapshot& market,
+                           Methodology methodology, Backend backend)
+    : instruments_(instruments), market_(market), methodology_(std::move(methodology)), backend_(backend) {}
+
+MarginEngine::~MarginEngine() = default;
+
+void MarginEngine::use_published_risk_arrays(PublishedRiskArrays arrays) {
+  if (methodology_.kind != MethodologyKind::span16)
+    throw usage_error("--risk-arrays is a span16 input mode; the methodology is " + methodology_.name);
+  published_ = std::move(arrays);
+}
+
+const ScenarioSet& MarginEngine::scenarios() const {
+  MARGINET_EXPECTS(cache_ != nullptr, "run() before scenarios()");
+  return cache_->prep.scenarios;
+}
+
+namespace {
+
+/// R for the given slots from published arrays: R = −loss (losses per one long unit).
+void fill_published(const Prepared& prep, const InstrumentTable& instruments,
+                    const PublishedRiskArrays& published, std::size_t first_slot, std::vector<double>& risk) {
+  const std::size_t S = prep.scenarios.count;
+  for (std::size_t slot = first_slot; slot < prep.states.size(); ++slot) {
+    const std::string& id = instruments[prep.instrument_of[slot]].id;
+    const auto it = published.find(id);
+    if (it == published.end()) throw input_error("risk arrays: no risk array for instrument '" + id + "'");
+    for (std::size_t s = 0; s < S; ++s) risk[slot * S + s] = -it->second[s];
+  }
+}
+
+}  // namespace
+
+MarginRun MarginEngine::run(const std::vector<Position>& positions) {
+  const auto t_start = Clock::now();
+  MarginRun out;
+  auto cache = std::make_unique<Cache>();
+  Preparer preparer(instruments_, market_, methodology_);
+  cache->prep = preparer.prepare(positions);
+  Prepared& prep = cache->prep;
+  const ScenarioSet& set = prep.scenarios;
+  const std::size_t S = set.count;
+  const std::size_t slots = prep.states.size();
+  if (!published_.empty() && S != 16) MARGINET_FAIL("published risk arrays need the 16 span scenarios");
+
+  // Rows: (account, group), CSR over positions in row order.
+  for (const Position& pos : positions) {
+    const RowKey key{pos.account, prep.states[static_cast<std::size_t>(prep.state_of[pos.instrument])].group};
+    cache->row_of.emplace(key, 0);
+  }
+  for (auto& [key, row] : cache->row_of) {
+    row = cache->rows.size();
+    cache->rows.push_back(key);
+  }
+  const std::size_t rows = cache->rows.size();
+  std::vector<std::int64_t> offsets(rows + 1, 0);
+  std::vector<std::size_t> row_of_position(positions.size());
+  for (std::size_t j = 0; j < positions.size(); ++j) {
+    const Position& pos = positions[j];
+    const RowKey key{pos.account, prep.states[static_cast<std::size_t>(prep.state_of[pos.instrument])].group};
+    row_of_position[j] = cache->row_of.at(key);
+    ++offsets[row_of_position[j] + 1];
+  }
+  for (std::size_t r = 0; r < rows; ++r) offsets[r + 1] += offsets[r];
+  std::vector<std::int32_t> csr_slot(positions.size());
+  std::vector<double> csr_quantity(positions.size());
+  {
+    std::vector<std::int64_t> fill(offsets.begin(), offsets.end() - 1);
+    for (std::size_t j = 0; j < positions.size(); ++j) {
+      const auto at = static_cast<std::size_t>(fill[row_of_position[j]]++);
+      csr_slot[at] = prep.state_of[positions[j].instrument];
+      csr_quantity[at] = positions[j].quantity;
+    }
+  }
+  cache->inputs.assign(rows, RowInputs{});
+  for (std::size_t j = 0; j < positions.size(); ++j)
+    preparer.accumulate(prep, positions[j], cache->inputs[row_of_position[j]]);
+  out.times.prepare_s = seconds_since(t_start);
+
+  // Stages 1 and 2, tiled over scenarios.
+  cache->pnl.assign(rows * S, 0.0);
+  const bool keep_risk = slots * S * sizeof(double) <= kMaxCachedRiskBytes;
+  if (keep_risk) cache->risk.assign(slots * S, 0.0);
+  std::size_t tile = slots ? std::max<std::size_t>(1, tile_bytes_ / (slots * sizeof(double))) : S;
+  tile = std::min(tile, std::max<std::size_t>(S, 1));
+  std::vector<double> risk_tile, pnl_tile;
+  for (std::size_t s0 = 0; s0 < S; s0 += tile) {
+    const std::size_t s1 = std::min(S, s0 + tile), width = s1 - s0;
+    ++out.times.scenario_tiles;
+    auto t1 = Clock::now();
+    risk_tile.assign(slots * width, 0.0);
+    if (!published_.empty()) {
+      std::vector<double> full(slots * S);
+      fill_published(prep, instruments_, published_, 0, full);
+      for (std::size_t i = 0; i < slots; ++i)
+        std::copy(full.begin() + static_cast<std::ptrdiff_t>(i * S + s0),
+                  full.begin() + static_cast<std::ptrdiff_t>(i * S + s1), risk_tile.begin() + static_cast<std::ptrdiff_t>(i * width));
+    } else {
+      const kernels::RiskArrayArgs args{prep.states.data(), slots, set.shocks.data(), set.underlyings.size(),
+                                        set.vol_terms.data(), s0, s1, prep.units, risk_tile.data()};
+      MARGINET_DISPATCH(backend_, risk_arrays, args);
+      out.times.revaluations += slots * width;
+    }
+    if (keep_risk)
+      for (std::size_t i = 0; i < slots; ++i)
+        std::copy(risk_tile.begin() + static_cast<std::ptrdiff_t>(i * width),
+                  risk_tile.begin() + static_cast<std::ptrdiff_t>((i + 1) * width),
+                  cache->risk.begin() + static_cast<std::ptrdiff_t>(i * S + s0));
+    out.times.risk_arrays_s += seconds_since(t1);
+
+    auto t2 = Clock::now();
+    pnl_tile.assign(rows * width, 0.0);
+    const kernels::PortfolioPnlArgs pargs{offsets.data(), rows, csr_slot.data(), csr_quantity.data(),
+                                          positions.size(), risk_tile.data(), slots, width, pnl_tile.data()};
+    MARGINET_DISPATCH(backend_, portfolio_pnl, pargs);
+    if (width == S)
+      cache->pnl.swap(pnl_tile);
+    else
+      for (std::size_t r = 0; r < rows; ++r)
+        std::copy(pnl_tile.begin() + static_cast<std::ptrdiff_t>(r * width),
+                  pnl_tile.begin() + static_cast<std::ptrdiff_t>((r + 1) * width),
+                  cache->pnl.begin() + static_cast<std::ptrdiff_t>(r * S + s0));
+    out.times.aggregation_s += seconds_since(t2);
+    out.times.aggregation_flops += 2.0 * static_cast<double>(positions.size()) * static_cast<double>(width);
+  }
+
+  // Stage 3: per-row reduction on the backend.
+  auto t3 = Clock::now();
+  std::vector<double> worst(rows);
+  std::vector<std::int32_t> worst_s(rows);
+  if (methodology_.kind == MethodologyKind::deribit_pm) {
+    const std::size_t G = set.underlyings.size();
+    const std::size_t standard = deribit_standard_count(methodology_.deribit);
+    std::vector<std::int32_t> group(rows);
+    for (std::size_t r = 0; r < rows; ++r) group[r] = cache->rows[r].group;
+    std::vector<double> moves(G * S);
+    for (std::size_t g = 0; g < G; ++g)
+      for (std::size_t s = 0; s < S; ++s) moves[g * S + s] = set.shock(s, g).price_move;
+    std::vector<std::uint8_t> extended(S);
+    for (std::size_t s = 0; s < S; ++s) extended[s] = s >= standard;
+    std::vector<DeribitRowParams> params(G);
+    for (std::size_t g = 0; g < G; ++g) params[g] = deribit_params(prep, methodology_, static_cast<std::int32_t>(g));
+    const kernels::DeribitWorstArgs args{cache->pnl.data(), rows, S, group.data(), moves.data(),
+                                         extended.data(), params.data(), G, worst.data(), worst_s.data()};
+    MARGINET_DISPATCH(backend_, deribit_worst_case, args);
+  } else {
+    const kernels::WorstLossArgs args{cache->pnl.data(), rows, S, set.weights.data(), worst.data(), worst_s.data()};
+    MARGINET_DISPATCH(backend_, weighted_worst_loss, args);
+  }
+  cache->reductions.resize(rows);
+  for (std::size_t r = 0; r < rows; ++r) cache->reductions[r] = RowReduction{worst[r], worst_s[r]};
+
+  // Accounts: rows are sorted by account, then group.
+  for (std::size_t r0 = 0; r0 < rows;) {
+    std::size_t r1 = r0;
+    std::vector<std::int32_t> groups;
+    std::vector<const double*> pnl;
+    std::vector<RowReduction> reds;
+    std::vector<RowInputs> ins;
+    while (r1 < rows && cache->rows[r1].account == cache->rows[r0].account) {
+      groups.push_back(cache->rows[r1].group);
+      pnl.push_back(cache->pnl.data() + r1 * S);
+      reds.push_back(cache->reductions[r1]);
+      ins.push_back(cache->inputs[r1]);
+      ++r1;
+    }
+    out.accounts.push_back(finish_account(prep, methodology_, cache->rows[r0].account, groups, pnl, reds, ins));
+    r0 = r1;
+  }
+  out.times.reduction_s = seconds_since(t3);
+  out.times.total_s = seconds_since(t_start);
+  cache_ = std::move(cache);
+  return out;
+}
+
+WhatIfResult MarginEngine::whatif(const std::string& account, const std::vector<Position>& trades) {
+  if (!cache_) throw usage_error("what-if needs a margin run first");
+  Cache& c = *cache_;
+  Prepared& prep = c.prep;
+  const std::size_t S = prep.scenarios.count;
+  Preparer preparer(instruments_, market_, methodology_);
+  WhatIfResult result;
+
+  // The account's cached rows.
+  std::map<std::int32_t, std::vector<double>> pnl;
+  std::map<std::int32_t, RowInputs> inputs;
+  std::map<std::int32_t, RowReduction> reductions;
+  for (auto it = c.row_of.lower_bound(RowKey{account, -1}); it != c.row_of.end() && it->first.account == account; ++it) {
+    const std::size_t r = it->second;
+    pnl[it->first.group].assign(c.pnl.begin() + static_cast<std::ptrdiff_t>(r * S),
+                                c.pnl.begin() + static_cast<std::ptrdiff_t>((r + 1) * S));
+    inputs[it->first.group] = c.inputs[r];
+    reductions[it->first.group] = c.reductions[r];
+  }
+  auto finish = [&] {
+    std::vector<std::int32_t> groups;
+    std::vector<const double*> rows;
+    std::vector<RowReduction> reds;
+    std::vector<RowInputs> ins;
+    for (const auto& [g, row] : pnl) {
+      groups.push_back(g);
+      rows.push_back(row.data());
+      reds.push_back(reductions[g]);
+      ins.push_back(inputs[g]);
+    }
+    return finish_account(prep, methodology_, account, groups, rows, reds, ins);
+  };
+  result.before = finish();
+
+  // Apply the trades: P'[a,s] = P[a,s] + q·R[i,s].
+  std::vector<double> risk_row(S);
+  for (const Position& t : trades) {
+    const bool known = t.instrument < prep.state_of.size() && prep.state_of[t.instrument] >= 0;
+    const std::int32_t slot = preparer.add_state(prep, t.instrument);
+    const InstrumentState& st = prep.states[static_cast<std::size_t>(slot)];
+    const double* r = nullptr;
+    if (known && !c.risk.empty()) {
+      r = c.risk.data() + static_cast<std::size_t>(slot) * S;
+    } else {
+      if (!published_.empty()) {
+        std::vector<double> tmp(prep.states.size() * S);
+        fill_published(prep, instruments_, published_, static_cast<std::size_t>(slot), tmp);
+        std::copy(tmp.begin() + static_cast<std::ptrdiff_t>(slot * S),
+                  tmp.begin() + static_cast<std::ptrdiff_t>((slot + 1) * S), risk_row.begin());
+      } else {
+        const auto& set = prep.scenarios;
+        for (std::size_t s = 0; s < S; ++s)
+          risk_row[s] = scenario_pnl(st, set.shock(s, static_cast<std::size_t>(st.group)),
+                                     set.vol_terms[static_cast<std::size_t>(st.group)], prep.units);
+      }
+      r = risk_row.data();
+      ++result.instruments_revalued;
+    }
+    auto& row = pnl[st.group];
+    if (row.empty()) row.assign(S, 0.0);
+    for (std::size_t s = 0; s < S; ++s) row[s] += t.quantity * r[s];
+    Position p = t;
+    p.account = account;
+    preparer.accumulate(prep, p, inputs[st.group]);
+  }
+  for (auto& [g, row] : pnl) reductions[g] = reduce_row(prep, methodology_, g, row.data());
+  result.after = finish();
+  result.im_change = result.after.im - result.before.im;
+  result.mm_change = result.after.mm - result.before.mm;
+  return result;
+}
+
+}  // namespace marginet

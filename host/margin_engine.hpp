@@ -1,0 +1,119 @@
+#pragma once
+// The scenario margin pipeline (SPEC §5): risk arrays → portfolio P&L → per-row reduction →
+// methodology add-ons → per-account results; and the what-if on cached P&L rows.
+//
+// Rows of the P&L matrix are (account, underlying) pairs. Methodologies that margin each
+// underlying on its own (span16, deribit-pm) reduce the rows and sum IM over underlyings;
+// methodologies with joint scenarios (stress, VaR) first add an account's rows together.
+// Account totals are in the quote currency (USD): deribit-pm's per-currency coin figures are
+// converted at the index price. Per-underlying figures are in the methodology's own units.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "host/backend.hpp"
+#include "models/instrument.hpp"
+#include "models/market.hpp"
+#include "models/methodology.hpp"
+#include "models/positions.hpp"
+#include "models/revaluation.hpp"
+#include "models/scenario_set.hpp"
+
+namespace marginet {
+
+struct UnderlyingMargin {
+  std::string underlying;
+  std::string units;              // "USD" (quote) or the coin for deribit-pm
+  double im = 0, mm = 0;
+  double scan_risk = 0;           // span16 scan risk; deribit-pm worst_case; joint: 0
+  double short_option_minimum = 0;
+  double roll_shock = 0, delta_shock = 0;
+  std::int32_t worst_scenario = -1;
+  double delta = 0, gamma = 0, vega = 0;  // net, per unit move of this underlying
+};
+
+struct ScenarioPnl {
+  std::int32_t scenario;
+  double pnl;                     // account P&L in the quote currency (gains positive)
+};
+
+struct AccountMargin {
+  std::string account;
+  std::string model;
+  double im = 0, mm = 0;          // quote currency
+  std::int32_t worst_scenario = -1;
+  double delta = 0, gamma = 0, vega = 0;  // sums over underlyings (see per-underlying figures)
+  std::vector<UnderlyingMargin> underlyings;
+  std::vector<ScenarioPnl> worst_scenarios;  // up to five, worst first
+};
+
+struct StageTimes {
+  double prepare_s = 0, risk_arrays_s = 0, aggregation_s = 0, reduction_s = 0, total_s = 0;
+  std::size_t revaluations = 0;    // instrument × scenario evaluations
+  double aggregation_flops = 0;    // 2 · positions · scenarios
+  std::size_t scenario_tiles = 0;
+};
+
+struct MarginRun {
+  std::vector<AccountMargin> accounts;  // sorted by account id
+  StageTimes times;
+};
+
+struct WhatIfResult {
+  AccountMargin before, after;
+  double im_change = 0, mm_change = 0;
+  std::size_t instruments_revalued = 0;  // traded instruments with no cached risk array
+};
+
+/// Risk arrays supplied from outside (SPEC §5 span16 risk-array mode): per instrument id, the
+/// losses per one long unit in each of the 16 scenarios, as a CCP publishes them (the extreme
+/// scenarios 15–16 already carry the cover fraction).
+using PublishedRiskArrays = std::map<std::string, std::vector<double>>;
+PublishedRiskArrays read_risk_arrays(const std::string& path, std::size_t scenarios = 16);
+
+class MarginEngine {
+ public:
+  MarginEngine(const InstrumentTable& instruments, const MarketSnapshot& market,
+               Methodology methodology, Backend backend);
+  ~MarginEngine();
+  MarginEngine(const MarginEngine&) = delete;
+  MarginEngine& operator=(const MarginEngine&) = delete;
+
+  /// span16 only: take R from published risk arrays instead of revaluing.
+  void use_published_risk_arrays(PublishedRiskArrays arrays);
+  /// Largest risk-array tile in bytes (default 512 MiB); smaller tiles run more passes.
+  void set_tile_bytes(std::size_t bytes) { tile_bytes_ = bytes; }
+
+  /// The end-of-day run: margins every account holding positions; caches the account P&L rows
+  /// and the risk arrays for what-if.
+  MarginRun run(const std::vector<Position>& positions);
+
+  /// Incremental margin of `trades` for `account` from the cached rows (run() first); no
+  /// revaluation of instruments already in the cache.
+  WhatIfResult whatif(const std::string& account, const std::vector<Position>& trades);
+
+  const ScenarioSet& scenarios() const;
+  const Methodology& methodology() const { return methodology_; }
+  Backend backend() const { return backend_; }
+
+ private:
+  struct Cache;
+  const InstrumentTable& instruments_;
+  const MarketSnapshot& market_;
+  Methodology methodology_;
+  Backend backend_;
+  std::size_t tile_bytes_ = std::size_t(512) << 20;
+  PublishedRiskArrays published_;
+  std::unique_ptr<Cache> cache_;
+};
+
+/// The plain reference path (one loop over accounts, underlyings, positions and scenarios,
+/// pricing each position from models/ in every scenario): what every kernel is tested against.
+MarginRun reference_margin(const InstrumentTable& instruments, const MarketSnapshot& market,
+                           const Methodology& methodology, const std::vector<Position>& positions,
+                           const PublishedRiskArrays* published = nullptr);
+
+}  // namespace marginet

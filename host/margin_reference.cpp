@@ -1,0 +1,67 @@
+// The reference path of the margin engine: one plain loop over accounts, underlyings,
+// positions and scenarios, pricing every position from models/ in every scenario. Slow and
+// obviously correct; the kernels are tested against it.
+
+#include <map>
+
+#include "host/margin_engine.hpp"
+#include "host/margin_rows.hpp"
+#include "models/errors.hpp"
+
+namespace marginet {
+
+using namespace margin_detail;
+
+MarginRun reference_margin(const InstrumentTable& instruments, const MarketSnapshot& market,
+                           const Methodology& methodology, const std::vector<Position>& positions,
+                           const PublishedRiskArrays* published) {
+  MarginRun out;
+  Preparer preparer(instruments, market, methodology);
+  const Prepared prep = preparer.prepare(positions);
+  const ScenarioSet& set = prep.scenarios;
+  const std::size_t S = set.count;
+
+  // account -> group -> positions
+  std::map<std::string, std::map<std::int32_t, std::vector<const Position*>>> book;
+  for (const Position& p : positions) {
+    const auto& st = prep.states[static_cast<std::size_t>(prep.state_of[p.instrument])];
+    book[p.account][st.group].push_back(&p);
+  }
+  for (const auto& [account, groups] : book) {
+    std::vector<std::int32_t> gs;
+    std::vector<std::vector<double>> rows;
+    std::vector<RowReduction> reds;
+    std::vector<RowInputs> ins;
+    for (const auto& [g, list] : groups) {
+      std::vector<double> row(S, 0.0);
+      RowInputs in;
+      for (const Position* p : list) {
+        const InstrumentState& st = prep.states[static_cast<std::size_t>(prep.state_of[p->instrument])];
+        for (std::size_t s = 0; s < S; ++s) {
+          double r;
+          if (published) {
+            const auto it = published->find(instruments[p->instrument].id);
+            if (it == published->end())
+              throw input_error("risk arrays: no risk array for instrument '" + instruments[p->instrument].id + "'");
+            r = -it->second[s];
+          } else {
+            r = scenario_pnl(st, set.shock(s, static_cast<std::size_t>(g)), set.vol_terms[static_cast<std::size_t>(g)],
+                             prep.units);
+          }
+          row[s] += p->quantity * r;
+        }
+        preparer.accumulate(prep, *p, in);
+      }
+      gs.push_back(g);
+      reds.push_back(reduce_row(prep, methodology, g, row.data()));
+      ins.push_back(in);
+      rows.push_back(std::move(row));
+    }
+    std::vector<const double*> ptrs;
+    for (const auto& r : rows) ptrs.push_back(r.data());
+    out.accounts.push_back(finish_account(prep, methodology, account, gs, ptrs, reds, ins));
+  }
+  return out;
+}
+
+}  // namespace marginet

@@ -1,0 +1,81 @@
+#pragma once
+// Internals shared by the margin engine (host/margin_engine.cpp) and its reference path
+// (host/margin_reference.cpp): preparing instrument states, the per-row add-on inputs, and
+// turning reduced rows into account results. Not a public API.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "host/margin_engine.hpp"
+#include "models/deribit_pm.hpp"
+
+namespace marginet::margin_detail {
+
+/// Everything about the book that does not depend on the backend.
+struct Prepared {
+  std::vector<std::string> underlyings;        // sorted; group index = position here
+  ScenarioSet scenarios;
+  PnlUnits units = PnlUnits::quote;
+  std::vector<std::int32_t> state_of;          // instrument index -> slot in `states`, or −1
+  std::vector<std::size_t> instrument_of;      // slot -> instrument index
+  std::vector<InstrumentState> states;         // slots
+  std::vector<double> index_price;             // per group
+};
+
+/// What a row's add-ons need, accumulated from its positions.
+struct RowInputs {
+  double short_option_contracts = 0;           // Σ |q| over short options (span16 SOM)
+  std::map<double, double> coin_delta_by_expiry;  // expiry (years) -> net coin delta (deribit)
+  double coin_delta = 0;
+  double delta = 0, gamma = 0, vega = 0;
+};
+
+/// Rows of the P&L matrix: (account, group) pairs, sorted by account then group.
+struct RowKey {
+  std::string account;
+  std::int32_t group;
+  bool operator<(const RowKey& o) const {
+    return account != o.account ? account < o.account : group < o.group;
+  }
+};
+
+class Preparer {
+ public:
+  Preparer(const InstrumentTable& instruments, const MarketSnapshot& market, const Methodology& m);
+  /// Underlyings, scenario set and states for the instruments in `positions` (and `extra`).
+  Prepared prepare(const std::vector<Position>& positions) const;
+  /// Adds a slot for instrument `index` to `p` (what-if on an instrument outside the book).
+  std::int32_t add_state(Prepared& p, std::size_t index) const;
+  /// The add-on inputs of one position.
+  void accumulate(const Prepared& p, const Position& pos, RowInputs& row) const;
+
+ private:
+  InstrumentState make_state(std::size_t index, std::int32_t group) const;
+  const InstrumentTable& instruments_;
+  const MarketSnapshot& market_;
+  const Methodology& methodology_;
+};
+
+/// Per-row reduction result (stage 3 output).
+struct RowReduction {
+  double worst_loss = 0;        // span16: weighted worst loss; deribit: worst_case
+  std::int32_t worst_scenario = -1;
+};
+
+/// Stage-3 reduction of one row on the host (used by the reference path and by what-if).
+RowReduction reduce_row(const Prepared& p, const Methodology& m, std::int32_t group, const double* pnl);
+
+/// Parameters of the deribit reduction for a group.
+DeribitRowParams deribit_params(const Prepared& p, const Methodology& m, std::int32_t group);
+
+/// Builds one account's result from its rows: `pnl` rows (one per group in `groups`, each
+/// scenarios long), their reductions and inputs.
+AccountMargin finish_account(const Prepared& p, const Methodology& m, const std::string& account,
+                             const std::vector<std::int32_t>& groups,
+                             const std::vector<const double*>& pnl,
+                             const std::vector<RowReduction>& reductions,
+                             const std::vector<RowInputs>& inputs);
+
+}  // namespace marginet::margin_detail

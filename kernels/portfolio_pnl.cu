@@ -1,0 +1,75 @@
+#include "kernels/detail/backend.cuh"
+#include "kernels/portfolio_pnl.hpp"
+#include "models/hd.hpp"
+
+#include <thrust/for_each.h>
+#include <thrust/iterator/counting_iterator.h>
+
+namespace marginet::kernels::MARGINET_BACKEND_NS {
+
+namespace {
+
+struct CsrView {
+  const std::int64_t* offsets;
+  const std::int32_t* instrument;
+  const double* quantity;
+  const double* risk;
+  std::size_t scenarios;
+  double* pnl;
+};
+
+/// GPU decomposition: one thread per (row, scenario); consecutive threads read consecutive
+/// scenarios of the same risk-array row (coalesced).
+struct PnlOfCell {
+  CsrView v;
+  MARGINET_HD void operator()(std::size_t cell) const {
+    const std::size_t row = cell / v.scenarios;
+    const std::size_t s = cell - row * v.scenarios;
+    double sum = 0.0;
+    for (std::int64_t j = v.offsets[row]; j < v.offsets[row + 1]; ++j)
+      sum += v.quantity[j] * v.risk[static_cast<std::size_t>(v.instrument[j]) * v.scenarios + s];
+    v.pnl[cell] = sum;
+  }
+};
+
+/// CPU decomposition: one task per row, an axpy per position over the scenarios (vectorises);
+/// the same per-cell summation order as PnlOfCell.
+struct PnlOfRow {
+  CsrView v;
+  void operator()(std::size_t row) const {
+    double* out = v.pnl + row * v.scenarios;
+    for (std::size_t s = 0; s < v.scenarios; ++s) out[s] = 0.0;
+    for (std::int64_t j = v.offsets[row]; j < v.offsets[row + 1]; ++j) {
+      const double q = v.quantity[j];
+      const double* r = v.risk + static_cast<std::size_t>(v.instrument[j]) * v.scenarios;
+      for (std::size_t s = 0; s < v.scenarios; ++s) out[s] += q * r[s];
+    }
+  }
+};
+
+}  // namespace
+
+void portfolio_pnl(const PortfolioPnlArgs& a) {
+  if (a.rows == 0 || a.scenarios == 0) return;
+  detail::guarded("portfolio_pnl", [&] {
+#if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
+    auto offsets = detail::to_device(a.row_offsets, a.rows + 1);
+    auto instrument = detail::to_device(a.instrument, a.positions);
+    auto quantity = detail::to_device(a.quantity, a.positions);
+    auto risk = detail::to_device(a.risk_arrays, a.instruments * a.scenarios);
+    thrust::device_vector<double> pnl(a.rows * a.scenarios);
+    const CsrView v{thrust::raw_pointer_cast(offsets.data()), thrust::raw_pointer_cast(instrument.data()),
+                    thrust::raw_pointer_cast(quantity.data()), thrust::raw_pointer_cast(risk.data()),
+                    a.scenarios, thrust::raw_pointer_cast(pnl.data())};
+    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows * a.scenarios,
+                       PnlOfCell{v});
+    thrust::copy(pnl.begin(), pnl.end(), a.pnl);
+#else
+    // Host memory is device memory here: work in place, no copies.
+    const CsrView v{a.row_offsets, a.instrument, a.quantity, a.risk_arrays, a.scenarios, a.pnl};
+    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows, PnlOfRow{v});
+#endif
+  });
+}
+
+}  // namespace marginet::kernels::MARGINET_BACKEND_NS

@@ -1,0 +1,23 @@
+#include "models/positions.hpp"
+
+#include "models/csv.hpp"
+
+namespace marginet {
+
+std::vector<Position> read_positions(const std::string& path, const InstrumentTable& instruments) {
+  CsvReader csv(path, {"account", "instrument", "quantity"});
+  std::vector<Position> out;
+  while (csv.next()) {
+    Position p;
+    p.account = csv.required_text("account");
+    const std::string& id = csv.required_text("instrument");
+    const Instrument* inst = instruments.find(id);
+    if (!inst) csv.fail("instrument", "unknown instrument '" + id + "'");
+    p.instrument = instruments.index_of(id);
+    p.quantity = csv.number("quantity");
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+}  // namespace marginet
