@@ -88,6 +88,8 @@ MarginRun MarginEngine::run(const std::vector<Position>& positions) {
   Preparer preparer(instruments_, market_, methodology_);
   cache->prep = preparer.prepare(positions);
   Prepared& prep = cache->prep;
+  // Published risk arrays already carry the cover fraction of the extreme scenarios.
+  if (!published_.empty()) std::fill(prep.scenarios.weights.begin(), prep.scenarios.weights.end(), 1.0);
   const ScenarioSet& set = prep.scenarios;
   const std::size_t S = set.count;
   const std::size_t slots = prep.states.size();

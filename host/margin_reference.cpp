@@ -2,6 +2,7 @@
 // positions and scenarios, pricing every position from models/ in every scenario. Slow and
 // obviously correct; the kernels are tested against it.
 
+#include <algorithm>
 #include <map>
 
 #include "host/margin_engine.hpp"
@@ -17,7 +18,8 @@ MarginRun reference_margin(const InstrumentTable& instruments, const MarketSnaps
                            const PublishedRiskArrays* published) {
   MarginRun out;
   Preparer preparer(instruments, market, methodology);
-  const Prepared prep = preparer.prepare(positions);
+  Prepared prep = preparer.prepare(positions);
+  if (published) std::fill(prep.scenarios.weights.begin(), prep.scenarios.weights.end(), 1.0);
   const ScenarioSet& set = prep.scenarios;
   const std::size_t S = set.count;
 

@@ -11,6 +11,7 @@
 
 #include "host/margin_engine.hpp"
 #include "models/csv.hpp"
+#include "models/errors.hpp"
 #include "models/deribit_pm.hpp"
 #include "models/reference_data.hpp"
 #include "tests/backends.hpp"
