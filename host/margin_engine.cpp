@@ -81,12 +81,12 @@ void fill_published(const Prepared& prep, const InstrumentTable& instruments,
 
 }  // namespace
 
-MarginRun MarginEngine::run(const std::vector<Position>& positions) {
+MarginRun MarginEngine::run(const std::vector<Position>& positions, const std::vector<std::size_t>& also_cover) {
   const auto t_start = Clock::now();
   MarginRun out;
   auto cache = std::make_unique<Cache>();
   Preparer preparer(instruments_, market_, methodology_);
-  cache->prep = preparer.prepare(positions);
+  cache->prep = preparer.prepare(positions, also_cover);
   Prepared& prep = cache->prep;
   // Published risk arrays already carry the cover fraction of the extreme scenarios.
   if (!published_.empty()) std::fill(prep.scenarios.weights.begin(), prep.scenarios.weights.end(), 1.0);

@@ -88,8 +88,9 @@ class MarginEngine {
   void set_tile_bytes(std::size_t bytes) { tile_bytes_ = bytes; }
 
   /// The end-of-day run: margins every account holding positions; caches the account P&L rows
-  /// and the risk arrays for what-if.
-  MarginRun run(const std::vector<Position>& positions);
+  /// and the risk arrays for what-if. `also_cover`: instruments that later what-ifs may trade
+  /// (their underlyings join the scenario set, their risk arrays the cache).
+  MarginRun run(const std::vector<Position>& positions, const std::vector<std::size_t>& also_cover = {});
 
   /// Incremental margin of `trades` for `account` from the cached rows (run() first); no
   /// revaluation of instruments already in the cache.

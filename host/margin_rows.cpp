@@ -64,10 +64,11 @@ InstrumentState Preparer::make_state(std::size_t index, std::int32_t group) cons
   return st;
 }
 
-Prepared Preparer::prepare(const std::vector<Position>& positions) const {
+Prepared Preparer::prepare(const std::vector<Position>& positions, const std::vector<std::size_t>& extra) const {
   Prepared p;
   std::set<std::string> unders;
   for (const Position& pos : positions) unders.insert(instruments_[pos.instrument].underlying);
+  for (std::size_t i : extra) unders.insert(instruments_[i].underlying);
   p.underlyings.assign(unders.begin(), unders.end());
   p.units = methodology_.kind == MethodologyKind::deribit_pm ? PnlUnits::coin : PnlUnits::quote;
   p.scenarios = make_scenarios(methodology_, p.underlyings);
@@ -75,6 +76,8 @@ Prepared Preparer::prepare(const std::vector<Position>& positions) const {
   p.state_of.assign(instruments_.size(), -1);
   for (const Position& pos : positions)
     if (p.state_of[pos.instrument] < 0) add_state(p, pos.instrument);
+  for (std::size_t i : extra)
+    if (p.state_of[i] < 0) add_state(p, i);
   return p;
 }
 

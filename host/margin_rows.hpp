@@ -45,7 +45,7 @@ class Preparer {
  public:
   Preparer(const InstrumentTable& instruments, const MarketSnapshot& market, const Methodology& m);
   /// Underlyings, scenario set and states for the instruments in `positions` (and `extra`).
-  Prepared prepare(const std::vector<Position>& positions) const;
+  Prepared prepare(const std::vector<Position>& positions, const std::vector<std::size_t>& extra = {}) const;
   /// Adds a slot for instrument `index` to `p` (what-if on an instrument outside the book).
   std::int32_t add_state(Prepared& p, std::size_t index) const;
   /// The add-on inputs of one position.

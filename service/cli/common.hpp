@@ -56,5 +56,11 @@ class Progress {
 
 /// The subcommands. Each registers itself on `app` and runs from its callback.
 void add_demo_command(CLI::App& app, CommonOptions& opts);
+void add_margin_command(CLI::App& app, CommonOptions& opts);
+void add_whatif_command(CLI::App& app, CommonOptions& opts);
+void add_scheduler_command(CLI::App& app, CommonOptions& opts);
+void add_ledger_command(CLI::App& app, CommonOptions& opts);
+void add_net_command(CLI::App& app, CommonOptions& opts);
+void add_greeks_command(CLI::App& app, CommonOptions& opts);
 
 }  // namespace marginet::cli

@@ -45,6 +45,12 @@ int main(int argc, char** argv) {
   marginet::cli::CommonOptions common;
   marginet::cli::add_common_options(app, common);
   marginet::cli::add_demo_command(app, common);
+  marginet::cli::add_margin_command(app, common);
+  marginet::cli::add_whatif_command(app, common);
+  marginet::cli::add_scheduler_command(app, common);
+  marginet::cli::add_ledger_command(app, common);
+  marginet::cli::add_net_command(app, common);
+  marginet::cli::add_greeks_command(app, common);
 
   try {
     app.parse(argc, argv);

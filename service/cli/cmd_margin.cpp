@@ -1,0 +1,202 @@
+// `marginet margin` (the end-of-day run) and `marginet whatif` (incremental margin of proposed
+// trades for one account), SPEC §2 and §5.
+//
+//   marginet margin --instruments F --market F --marks F --positions F --model NAME|FILE
+//                   [--risk-arrays F] [--device] [--format csv|json] [--out F]
+//     CSV: account,model,im,mm,worst_scenario,delta,gamma,vega   (im/mm in the quote currency)
+//     JSON: the same plus per-underlying breakdown and the five worst scenarios with their P&L.
+//   marginet whatif --account A --trades F ... (same reference data and model)
+//     trades.csv: instrument,quantity  (an optional account column must name A)
+//
+// Scenario ids in output are 1-based (span16's 1–16); 0 means none.
+
+#include <spdlog/spdlog.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "host/margin_engine.hpp"
+#include "models/csv.hpp"
+#include "models/errors.hpp"
+#include "models/reference_data.hpp"
+#include "service/cli/common.hpp"
+#include "service/cli/table.hpp"
+
+namespace marginet::cli {
+
+namespace {
+
+struct MarginOptions {
+  std::string instruments, market, marks, positions, model = "span16", risk_arrays;
+  std::string account, trades;  // whatif
+};
+
+void add_reference_options(CLI::App* cmd, MarginOptions& o) {
+  cmd->add_option("--instruments", o.instruments, "instruments.csv")->required();
+  cmd->add_option("--market", o.market, "market.csv")->required();
+  cmd->add_option("--marks", o.marks, "marks.csv")->required();
+  cmd->add_option("--positions", o.positions, "positions.csv (account,instrument,quantity)")->required();
+  cmd->add_option("--model", o.model, "Methodology: span16, deribit-pm, or a JSON file")->capture_default_str();
+  cmd->add_option("--risk-arrays", o.risk_arrays,
+                  "span16 only: published risk arrays (instrument,s1..s16 losses per long unit)");
+}
+
+/// Runs `body`, naming the marks file in errors about missing marks (they have no file yet).
+template <class Body>
+void naming_marks(const MarginOptions& o, Body&& body) {
+  try {
+    body();
+  } catch (const input_error& e) {
+    if (!e.file().empty()) throw;
+    throw input_error(o.marks, 0, "instrument", e.what());
+  }
+}
+
+std::int64_t scenario_id(std::int32_t index) { return index + 1; }
+
+nlohmann::ordered_json account_json(const AccountMargin& a, const ScenarioSet& set) {
+  nlohmann::ordered_json j;
+  j["account"] = a.account;
+  j["model"] = a.model;
+  j["im"] = a.im;
+  j["mm"] = a.mm;
+  j["worst_scenario"] = scenario_id(a.worst_scenario);
+  j["delta"] = a.delta;
+  j["gamma"] = a.gamma;
+  j["vega"] = a.vega;
+  auto& unders = j["underlyings"] = nlohmann::ordered_json::array();
+  for (const UnderlyingMargin& u : a.underlyings) {
+    nlohmann::ordered_json x;
+    x["underlying"] = u.underlying;
+    x["units"] = u.units;
+    x["im"] = u.im;
+    x["mm"] = u.mm;
+    x["scan_risk"] = u.scan_risk;
+    x["short_option_minimum"] = u.short_option_minimum;
+    x["roll_shock"] = u.roll_shock;
+    x["delta_shock"] = u.delta_shock;
+    x["worst_scenario"] = scenario_id(u.worst_scenario);
+    x["delta"] = u.delta;
+    x["gamma"] = u.gamma;
+    x["vega"] = u.vega;
+    unders.push_back(std::move(x));
+  }
+  auto& worst = j["worst_scenarios"] = nlohmann::ordered_json::array();
+  for (const ScenarioPnl& w : a.worst_scenarios) {
+    nlohmann::ordered_json x;
+    x["scenario"] = scenario_id(w.scenario);
+    x["label"] = set.labels.at(static_cast<std::size_t>(w.scenario));
+    x["pnl"] = w.pnl;
+    worst.push_back(std::move(x));
+  }
+  return j;
+}
+
+void log_times(const CommonOptions& common, const MarginRun& run, std::size_t positions) {
+  if (common.quiet) return;
+  const StageTimes& t = run.times;
+  spdlog::info("{} accounts, {} positions: prepare {:.3f} s, risk arrays {:.3f} s ({} revaluations), "
+               "aggregation {:.3f} s, reduction {:.3f} s, total {:.3f} s",
+               run.accounts.size(), positions, t.prepare_s, t.risk_arrays_s, t.revaluations,
+               t.aggregation_s, t.reduction_s, t.total_s);
+}
+
+void run_margin(const CommonOptions& common, const MarginOptions& o) {
+  const Backend backend = resolve_backend(common);
+  const ReferenceData ref = load_reference_data(o.instruments, o.market, o.marks);
+  const std::vector<Position> positions = read_positions(o.positions, ref.instruments);
+  MarginEngine engine(ref.instruments, ref.market, load_methodology(o.model), backend);
+  if (!o.risk_arrays.empty()) engine.use_published_risk_arrays(read_risk_arrays(o.risk_arrays));
+  MarginRun run;
+  naming_marks(o, [&] { run = engine.run(positions); });
+  log_times(common, run, positions.size());
+
+  OutputSink sink(common.out);
+  if (common.format == "json") {
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    for (const AccountMargin& a : run.accounts) out.push_back(account_json(a, engine.scenarios()));
+    sink.stream() << out.dump(2) << "\n";
+    return;
+  }
+  Table table;
+  table.columns = {"account", "model", "im", "mm", "worst_scenario", "delta", "gamma", "vega"};
+  for (const AccountMargin& a : run.accounts)
+    table.add_row({a.account, a.model, a.im, a.mm, scenario_id(a.worst_scenario), a.delta, a.gamma, a.vega});
+  write_csv(sink.stream(), table);
+}
+
+std::vector<Position> read_trades(const std::string& path, const std::string& account,
+                                  const InstrumentTable& instruments) {
+  CsvReader csv(path, {"instrument", "quantity"});
+  std::vector<Position> trades;
+  while (csv.next()) {
+    if (csv.has("account") && !csv.text("account").empty() && csv.text("account") != account)
+      csv.fail("account", "trade for '" + csv.text("account") + "' in a what-if for '" + account + "'");
+    const std::string& id = csv.required_text("instrument");
+    if (!instruments.contains(id)) csv.fail("instrument", "unknown instrument '" + id + "'");
+    trades.push_back(Position{account, instruments.index_of(id), csv.number("quantity")});
+  }
+  return trades;
+}
+
+void run_whatif(const CommonOptions& common, const MarginOptions& o) {
+  const Backend backend = resolve_backend(common);
+  const ReferenceData ref = load_reference_data(o.instruments, o.market, o.marks);
+  std::vector<Position> positions;
+  for (Position& p : read_positions(o.positions, ref.instruments))
+    if (p.account == o.account) positions.push_back(std::move(p));
+  const std::vector<Position> trades = read_trades(o.trades, o.account, ref.instruments);
+  MarginEngine engine(ref.instruments, ref.market, load_methodology(o.model), backend);
+  if (!o.risk_arrays.empty()) engine.use_published_risk_arrays(read_risk_arrays(o.risk_arrays));
+  // The account's own book is enough: its P&L rows are cached by the run, the trades added to
+  // them; the traded instruments are covered by the scenario set and the risk-array cache.
+  std::vector<std::size_t> traded;
+  for (const Position& t : trades) traded.push_back(t.instrument);
+  WhatIfResult w;
+  naming_marks(o, [&] {
+    engine.run(positions, traded);
+    w = engine.whatif(o.account, trades);
+  });
+  if (!common.quiet)
+    spdlog::info("what-if for {}: {} trades, {} instruments revalued", o.account, trades.size(),
+                 w.instruments_revalued);
+  OutputSink sink(common.out);
+  if (common.format == "json") {
+    nlohmann::ordered_json out;
+    out["account"] = o.account;
+    out["model"] = w.after.model;
+    out["im_change"] = w.im_change;
+    out["mm_change"] = w.mm_change;
+    out["before"] = account_json(w.before, engine.scenarios());
+    out["after"] = account_json(w.after, engine.scenarios());
+    sink.stream() << out.dump(2) << "\n";
+    return;
+  }
+  Table table;
+  table.columns = {"account", "model", "im_before", "im_after", "im_change", "mm_before", "mm_after",
+                   "mm_change", "worst_scenario_before", "worst_scenario_after"};
+  table.add_row({o.account, w.after.model, w.before.im, w.after.im, w.im_change, w.before.mm, w.after.mm,
+                 w.mm_change, scenario_id(w.before.worst_scenario), scenario_id(w.after.worst_scenario)});
+  write_csv(sink.stream(), table);
+}
+
+}  // namespace
+
+void add_margin_command(CLI::App& app, CommonOptions& common) {
+  auto o = std::make_shared<MarginOptions>();
+  CLI::App* cmd = app.add_subcommand("margin", "Margin of accounts' positions under a methodology (EOD run)");
+  add_reference_options(cmd, *o);
+  cmd->callback([&common, o] { run_margin(common, *o); });
+}
+
+void add_whatif_command(CLI::App& app, CommonOptions& common) {
+  auto o = std::make_shared<MarginOptions>();
+  CLI::App* cmd = app.add_subcommand("whatif", "Incremental margin of proposed trades for one account");
+  add_reference_options(cmd, *o);
+  cmd->add_option("--account", o->account, "The account")->required();
+  cmd->add_option("--trades", o->trades, "Proposed trades: instrument,quantity")->required();
+  cmd->callback([&common, o] { run_whatif(common, *o); });
+}
+
+}  // namespace marginet::cli
