@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <unordered_map>
 
 #include "host/dispatch.hpp"
 #include "host/margin_rows.hpp"
@@ -95,22 +96,39 @@ MarginRun MarginEngine::run(const std::vector<Position>& positions, const std::v
   const std::size_t slots = prep.states.size();
   if (!published_.empty() && S != 16) MARGINET_FAIL("published risk arrays need the 16 span scenarios");
 
-  // Rows: (account, group), CSR over positions in row order.
-  for (const Position& pos : positions) {
-    const RowKey key{pos.account, prep.states[static_cast<std::size_t>(prep.state_of[pos.instrument])].group};
-    cache->row_of.emplace(key, 0);
+  // Rows: (account, group) pairs in (account name, group) order; CSR over positions. Accounts
+  // are interned once, so that 10^6 positions cost hash lookups, not string comparisons.
+  const std::size_t G = std::max<std::size_t>(1, set.underlyings.size());
+  std::unordered_map<std::string, std::int32_t> account_id;
+  std::vector<const std::string*> account_name;
+  std::vector<std::int32_t> account_of_position(positions.size());
+  for (std::size_t j = 0; j < positions.size(); ++j) {
+    const auto [it, fresh] = account_id.emplace(positions[j].account, static_cast<std::int32_t>(account_name.size()));
+    if (fresh) account_name.push_back(&it->first);
+    account_of_position[j] = it->second;
   }
-  for (auto& [key, row] : cache->row_of) {
-    row = cache->rows.size();
+  std::vector<std::int32_t> by_name(account_name.size()), rank(account_name.size());
+  for (std::size_t a = 0; a < by_name.size(); ++a) by_name[a] = static_cast<std::int32_t>(a);
+  std::sort(by_name.begin(), by_name.end(), [&](std::int32_t x, std::int32_t y) { return *account_name[x] < *account_name[y]; });
+  for (std::size_t r = 0; r < by_name.size(); ++r) rank[static_cast<std::size_t>(by_name[r])] = static_cast<std::int32_t>(r);
+  std::vector<std::int64_t> row_of_key(account_name.size() * G, -1);
+  auto key_of = [&](std::size_t j) {
+    const auto group = static_cast<std::size_t>(prep.states[static_cast<std::size_t>(prep.state_of[positions[j].instrument])].group);
+    return static_cast<std::size_t>(rank[static_cast<std::size_t>(account_of_position[j])]) * G + group;
+  };
+  for (std::size_t j = 0; j < positions.size(); ++j) row_of_key[key_of(j)] = 0;
+  for (std::size_t k = 0; k < row_of_key.size(); ++k) {
+    if (row_of_key[k] < 0) continue;
+    row_of_key[k] = static_cast<std::int64_t>(cache->rows.size());
+    const RowKey key{*account_name[static_cast<std::size_t>(by_name[k / G])], static_cast<std::int32_t>(k % G)};
     cache->rows.push_back(key);
+    cache->row_of.emplace_hint(cache->row_of.end(), key, cache->rows.size() - 1);
   }
   const std::size_t rows = cache->rows.size();
   std::vector<std::int64_t> offsets(rows + 1, 0);
   std::vector<std::size_t> row_of_position(positions.size());
   for (std::size_t j = 0; j < positions.size(); ++j) {
-    const Position& pos = positions[j];
-    const RowKey key{pos.account, prep.states[static_cast<std::size_t>(prep.state_of[pos.instrument])].group};
-    row_of_position[j] = cache->row_of.at(key);
+    row_of_position[j] = static_cast<std::size_t>(row_of_key[key_of(j)]);
     ++offsets[row_of_position[j] + 1];
   }
   for (std::size_t r = 0; r < rows; ++r) offsets[r + 1] += offsets[r];

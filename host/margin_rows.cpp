@@ -66,9 +66,12 @@ InstrumentState Preparer::make_state(std::size_t index, std::int32_t group) cons
 
 Prepared Preparer::prepare(const std::vector<Position>& positions, const std::vector<std::size_t>& extra) const {
   Prepared p;
+  std::vector<std::uint8_t> held(instruments_.size(), 0);
+  for (const Position& pos : positions) held[pos.instrument] = 1;
+  for (std::size_t i : extra) held[i] = 1;
   std::set<std::string> unders;
-  for (const Position& pos : positions) unders.insert(instruments_[pos.instrument].underlying);
-  for (std::size_t i : extra) unders.insert(instruments_[i].underlying);
+  for (std::size_t i = 0; i < held.size(); ++i)
+    if (held[i]) unders.insert(instruments_[i].underlying);
   p.underlyings.assign(unders.begin(), unders.end());
   p.units = methodology_.kind == MethodologyKind::deribit_pm ? PnlUnits::coin : PnlUnits::quote;
   p.scenarios = make_scenarios(methodology_, p.underlyings);
@@ -89,30 +92,41 @@ std::int32_t Preparer::add_state(Prepared& p, std::size_t index) const {
     throw input_error("instrument '" + instruments_[index].id + "' is on underlying '" +
                       instruments_[index].underlying + "', which this book's scenario set does not cover");
   p.states.push_back(make_state(index, group));
+  p.unit.push_back(unit_risk(index, p.states.back()));
   p.instrument_of.push_back(index);
   p.state_of[index] = static_cast<std::int32_t>(p.states.size() - 1);
   return p.state_of[index];
 }
 
-void Preparer::accumulate(const Prepared& p, const Position& pos, RowInputs& row) const {
-  const InstrumentState& st = p.states[static_cast<std::size_t>(p.state_of[pos.instrument])];
-  const Instrument& inst = instruments_[pos.instrument];
-  const double q = pos.quantity;
-  double unit_delta = st.contract_size, coin_delta = st.contract_size;
+Prepared::UnitRisk Preparer::unit_risk(std::size_t index, const InstrumentState& st) const {
+  Prepared::UnitRisk u;
+  u.delta = u.coin_delta = st.contract_size;
   if (st.kind == InstrumentKind::option) {
     const Greeks g = black76_greeks(st.put_call, st.forward, st.strike, st.years, st.vol, st.rate);
-    unit_delta = st.contract_size * g.delta;
-    row.gamma += q * st.contract_size * g.gamma;
-    row.vega += q * st.contract_size * g.vega;
+    u.option = true;
+    u.delta = st.contract_size * g.delta;
+    u.gamma = st.contract_size * g.gamma;
+    u.vega = st.contract_size * g.vega;
     // Deribit's coin delta of an inverse option: delta − price in coin.
-    coin_delta = inst.settlement == Settlement::inverse
-                     ? st.contract_size * (g.delta - g.price / st.forward)
-                     : unit_delta;
+    u.coin_delta = instruments_[index].settlement == Settlement::inverse
+                       ? st.contract_size * (g.delta - g.price / st.forward)
+                       : u.delta;
+  }
+  return u;
+}
+
+void Preparer::accumulate(const Prepared& p, const Position& pos, RowInputs& row) const {
+  const std::size_t slot = static_cast<std::size_t>(p.state_of[pos.instrument]);
+  const Prepared::UnitRisk& u = p.unit[slot];
+  const double q = pos.quantity;
+  if (u.option) {
+    row.gamma += q * u.gamma;
+    row.vega += q * u.vega;
     if (q < 0) row.short_option_contracts += -q;
   }
-  row.delta += q * unit_delta;
-  row.coin_delta += q * coin_delta;
-  row.coin_delta_by_expiry[st.years] += q * coin_delta;
+  row.delta += q * u.delta;
+  row.coin_delta += q * u.coin_delta;
+  row.coin_delta_by_expiry[p.states[slot].years] += q * u.coin_delta;
 }
 
 DeribitRowParams deribit_params(const Prepared& p, const Methodology& m, std::int32_t group) {

@@ -21,6 +21,11 @@ struct Prepared {
   std::vector<std::int32_t> state_of;          // instrument index -> slot in `states`, or −1
   std::vector<std::size_t> instrument_of;      // slot -> instrument index
   std::vector<InstrumentState> states;         // slots
+  struct UnitRisk {                            // per slot, per unit of quantity
+    double delta = 0, gamma = 0, vega = 0, coin_delta = 0;
+    bool option = false;
+  };
+  std::vector<UnitRisk> unit;                  // slots
   std::vector<double> index_price;             // per group
 };
 
@@ -53,6 +58,7 @@ class Preparer {
 
  private:
   InstrumentState make_state(std::size_t index, std::int32_t group) const;
+  Prepared::UnitRisk unit_risk(std::size_t index, const InstrumentState& st) const;
   const InstrumentTable& instruments_;
   const MarketSnapshot& market_;
   const Methodology& methodology_;
