@@ -98,7 +98,7 @@ MarginRun MarginEngine::run(const std::vector<Position>& positions, const std::v
 
   // Rows: (account, group) pairs in (account name, group) order; CSR over positions. Accounts
   // are interned once, so that 10^6 positions cost hash lookups, not string comparisons.
-  const std::size_t G = std::max<std::size_t>(1, set.underlyings.size());
+  const std::size_t G = prep.joint ? 1 : std::max<std::size_t>(1, set.underlyings.size());
   std::unordered_map<std::string, std::int32_t> account_id;
   std::vector<const std::string*> account_name;
   std::vector<std::int32_t> account_of_position(positions.size());
@@ -113,7 +113,8 @@ MarginRun MarginEngine::run(const std::vector<Position>& positions, const std::v
   for (std::size_t r = 0; r < by_name.size(); ++r) rank[static_cast<std::size_t>(by_name[r])] = static_cast<std::int32_t>(r);
   std::vector<std::int64_t> row_of_key(account_name.size() * G, -1);
   auto key_of = [&](std::size_t j) {
-    const auto group = static_cast<std::size_t>(prep.states[static_cast<std::size_t>(prep.state_of[positions[j].instrument])].group);
+    const auto group = static_cast<std::size_t>(
+        row_group(prep, prep.states[static_cast<std::size_t>(prep.state_of[positions[j].instrument])].group));
     return static_cast<std::size_t>(rank[static_cast<std::size_t>(account_of_position[j])]) * G + group;
   };
   for (std::size_t j = 0; j < positions.size(); ++j) row_of_key[key_of(j)] = 0;
@@ -198,7 +199,17 @@ MarginRun MarginEngine::run(const std::vector<Position>& positions, const std::v
   auto t3 = Clock::now();
   std::vector<double> worst(rows);
   std::vector<std::int32_t> worst_s(rows);
-  if (methodology_.kind == MethodologyKind::deribit_pm) {
+  cache->reductions.resize(rows);
+  const bool tails = methodology_.kind == MethodologyKind::hvar || methodology_.kind == MethodologyKind::mc_es;
+  if (tails) {
+    std::vector<TailRisk> base(rows), stress(rows);
+    const std::size_t base_n = set.stress_offset ? set.stress_offset : S;
+    const kernels::TailRiskArgs args{cache->pnl.data(), rows, S, base_n, tail_k_base(prep, methodology_),
+                                     tail_k_stress(prep, methodology_), base.data(), stress.data()};
+    MARGINET_DISPATCH(backend_, tail_risk, args);
+    for (std::size_t r = 0; r < rows; ++r)
+      cache->reductions[r] = tail_reduction(methodology_, base[r], set.stress_offset ? &stress[r] : nullptr);
+  } else if (methodology_.kind == MethodologyKind::deribit_pm) {
     const std::size_t G = set.underlyings.size();
     const std::size_t standard = deribit_standard_count(methodology_.deribit);
     std::vector<std::int32_t> group(rows);
@@ -217,8 +228,8 @@ MarginRun MarginEngine::run(const std::vector<Position>& positions, const std::v
     const kernels::WorstLossArgs args{cache->pnl.data(), rows, S, set.weights.data(), worst.data(), worst_s.data()};
     MARGINET_DISPATCH(backend_, weighted_worst_loss, args);
   }
-  cache->reductions.resize(rows);
-  for (std::size_t r = 0; r < rows; ++r) cache->reductions[r] = RowReduction{worst[r], worst_s[r]};
+  if (!tails)
+    for (std::size_t r = 0; r < rows; ++r) cache->reductions[r] = RowReduction{worst[r], worst_s[r], 0, 0, 0};
 
   // Accounts: rows are sorted by account, then group.
   for (std::size_t r0 = 0; r0 < rows;) {
@@ -301,12 +312,13 @@ WhatIfResult MarginEngine::whatif(const std::string& account, const std::vector<
       r = risk_row.data();
       ++result.instruments_revalued;
     }
-    auto& row = pnl[st.group];
+    const std::int32_t g = row_group(prep, st.group);
+    auto& row = pnl[g];
     if (row.empty()) row.assign(S, 0.0);
     for (std::size_t s = 0; s < S; ++s) row[s] += t.quantity * r[s];
     Position p = t;
     p.account = account;
-    preparer.accumulate(prep, p, inputs[st.group]);
+    preparer.accumulate(prep, p, inputs[g]);
   }
   for (auto& [g, row] : pnl) reductions[g] = reduce_row(prep, methodology_, g, row.data());
   result.after = finish();

@@ -46,6 +46,7 @@ struct AccountMargin {
   double im = 0, mm = 0;          // quote currency
   std::int32_t worst_scenario = -1;
   double delta = 0, gamma = 0, vega = 0;  // sums over underlyings (see per-underlying figures)
+  double var = 0, es = 0, stressed_es = 0; // hvar / mc-es: the tail figures behind im
   std::vector<UnderlyingMargin> underlyings;
   std::vector<ScenarioPnl> worst_scenarios;  // up to five, worst first
 };

@@ -27,7 +27,7 @@ MarginRun reference_margin(const InstrumentTable& instruments, const MarketSnaps
   std::map<std::string, std::map<std::int32_t, std::vector<const Position*>>> book;
   for (const Position& p : positions) {
     const auto& st = prep.states[static_cast<std::size_t>(prep.state_of[p.instrument])];
-    book[p.account][st.group].push_back(&p);
+    book[p.account][row_group(prep, st.group)].push_back(&p);
   }
   for (const auto& [account, groups] : book) {
     std::vector<std::int32_t> gs;
@@ -47,8 +47,8 @@ MarginRun reference_margin(const InstrumentTable& instruments, const MarketSnaps
               throw input_error("risk arrays: no risk array for instrument '" + instruments[p->instrument].id + "'");
             r = -it->second[s];
           } else {
-            r = scenario_pnl(st, set.shock(s, static_cast<std::size_t>(g)), set.vol_terms[static_cast<std::size_t>(g)],
-                             prep.units);
+            const auto ug = static_cast<std::size_t>(st.group);  // the instrument's own underlying
+            r = scenario_pnl(st, set.shock(s, ug), set.vol_terms[ug], prep.units);
           }
           row[s] += p->quantity * r;
         }

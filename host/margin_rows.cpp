@@ -74,6 +74,7 @@ Prepared Preparer::prepare(const std::vector<Position>& positions, const std::ve
     if (held[i]) unders.insert(instruments_[i].underlying);
   p.underlyings.assign(unders.begin(), unders.end());
   p.units = methodology_.kind == MethodologyKind::deribit_pm ? PnlUnits::coin : PnlUnits::quote;
+  p.joint = is_joint(methodology_.kind);
   p.scenarios = make_scenarios(methodology_, p.underlyings);
   for (const std::string& u : p.underlyings) p.index_price.push_back(market_.underlying(u).index_price);
   p.state_of.assign(instruments_.size(), -1);
@@ -127,6 +128,39 @@ void Preparer::accumulate(const Prepared& p, const Position& pos, RowInputs& row
   row.delta += q * u.delta;
   row.coin_delta += q * u.coin_delta;
   row.coin_delta_by_expiry[p.states[slot].years] += q * u.coin_delta;
+  if (p.joint) {
+    RowInputs::Greeks& g = row.by_group[p.states[slot].group];
+    g.delta += q * u.delta;
+    if (u.option) {
+      g.gamma += q * u.gamma;
+      g.vega += q * u.vega;
+    }
+  }
+}
+
+std::size_t tail_k_base(const Prepared& p, const Methodology& m) {
+  const double alpha = m.kind == MethodologyKind::hvar ? m.hvar.confidence : m.mc.confidence;
+  const std::size_t n = p.scenarios.stress_offset ? p.scenarios.stress_offset : p.scenarios.count;
+  return tail_count(alpha, n);
+}
+
+std::size_t tail_k_stress(const Prepared& p, const Methodology& m) {
+  if (!p.scenarios.stress_offset) return 0;
+  return tail_count(m.hvar.confidence, p.scenarios.count - p.scenarios.stress_offset);
+}
+
+RowReduction tail_reduction(const Methodology& m, const TailRisk& base, const TailRisk* stress) {
+  RowReduction r;
+  r.var = base.var;
+  r.es = base.es;
+  r.worst_scenario = base.worst_scenario;
+  const bool use_es = m.kind == MethodologyKind::mc_es || m.hvar.expected_shortfall;
+  r.worst_loss = use_es ? base.es : base.var;
+  if (stress) {
+    r.stressed_es = use_es ? stress->es : stress->var;
+    r.worst_loss = std::max(r.worst_loss, r.stressed_es);
+  }
+  return r;
 }
 
 DeribitRowParams deribit_params(const Prepared& p, const Methodology& m, std::int32_t group) {
@@ -145,6 +179,17 @@ DeribitRowParams deribit_params(const Prepared& p, const Methodology& m, std::in
 RowReduction reduce_row(const Prepared& p, const Methodology& m, std::int32_t group, const double* pnl) {
   const ScenarioSet& set = p.scenarios;
   RowReduction r;
+  if (m.kind == MethodologyKind::hvar || m.kind == MethodologyKind::mc_es) {
+    const std::size_t base_n = set.stress_offset ? set.stress_offset : set.count;
+    const std::size_t kb = tail_k_base(p, m), ks = tail_k_stress(p, m);
+    std::vector<double> heap(std::max<std::size_t>(1, std::max(kb, ks)));
+    const TailRisk base = tail_risk(pnl, base_n, kb, heap.data());
+    if (set.stress_offset) {
+      const TailRisk stress = tail_risk(pnl + base_n, set.count - base_n, ks, heap.data());
+      return tail_reduction(m, base, &stress);
+    }
+    return tail_reduction(m, base, nullptr);
+  }
   if (m.kind == MethodologyKind::deribit_pm) {
     std::vector<double> moves(set.count);
     std::vector<std::uint8_t> extended(set.count);
@@ -182,8 +227,29 @@ AccountMargin finish_account(const Prepared& p, const Methodology& m, const std:
   }
   for (std::size_t s = 0; s < set.count; ++s) total[s] *= set.weights[s];
 
-  const bool joint = m.kind == MethodologyKind::stress;
-  for (std::size_t k = 0; k < groups.size(); ++k) {
+  const bool joint = p.joint;
+  if (joint) {
+    // One row: the account as a whole. Per underlying: greeks only (the margin is joint).
+    for (std::size_t k = 0; k < inputs.size(); ++k)
+      for (const auto& [g, gr] : inputs[k].by_group) {
+        UnderlyingMargin um;
+        um.underlying = p.underlyings[static_cast<std::size_t>(g)];
+        um.units = "USD";
+        um.delta = gr.delta;
+        um.gamma = gr.gamma;
+        um.vega = gr.vega;
+        a.delta += gr.delta;
+        a.gamma += gr.gamma;
+        a.vega += gr.vega;
+        a.underlyings.push_back(um);
+      }
+    if (!reductions.empty()) {
+      a.var = reductions[0].var;
+      a.es = reductions[0].es;
+      a.stressed_es = reductions[0].stressed_es;
+    }
+  }
+  for (std::size_t k = 0; k < groups.size() && !joint; ++k) {
     const std::size_t g = static_cast<std::size_t>(groups[k]);
     const std::string& u = p.underlyings[g];
     const RowInputs& in = inputs[k];
@@ -234,10 +300,9 @@ AccountMargin finish_account(const Prepared& p, const Methodology& m, const std:
                     });
   for (std::size_t i = 0; i < k; ++i) a.worst_scenarios.push_back({order[i], total[order[i]]});
   if (joint) {
-    const WorstLoss w = worst_weighted_loss(total.data(), std::vector<double>(set.count, 1.0).data(), set.count);
-    a.im = std::max(0.0, w.loss);
+    a.im = reductions.empty() ? 0.0 : std::max(0.0, reductions[0].worst_loss);
     a.mm = a.im;
-    a.worst_scenario = w.scenario;
+    a.worst_scenario = reductions.empty() ? -1 : reductions[0].worst_scenario;
   } else {
     a.worst_scenario = k > 0 ? order[0] : -1;
   }

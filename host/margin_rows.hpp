@@ -10,6 +10,7 @@
 
 #include "host/margin_engine.hpp"
 #include "models/deribit_pm.hpp"
+#include "models/tail_risk.hpp"
 
 namespace marginet::margin_detail {
 
@@ -18,6 +19,7 @@ struct Prepared {
   std::vector<std::string> underlyings;        // sorted; group index = position here
   ScenarioSet scenarios;
   PnlUnits units = PnlUnits::quote;
+  bool joint = false;                          // one row per account (stress, hvar, mc-es)
   std::vector<std::int32_t> state_of;          // instrument index -> slot in `states`, or −1
   std::vector<std::size_t> instrument_of;      // slot -> instrument index
   std::vector<InstrumentState> states;         // slots
@@ -35,6 +37,8 @@ struct RowInputs {
   std::map<double, double> coin_delta_by_expiry;  // expiry (years) -> net coin delta (deribit)
   double coin_delta = 0;
   double delta = 0, gamma = 0, vega = 0;
+  struct Greeks { double delta = 0, gamma = 0, vega = 0; };
+  std::map<std::int32_t, Greeks> by_group;     // joint rows: greeks per underlying
 };
 
 /// Rows of the P&L matrix: (account, group) pairs, sorted by account then group.
@@ -66,9 +70,18 @@ class Preparer {
 
 /// Per-row reduction result (stage 3 output).
 struct RowReduction {
-  double worst_loss = 0;        // span16: weighted worst loss; deribit: worst_case
+  double worst_loss = 0;        // span16: weighted worst loss; deribit: worst_case; VaR methods: the IM measure
   std::int32_t worst_scenario = -1;
+  double var = 0, es = 0, stressed_es = 0;  // hvar / mc-es
 };
+
+/// The IM measure of hvar / mc-es from the tails of the base and stressed scenarios.
+RowReduction tail_reduction(const Methodology& m, const TailRisk& base, const TailRisk* stress);
+/// k of the base and stressed segments.
+std::size_t tail_k_base(const Prepared& p, const Methodology& m);
+std::size_t tail_k_stress(const Prepared& p, const Methodology& m);
+/// The row a position of `group` goes to: 0 for joint methodologies.
+inline std::int32_t row_group(const Prepared& p, std::int32_t group) { return p.joint ? 0 : group; }
 
 /// Stage-3 reduction of one row on the host (used by the reference path and by what-if).
 RowReduction reduce_row(const Prepared& p, const Methodology& m, std::int32_t group, const double* pnl);

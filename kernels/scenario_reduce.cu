@@ -42,7 +42,45 @@ struct DeribitWorstOfRow {
   }
 };
 
+struct TailOfRow {
+  const double* pnl;
+  std::size_t scenarios, base_count, k_base, k_stress, heap_stride;
+  double* heaps;
+  TailRisk* base;
+  TailRisk* stress;
+
+  MARGINET_HD void operator()(std::size_t row) const {
+    const double* p = pnl + row * scenarios;
+    double* heap = heaps + row * heap_stride;
+    base[row] = ::marginet::tail_risk(p, base_count, k_base, heap);
+    if (base_count < scenarios)
+      stress[row] = ::marginet::tail_risk(p + base_count, scenarios - base_count, k_stress, heap);
+  }
+};
+
 }  // namespace
+
+void tail_risk(const TailRiskArgs& a) {
+  if (a.rows == 0) return;
+  const std::size_t stride = a.k_base > a.k_stress ? a.k_base : a.k_stress;
+  detail::guarded("tail_risk", [&] {
+    thrust::device_vector<double> heaps(a.rows * (stride ? stride : 1));
+#if THRUST_DEVICE_SYSTEM != THRUST_DEVICE_SYSTEM_CUDA
+    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows,
+                       TailOfRow{a.pnl, a.scenarios, a.base_count, a.k_base, a.k_stress, stride,
+                                 thrust::raw_pointer_cast(heaps.data()), a.base, a.stress});
+#else
+    auto pnl = detail::to_device(a.pnl, a.rows * a.scenarios);
+    thrust::device_vector<TailRisk> base(a.rows), stress(a.rows);
+    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows,
+                       TailOfRow{thrust::raw_pointer_cast(pnl.data()), a.scenarios, a.base_count, a.k_base,
+                                 a.k_stress, stride, thrust::raw_pointer_cast(heaps.data()),
+                                 thrust::raw_pointer_cast(base.data()), thrust::raw_pointer_cast(stress.data())});
+    thrust::copy(base.begin(), base.end(), a.base);
+    if (a.base_count < a.scenarios) thrust::copy(stress.begin(), stress.end(), a.stress);
+#endif
+  });
+}
 
 void deribit_worst_case(const DeribitWorstArgs& a) {
   if (a.rows == 0) return;

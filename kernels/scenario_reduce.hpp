@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "models/deribit_pm.hpp"
+#include "models/tail_risk.hpp"
 
 namespace marginet::kernels {
 
@@ -38,13 +39,28 @@ struct DeribitWorstArgs {
   std::int32_t* scenario;            // out: rows
 };
 
+/// VaR and ES of each row by the k-largest rule (models/tail_risk.hpp), over the base
+/// scenarios [0, base_count) and, when base_count < scenarios, the stressed ones after them.
+struct TailRiskArgs {
+  const double* pnl;        // rows × scenarios
+  std::size_t rows;
+  std::size_t scenarios;
+  std::size_t base_count;
+  std::size_t k_base;
+  std::size_t k_stress;     // ignored without stressed scenarios
+  TailRisk* base;           // out: rows
+  TailRisk* stress;         // out: rows (left untouched without stressed scenarios)
+};
+
 namespace cpu {
 void weighted_worst_loss(const WorstLossArgs& args);
 void deribit_worst_case(const DeribitWorstArgs& args);
+void tail_risk(const TailRiskArgs& args);
 }
 namespace gpu {
 void weighted_worst_loss(const WorstLossArgs& args);
 void deribit_worst_case(const DeribitWorstArgs& args);
+void tail_risk(const TailRiskArgs& args);
 }
 
 }  // namespace marginet::kernels

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "models/errors.hpp"
+#include "models/var_scenarios.hpp"
 
 namespace marginet {
 
@@ -90,6 +91,17 @@ DeribitCurrencyParams parse_currency(const json& obj, DeribitCurrencyParams p, c
 }
 
 }  // namespace
+
+double McEsConfig::vol(const std::string& underlying) const {
+  const auto it = vols.find(underlying);
+  return it == vols.end() ? default_vol : it->second;
+}
+
+double McEsConfig::correlation(const std::string& a, const std::string& b) const {
+  auto it = correlations.find(a + "/" + b);
+  if (it == correlations.end()) it = correlations.find(b + "/" + a);
+  return it == correlations.end() ? default_correlation : it->second;
+}
 
 const Span16Params& Span16Config::params(const std::string& underlying) const {
   const auto it = underlyings.find(underlying);
@@ -192,6 +204,39 @@ Methodology parse_methodology(const std::string& text, const std::string& source
         m.deribit.currencies[u] = parse_currency(val, base, source, "currency." + key);
       }
     }
+  } else if (model == "hvar") {
+    m.kind = MethodologyKind::hvar;
+    HvarConfig& h = m.hvar;
+    h.confidence = get_number(doc, "confidence", h.confidence, source, "");
+    h.holding_days = static_cast<int>(get_number(doc, "holding_days", h.holding_days, source, ""));
+    h.ewma_lambda = get_number(doc, "ewma_lambda", h.ewma_lambda, source, "");
+    const std::string measure = doc.value("measure", "es");
+    if (measure != "es" && measure != "var") throw input_error(source, 0, "measure", "must be \"es\" or \"var\"");
+    h.expected_shortfall = measure == "es";
+    h.returns = doc.value("returns", "");
+    h.stress_returns = doc.value("stress_returns", "");
+    if (!(h.confidence > 0 && h.confidence < 1)) throw input_error(source, 0, "confidence", "must be within (0, 1)");
+    if (h.holding_days < 1) throw input_error(source, 0, "holding_days", "must be >= 1");
+    if (h.ewma_lambda < 0 || h.ewma_lambda >= 1) throw input_error(source, 0, "ewma_lambda", "must be within [0, 1)");
+  } else if (model == "mc-es") {
+    m.kind = MethodologyKind::mc_es;
+    McEsConfig& c = m.mc;
+    c.paths = static_cast<std::size_t>(get_number(doc, "paths", static_cast<double>(c.paths), source, ""));
+    c.confidence = get_number(doc, "confidence", c.confidence, source, "");
+    c.holding_days = static_cast<int>(get_number(doc, "holding_days", c.holding_days, source, ""));
+    c.seed = static_cast<std::uint64_t>(get_number(doc, "seed", static_cast<double>(c.seed), source, ""));
+    c.default_vol = get_number(doc, "default_vol", c.default_vol, source, "");
+    c.default_correlation = get_number(doc, "default_correlation", c.default_correlation, source, "");
+    if (doc.contains("vols"))
+      for (const auto& [k, v] : doc["vols"].items()) c.vols[k] = get_number(doc["vols"], k.c_str(), 0, source, "vols");
+    if (doc.contains("correlations"))
+      for (const auto& [k, v] : doc["correlations"].items()) {
+        const double rho = get_number(doc["correlations"], k.c_str(), 0, source, "correlations");
+        if (rho < -1 || rho > 1) throw input_error(source, 0, "correlations." + k, "must be within [-1, 1]");
+        c.correlations[k] = rho;
+      }
+    if (c.paths < 1) throw input_error(source, 0, "paths", "must be >= 1");
+    if (!(c.confidence > 0 && c.confidence < 1)) throw input_error(source, 0, "confidence", "must be within (0, 1)");
   } else if (model == "stress") {
     m.kind = MethodologyKind::stress;
     m.stress_json = doc.dump();
@@ -217,10 +262,17 @@ Methodology load_methodology(const std::string& name_or_path) {
     m.source = "built-in";
     return m;
   }
+  if (name_or_path == "hvar" || name_or_path == "mc-es") {
+    Methodology m;
+    m.name = name_or_path;
+    m.kind = name_or_path == "hvar" ? MethodologyKind::hvar : MethodologyKind::mc_es;
+    m.source = "built-in";
+    return m;
+  }
   std::ifstream in(name_or_path);
   if (!in)
     throw input_error(name_or_path, 0, "",
-                      "not a built-in methodology (span16, deribit-pm) and cannot open as a file");
+                      "not a built-in methodology (span16, deribit-pm, hvar, mc-es) and cannot open as a file");
   std::stringstream ss;
   ss << in.rdbuf();
   return parse_methodology(ss.str(), name_or_path);
@@ -233,6 +285,8 @@ ScenarioSet make_scenarios(const Methodology& m, const std::vector<std::string>&
   const std::size_t U = underlyings.size();
   set.vol_terms.resize(U);
 
+  if (m.kind == MethodologyKind::hvar) return historical_scenarios(m.hvar, underlyings, m.name);
+  if (m.kind == MethodologyKind::mc_es) return monte_carlo_scenarios(m.mc, underlyings, m.name);
   if (m.kind == MethodologyKind::stress) {
     ScenarioSet s = parse_stress_scenarios(m.stress_json, m.source, underlyings);
     s.name = m.name;

@@ -12,6 +12,7 @@
 //                "currency": {"btc": {...}}}   — Deribit's own `model_params` layout.
 //   stress:     {"model": "stress", "scenarios": [...]}  (see models/scenario_set.hpp)
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -20,7 +21,7 @@
 
 namespace marginet {
 
-enum class MethodologyKind { span16, deribit_pm, stress };
+enum class MethodologyKind { span16, deribit_pm, stress, hvar, mc_es };
 
 // --- span16 -----------------------------------------------------------------------------
 
@@ -84,6 +85,37 @@ inline const std::vector<double>& deribit_extended_moves() {
   return moves;
 }
 
+// --- VaR-based: hvar, mc-es -----------------------------------------------------------
+
+/// Filtered historical simulation (Prisma / SPAN 2 style).
+///   {"model": "hvar", "confidence": 0.99, "holding_days": 2, "ewma_lambda": 0.97,
+///    "measure": "es"|"var", "returns": "returns.csv", "stress_returns": "stress.csv"}
+struct HvarConfig {
+  double confidence = 0.99;
+  int holding_days = 2;
+  double ewma_lambda = 0.97;  // 0 switches the volatility filtering off
+  bool expected_shortfall = true;
+  std::string returns;        // date,underlying,return[,vol_return]
+  std::string stress_returns; // optional stressed-period floor
+};
+
+/// Monte Carlo expected shortfall (OCC STANS style).
+///   {"model": "mc-es", "paths": 10000, "confidence": 0.99, "holding_days": 2, "seed": 42,
+///    "default_vol": 0.8, "vols": {"BTC": 0.6}, "default_correlation": 0.5,
+///    "correlations": {"BTC/ETH": 0.85}}
+struct McEsConfig {
+  std::size_t paths = 10'000;
+  double confidence = 0.99;
+  int holding_days = 2;
+  std::uint64_t seed = 42;
+  double default_vol = 0.8;
+  std::map<std::string, double> vols;
+  double default_correlation = 0.5;
+  std::map<std::string, double> correlations;  // "A/B" (either order)
+  double vol(const std::string& underlying) const;
+  double correlation(const std::string& a, const std::string& b) const;
+};
+
 // --- the methodology -------------------------------------------------------------------
 
 struct Methodology {
@@ -92,10 +124,19 @@ struct Methodology {
   Span16Config span;
   DeribitPmConfig deribit;
   std::string stress_json;  // the "scenarios" document of a stress methodology
+  HvarConfig hvar;
+  McEsConfig mc;
   std::string source;       // file it came from, or "built-in"
 };
 
-/// A built-in name (span16, deribit-pm) or a path to a JSON file.
+/// Margin the account as a whole over joint scenarios (stress, hvar, mc-es), rather than each
+/// underlying on its own (span16, deribit-pm).
+inline bool is_joint(MethodologyKind k) {
+  return k == MethodologyKind::stress || k == MethodologyKind::hvar || k == MethodologyKind::mc_es;
+}
+
+/// A built-in name (span16, deribit-pm, hvar, mc-es) or a path to a JSON file. Built-in hvar
+/// needs its returns file set (hvar.returns) before scenarios are made.
 Methodology load_methodology(const std::string& name_or_path);
 Methodology parse_methodology(const std::string& json_text, const std::string& source);
 /// The built-in deribit-pm config: Deribit's published BTC and ETH parameters, BTC's as DEFAULT.

@@ -80,6 +80,7 @@ struct ScenarioSet {
   std::vector<double> weights;            // per scenario (SPAN cover fraction; 1 otherwise)
   std::vector<std::string> labels;        // per scenario, for reports
   std::vector<VolTermParams> vol_terms;   // per underlying (used by deribit_* shocks)
+  std::size_t stress_offset = 0;          // hvar: stressed-period scenarios are [stress_offset, count); 0 = none
 
   const ScenarioShock& shock(std::size_t scenario, std::size_t underlying) const {
     return shocks[scenario * underlyings.size() + underlying];

@@ -1,0 +1,262 @@
+// VaR-based margin: Philox against Random123's known answers, the k-largest rule by hand,
+// EWMA filtering by hand, overlapping returns, Cholesky; hvar and mc-es through the engine
+// against the reference path on every backend; the same seed gives the same margins.
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <random>
+
+#include "host/book_generator.hpp"
+#include "host/margin_engine.hpp"
+#include "models/csv.hpp"
+#include "models/errors.hpp"
+#include "models/philox.hpp"
+#include "models/tail_risk.hpp"
+#include "models/var_scenarios.hpp"
+#include "tests/backends.hpp"
+
+namespace marginet {
+namespace {
+
+TEST(Philox, Random123KnownAnswers) {
+  const Philox4x32 a = philox4x32_10({{0, 0, 0, 0}}, 0, 0);
+  EXPECT_EQ(a.v[0], 0x6627e8d5u);
+  EXPECT_EQ(a.v[1], 0xe169c58du);
+  EXPECT_EQ(a.v[2], 0xbc57ac4cu);
+  EXPECT_EQ(a.v[3], 0x9b00dbd8u);
+  const Philox4x32 b = philox4x32_10({{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}}, 0xffffffffu, 0xffffffffu);
+  EXPECT_EQ(b.v[0], 0x408f276du);
+  EXPECT_EQ(b.v[1], 0x41c83b0eu);
+  EXPECT_EQ(b.v[2], 0xa20bc7c6u);
+  EXPECT_EQ(b.v[3], 0x6d5451fdu);
+  const Philox4x32 c = philox4x32_10({{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}}, 0xa4093822u, 0x299f31d0u);
+  EXPECT_EQ(c.v[0], 0xd16cfe09u);
+  EXPECT_EQ(c.v[1], 0x94fdccebu);
+  EXPECT_EQ(c.v[2], 0x5001e420u);
+  EXPECT_EQ(c.v[3], 0x24126ea1u);
+}
+
+TEST(Philox, NormalsHaveUnitMomentsAndAreReproducible) {
+  double sum = 0, sq = 0;
+  const int n = 200000;
+  for (int i = 0; i < n; ++i) {
+    const double z = philox_normal(7, static_cast<std::uint32_t>(i / 4), static_cast<std::uint32_t>(i % 4));
+    sum += z;
+    sq += z * z;
+  }
+  EXPECT_NEAR(sum / n, 0.0, 0.01);
+  EXPECT_NEAR(sq / n, 1.0, 0.01);
+  EXPECT_EQ(philox_normal(7, 123, 1), philox_normal(7, 123, 1));
+  EXPECT_NE(philox_normal(7, 123, 1), philox_normal(8, 123, 1));
+}
+
+TEST(TailRisk, HundredScenariosAtNinetyFivePercent) {
+  // Losses 1..100 (P&L −1..−100) in a shuffled order: k = ceil(0.05·100) = 5,
+  // VaR = 5th largest = 96, ES = mean(96..100) = 98.
+  std::vector<double> pnl(100);
+  for (int i = 0; i < 100; ++i) pnl[static_cast<std::size_t>(i)] = -(i + 1.0);
+  std::shuffle(pnl.begin(), pnl.end(), std::mt19937(3));
+  const std::size_t k = tail_count(0.95, 100);
+  ASSERT_EQ(k, 5u);
+  std::vector<double> heap(k);
+  const TailRisk t = tail_risk(pnl.data(), pnl.size(), k, heap.data());
+  EXPECT_DOUBLE_EQ(t.var, 96.0);
+  EXPECT_DOUBLE_EQ(t.es, 98.0);
+  EXPECT_DOUBLE_EQ(t.worst, 100.0);
+  EXPECT_EQ(pnl[static_cast<std::size_t>(t.worst_scenario)], -100.0);
+  EXPECT_EQ(tail_count(0.99, 100), 1u);
+  EXPECT_EQ(tail_count(0.99, 1250), 13u);
+  EXPECT_EQ(tail_count(0.99, 10000), 100u);
+}
+
+TEST(TailRisk, EsIsAtLeastVarAndGrowsWithConfidence) {
+  std::mt19937_64 rng(5);
+  std::student_t_distribution<double> fat(3.0);
+  std::vector<double> pnl(1250);
+  for (auto& x : pnl) x = fat(rng);
+  double last_var = -1e300, last_es = -1e300;
+  for (double alpha : {0.9, 0.95, 0.975, 0.99, 0.995}) {
+    const std::size_t k = tail_count(alpha, pnl.size());
+    std::vector<double> heap(k);
+    const TailRisk t = tail_risk(pnl.data(), pnl.size(), k, heap.data());
+    EXPECT_GE(t.es, t.var);
+    EXPECT_GE(t.var, last_var);
+    EXPECT_GE(t.es, last_es);
+    last_var = t.var;
+    last_es = t.es;
+    // Against a full sort.
+    std::vector<double> losses(pnl.size());
+    for (std::size_t i = 0; i < pnl.size(); ++i) losses[i] = -pnl[i];
+    std::sort(losses.rbegin(), losses.rend());
+    double sum = 0;
+    for (std::size_t i = 0; i < k; ++i) sum += losses[i];
+    EXPECT_DOUBLE_EQ(t.var, losses[k - 1]);
+    EXPECT_NEAR(t.es, sum / static_cast<double>(k), 1e-12 * std::fabs(sum));
+  }
+}
+
+TEST(Ewma, MatchesAHandComputation) {
+  // λ = 0.9, returns 0.01, −0.02, 0.03: σ²_0 = mean(r²) = (1e-4 + 4e-4 + 9e-4)/3,
+  // σ²_1 = 0.9σ²_0 + 0.1·1e-4, σ²_2 = 0.9σ²_1 + 0.1·4e-4, now = 0.9σ²_2 + 0.1·9e-4.
+  const std::vector<double> r{0.01, -0.02, 0.03};
+  const double v0 = (1e-4 + 4e-4 + 9e-4) / 3, v1 = 0.9 * v0 + 0.1 * 1e-4, v2 = 0.9 * v1 + 0.1 * 4e-4;
+  const double now = std::sqrt(0.9 * v2 + 0.1 * 9e-4);
+  const std::vector<double> f = ewma_filter(r, 0.9);
+  EXPECT_NEAR(f[0], 0.01 * now / std::sqrt(v0), 1e-16);
+  EXPECT_NEAR(f[1], -0.02 * now / std::sqrt(v1), 1e-16);
+  EXPECT_NEAR(f[2], 0.03 * now / std::sqrt(v2), 1e-16);
+  EXPECT_EQ(ewma_filter(r, 0.0), r);  // λ = 0: no filtering
+}
+
+TEST(OverlappingReturns, CompoundOverTheHoldingPeriod) {
+  const auto h = overlapping_returns({0.1, -0.1, 0.2, 0.0}, 2);
+  ASSERT_EQ(h.size(), 3u);
+  EXPECT_NEAR(h[0], 1.1 * 0.9 - 1, 1e-15);
+  EXPECT_NEAR(h[1], 0.9 * 1.2 - 1, 1e-15);
+  EXPECT_NEAR(h[2], 0.2, 1e-15);
+  EXPECT_TRUE(overlapping_returns({0.1}, 2).empty());
+}
+
+TEST(Cholesky, FactorsAndRejectsNonPositiveDefinite) {
+  const std::vector<double> a{4, 2, 2, 3};
+  const auto l = cholesky(a, 2, {"A", "B"});
+  EXPECT_DOUBLE_EQ(l[0], 2.0);
+  EXPECT_DOUBLE_EQ(l[2], 1.0);
+  EXPECT_DOUBLE_EQ(l[3], std::sqrt(2.0));
+  // Three assets pairwise correlated −0.9: not positive definite.
+  const std::vector<double> bad{1, -0.9, -0.9, -0.9, 1, -0.9, -0.9, -0.9, 1};
+  EXPECT_THROW(cholesky(bad, 3, {"A", "B", "C"}), input_error);
+}
+
+// --- through the engine -------------------------------------------------------------------
+
+std::string write_returns(const std::vector<std::string>& underlyings, int days, unsigned seed, const char* name) {
+  const std::string path = ::testing::TempDir() + "/" + name;
+  std::ofstream f(path);
+  f << "date,underlying,return,vol_return\n";
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> n;
+  for (int d = 0; d < days; ++d) {
+    const double market = n(rng);
+    for (const auto& u : underlyings)
+      f << format_iso8601_utc(1.6e9 + d * 86400.0).substr(0, 10) << "," << u << ","
+        << 0.03 * (0.7 * market + 0.7 * n(rng)) << "," << 0.02 * n(rng) << "\n";
+  }
+  return path;
+}
+
+GeneratedBook small_book() {
+  BookSpec spec;
+  spec.underlyings = 3;
+  spec.instruments = 150;
+  spec.accounts = 25;
+  spec.positions = 600;
+  spec.seed = 17;
+  return generate_book(spec);
+}
+
+class VarMargin : public testing::BackendTest {};
+
+TEST_P(VarMargin, HvarMatchesTheReference) {
+  const GeneratedBook book = small_book();
+  Methodology m = load_methodology("hvar");
+  m.hvar.returns = write_returns(book.underlyings, 260, 1, "returns.csv");
+  m.hvar.stress_returns = write_returns(book.underlyings, 60, 2, "stress.csv");
+  MarginEngine engine(book.instruments, book.market, m, backend());
+  const MarginRun got = engine.run(book.positions);
+  const MarginRun want = reference_margin(book.instruments, book.market, m, book.positions);
+  ASSERT_EQ(got.accounts.size(), want.accounts.size());
+  EXPECT_EQ(engine.scenarios().count, 259u + 59u);
+  EXPECT_EQ(engine.scenarios().stress_offset, 259u);
+  for (std::size_t a = 0; a < got.accounts.size(); ++a) {
+    const AccountMargin& g = got.accounts[a];
+    EXPECT_TRUE(testing::near_relative(g.im, want.accounts[a].im, 1e-12, 1e-9)) << g.account;
+    EXPECT_TRUE(testing::near_relative(g.es, want.accounts[a].es, 1e-12, 1e-9)) << g.account;
+    EXPECT_GE(g.es, g.var);
+    EXPECT_DOUBLE_EQ(g.im, std::max(0.0, std::max(g.es, g.stressed_es)));
+  }
+}
+
+TEST_P(VarMargin, McEsMatchesTheReferenceAndIsReproducible) {
+  const GeneratedBook book = small_book();
+  Methodology m = load_methodology("mc-es");
+  m.mc.paths = 2000;
+  m.mc.seed = 99;
+  MarginEngine engine(book.instruments, book.market, m, backend());
+  const MarginRun got = engine.run(book.positions);
+  const MarginRun again = engine.run(book.positions);
+  const MarginRun want = reference_margin(book.instruments, book.market, m, book.positions);
+  ASSERT_EQ(got.accounts.size(), want.accounts.size());
+  double total = 0;
+  for (std::size_t a = 0; a < got.accounts.size(); ++a) {
+    EXPECT_TRUE(testing::near_relative(got.accounts[a].im, want.accounts[a].im, 1e-12, 1e-9));
+    EXPECT_EQ(got.accounts[a].im, again.accounts[a].im);
+    total += got.accounts[a].im;
+  }
+  EXPECT_GT(total, 0.0);
+  // Another seed draws other paths.
+  m.mc.seed = 100;
+  MarginEngine other(book.instruments, book.market, m, backend());
+  EXPECT_NE(other.run(book.positions).accounts[0].im, got.accounts[0].im);
+}
+
+TEST_P(VarMargin, WhatIfOnHvar) {
+  const GeneratedBook book = small_book();
+  Methodology m = load_methodology("hvar");
+  m.hvar.returns = write_returns(book.underlyings, 120, 4, "returns_w.csv");
+  MarginEngine engine(book.instruments, book.market, m, backend());
+  const MarginRun base = engine.run(book.positions);
+  const std::string acc = base.accounts[2].account;
+  const std::vector<Position> trades{{acc, 5, 3.0}};
+  const WhatIfResult w = engine.whatif(acc, trades);
+  std::vector<Position> with = book.positions;
+  with.push_back(trades[0]);
+  MarginEngine fresh(book.instruments, book.market, m, backend());
+  const MarginRun rerun = fresh.run(with);
+  for (const auto& a : rerun.accounts) {
+    if (a.account == acc) {
+      EXPECT_TRUE(testing::near_relative(w.after.im, a.im, 1e-12, 1e-9));
+    }
+  }
+}
+
+MARGINET_INSTANTIATE_BACKENDS(VarMargin);
+
+class VarCrossBackend : public testing::CrossBackendTest {};
+
+TEST_F(VarCrossBackend, SameSeedSameMarginsOnCpuAndGpu) {
+  const GeneratedBook book = small_book();
+  Methodology m = load_methodology("mc-es");
+  m.mc.paths = 4000;
+  MarginEngine cpu(book.instruments, book.market, m, Backend::cpu);
+  MarginEngine gpu(book.instruments, book.market, m, Backend::cuda);
+  const MarginRun a = cpu.run(book.positions), b = gpu.run(book.positions);
+  for (std::size_t i = 0; i < a.accounts.size(); ++i)
+    EXPECT_TRUE(testing::near_relative(a.accounts[i].im, b.accounts[i].im, 1e-12, 1e-9));
+}
+
+TEST(VarConfig, ReturnsFileErrorsNameFileLineField) {
+  const std::string path = ::testing::TempDir() + "/bad_returns.csv";
+  {
+    std::ofstream f(path);
+    f << "date,underlying,return\n2024-01-01,BTC,0.01\n2024-01-02,BTC,-1.5\n";
+  }
+  try {
+    read_returns(path);
+    FAIL() << "no error";
+  } catch (const input_error& e) {
+    EXPECT_EQ(e.line(), 3);
+    EXPECT_EQ(e.field(), "return");
+  }
+  HvarConfig c;
+  c.returns = write_returns({"BTC"}, 10, 1, "only_btc.csv");
+  EXPECT_THROW(historical_scenarios(c, {"BTC", "ETH"}, "hvar"), input_error);  // no ETH returns
+  EXPECT_THROW(parse_methodology(R"({"model":"hvar","confidence":1.5})", "h.json"), input_error);
+  EXPECT_THROW(parse_methodology(R"({"model":"mc-es","correlations":{"A/B":2}})", "m.json"), input_error);
+}
+
+}  // namespace
+}  // namespace marginet
