@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <random>
 
@@ -136,6 +137,54 @@ GeneratedBook generate_book(const BookSpec& spec) {
     }
   }
   return book;
+}
+
+void write_returns_history(const std::string& path, const std::vector<std::string>& underlyings, int days,
+                           double valuation_time, std::uint64_t seed, bool stressed) {
+  std::ofstream f(path);
+  if (!f) throw input_error(path, 0, "", "cannot open for writing");
+  f.precision(17);
+  f << "date,underlying,return,vol_return\n";
+  std::mt19937_64 rng(seed);
+  std::student_t_distribution<double> shock(4.0);
+  std::normal_distribution<double> normal;
+  const std::size_t U = underlyings.size();
+  const double base = stressed ? 0.06 : 0.03;  // daily vol level
+  std::vector<double> var(U, base * base);
+  for (int d = 0; d < days; ++d) {
+    const double market = shock(rng) / std::sqrt(2.0);  // t(4) scaled to unit variance
+    const bool crash = stressed && d == days / 2;
+    const double date = valuation_time - (days - d) * 86400.0;
+    for (std::size_t u = 0; u < U; ++u) {
+      const double idio = shock(rng) / std::sqrt(2.0);
+      double r = std::sqrt(var[u]) * (0.85 * market + 0.53 * idio);
+      if (crash) r = -0.35 - 0.05 * static_cast<double>(u);
+      r = std::max(r, -0.9);
+      var[u] = 0.000002 + 0.08 * r * r + 0.90 * var[u];  // clustering
+      const double vol_return = -2.0 * r + 0.03 * normal(rng);
+      f << format_iso8601_utc(date).substr(0, 10) << "," << underlyings[u] << "," << r << "," << vol_return << "\n";
+    }
+  }
+}
+
+void write_collateral(const GeneratedBook& book, const std::string& path, std::uint64_t seed) {
+  std::ofstream f(path);
+  if (!f) throw input_error(path, 0, "", "cannot open for writing");
+  f.precision(17);
+  f << "account,asset,amount\n";
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<double> uni(0.0, 1.0);
+  std::map<std::string, double> notional;  // rough size of each account's book
+  for (const Position& p : book.positions) {
+    const Instrument& i = book.instruments[p.instrument];
+    notional[p.account] += std::fabs(p.quantity) * i.contract_size * book.market.underlying(i.underlying).index_price;
+  }
+  const double btc = book.market.underlying(book.underlyings.front()).index_price;
+  for (const auto& [account, n] : notional) {
+    const double want = n * 0.15 * (0.3 + uni(rng));  // some accounts will be short of margin
+    f << account << ",USDC," << std::round(want * 0.6 * 100) / 100 << "\n";
+    f << account << "," << book.underlyings.front() << "," << std::round(want * 0.4 / btc * 1e8) / 1e8 << "\n";
+  }
 }
 
 void write_book(const GeneratedBook& book, const std::string& dir) {

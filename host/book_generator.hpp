@@ -36,6 +36,16 @@ GeneratedBook generate_book(const BookSpec& spec);
 /// Writes instruments.csv, market.csv, marks.csv and positions.csv into `dir` (created).
 void write_book(const GeneratedBook& book, const std::string& dir);
 
+/// Synthetic daily returns (`date,underlying,return,vol_return`) for `days` days ending the day
+/// before the valuation time: correlated fat-tailed shocks with volatility clustering (GARCH(1,1)-
+/// like); `stressed` raises the volatility level several-fold and adds a crash.
+void write_returns_history(const std::string& path, const std::vector<std::string>& underlyings, int days,
+                           double valuation_time, std::uint64_t seed, bool stressed);
+
+/// collateral.csv for the book's accounts: stablecoins and coins worth a random share of a
+/// rough margin level per account.
+void write_collateral(const GeneratedBook& book, const std::string& path, std::uint64_t seed);
+
 /// Account name of index i: "ACC000042".
 std::string account_name(std::size_t i);
 

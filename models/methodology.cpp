@@ -161,6 +161,19 @@ Methodology parse_methodology(const std::string& text, const std::string& source
   Methodology m;
   m.source = source;
   m.name = doc.value("name", model);
+  if (doc.contains("haircuts")) {
+    if (!doc["haircuts"].is_object()) throw input_error(source, 0, "haircuts", "must be an object");
+    for (const auto& [asset, v] : doc["haircuts"].items()) {
+      const double h = get_number(doc["haircuts"], asset.c_str(), 0, source, "haircuts");
+      if (h < 0 || h >= 1) throw input_error(source, 0, "haircuts." + asset, "must be within [0, 1)");
+      m.haircuts[asset] = h;
+    }
+  }
+  m.default_haircut = get_number(doc, "default_haircut", m.default_haircut, source, "");
+  m.settlement_asset = doc.value("settlement_asset", m.settlement_asset);
+  m.settlement_scale = static_cast<int>(get_number(doc, "settlement_scale", m.settlement_scale, source, ""));
+  if (m.settlement_scale < 0 || m.settlement_scale > 18)
+    throw input_error(source, 0, "settlement_scale", "must be within 0..18");
   if (model == "span16") {
     m.kind = MethodologyKind::span16;
     m.span.extreme_move_multiplier =

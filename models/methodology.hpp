@@ -126,6 +126,12 @@ struct Methodology {
   std::string stress_json;  // the "scenarios" document of a stress methodology
   HvarConfig hvar;
   McEsConfig mc;
+  /// Collateral (SPEC §3, §5): haircut per asset ("haircuts": {"BTC": 0.1}), the settlement
+  /// asset margin calls are paid in and its decimal places.
+  std::map<std::string, double> haircuts{{"USD", 0.0}, {"USDC", 0.0}, {"USDT", 0.02}, {"BTC", 0.10}, {"ETH", 0.15}};
+  double default_haircut = 0.30;
+  std::string settlement_asset = "USD";
+  int settlement_scale = 2;
   std::string source;       // file it came from, or "built-in"
 };
 

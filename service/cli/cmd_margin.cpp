@@ -3,7 +3,9 @@
 //
 //   marginet margin --instruments F --market F --marks F --positions F --model NAME|FILE
 //                   [--risk-arrays F] [--device] [--format csv|json] [--out F]
-//     CSV: account,model,im,mm,worst_scenario,delta,gamma,vega   (im/mm in the quote currency)
+//                   [--collateral F] [--returns F] [--stress-returns F] [--paths N] [--seed N]
+//     CSV: account,model,im,mm,worst_scenario,delta,gamma,vega,collateral_value,call
+//          (im, mm, collateral_value in the quote currency; call exact, in the settlement asset)
 //     JSON: the same plus per-underlying breakdown and the five worst scenarios with their P&L.
 //   marginet whatif --account A --trades F ... (same reference data and model)
 //     trades.csv: instrument,quantity  (an optional account column must name A)
@@ -16,7 +18,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "host/collateral.hpp"
 #include "host/margin_engine.hpp"
+#include "models/money.hpp"
 #include "models/csv.hpp"
 #include "models/errors.hpp"
 #include "models/reference_data.hpp"
@@ -29,6 +33,9 @@ namespace {
 
 struct MarginOptions {
   std::string instruments, market, marks, positions, model = "span16", risk_arrays;
+  std::string collateral, returns, stress_returns;
+  std::size_t paths = 0;
+  long long seed = -1;
   std::string account, trades;  // whatif
 };
 
@@ -40,6 +47,23 @@ void add_reference_options(CLI::App* cmd, MarginOptions& o) {
   cmd->add_option("--model", o.model, "Methodology: span16, deribit-pm, or a JSON file")->capture_default_str();
   cmd->add_option("--risk-arrays", o.risk_arrays,
                   "span16 only: published risk arrays (instrument,s1..s16 losses per long unit)");
+  cmd->add_option("--collateral", o.collateral, "collateral.csv (account,asset,amount): adds collateral value and call");
+  cmd->add_option("--returns", o.returns, "hvar: daily returns (date,underlying,return[,vol_return])");
+  cmd->add_option("--stress-returns", o.stress_returns, "hvar: stressed-period returns (a floor)");
+  cmd->add_option("--paths", o.paths, "mc-es: number of paths (default 10000)");
+  cmd->add_option("--seed", o.seed, "mc-es: random seed");
+}
+
+/// The methodology with the command line's overrides.
+Methodology methodology_of(const MarginOptions& o) {
+  Methodology m = load_methodology(o.model);
+  if (!o.returns.empty()) m.hvar.returns = o.returns;
+  if (!o.stress_returns.empty()) m.hvar.stress_returns = o.stress_returns;
+  if (o.paths) m.mc.paths = o.paths;
+  if (o.seed >= 0) m.mc.seed = static_cast<std::uint64_t>(o.seed);
+  if ((!o.returns.empty() || !o.stress_returns.empty()) && m.kind != MethodologyKind::hvar)
+    throw usage_error("--returns / --stress-returns apply to hvar only");
+  return m;
 }
 
 /// Runs `body`, naming the marks file in errors about missing marks (they have no file yet).
@@ -55,7 +79,7 @@ void naming_marks(const MarginOptions& o, Body&& body) {
 
 std::int64_t scenario_id(std::int32_t index) { return index + 1; }
 
-nlohmann::ordered_json account_json(const AccountMargin& a, const ScenarioSet& set) {
+nlohmann::ordered_json account_json(const AccountMargin& a, const ScenarioSet& set, int settlement_scale) {
   nlohmann::ordered_json j;
   j["account"] = a.account;
   j["model"] = a.model;
@@ -65,6 +89,13 @@ nlohmann::ordered_json account_json(const AccountMargin& a, const ScenarioSet& s
   j["delta"] = a.delta;
   j["gamma"] = a.gamma;
   j["vega"] = a.vega;
+  j["collateral_value"] = a.collateral_value;
+  j["call"] = format_money(a.call_minor, settlement_scale);
+  if (a.es != 0 || a.var != 0) {
+    j["var"] = a.var;
+    j["es"] = a.es;
+    j["stressed_es"] = a.stressed_es;
+  }
   auto& unders = j["underlyings"] = nlohmann::ordered_json::array();
   for (const UnderlyingMargin& u : a.underlyings) {
     nlohmann::ordered_json x;
@@ -106,23 +137,27 @@ void run_margin(const CommonOptions& common, const MarginOptions& o) {
   const Backend backend = resolve_backend(common);
   const ReferenceData ref = load_reference_data(o.instruments, o.market, o.marks);
   const std::vector<Position> positions = read_positions(o.positions, ref.instruments);
-  MarginEngine engine(ref.instruments, ref.market, load_methodology(o.model), backend);
+  const Methodology m = methodology_of(o);
+  MarginEngine engine(ref.instruments, ref.market, m, backend);
   if (!o.risk_arrays.empty()) engine.use_published_risk_arrays(read_risk_arrays(o.risk_arrays));
   MarginRun run;
   naming_marks(o, [&] { run = engine.run(positions); });
+  apply_collateral(run, o.collateral.empty() ? std::vector<CollateralHolding>{} : read_collateral(o.collateral),
+                   ref.market, m);
   log_times(common, run, positions.size());
 
   OutputSink sink(common.out);
   if (common.format == "json") {
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
-    for (const AccountMargin& a : run.accounts) out.push_back(account_json(a, engine.scenarios()));
+    for (const AccountMargin& a : run.accounts) out.push_back(account_json(a, engine.scenarios(), m.settlement_scale));
     sink.stream() << out.dump(2) << "\n";
     return;
   }
   Table table;
-  table.columns = {"account", "model", "im", "mm", "worst_scenario", "delta", "gamma", "vega"};
+  table.columns = {"account", "model", "im", "mm", "worst_scenario", "delta", "gamma", "vega", "collateral_value", "call"};
   for (const AccountMargin& a : run.accounts)
-    table.add_row({a.account, a.model, a.im, a.mm, scenario_id(a.worst_scenario), a.delta, a.gamma, a.vega});
+    table.add_row({a.account, a.model, a.im, a.mm, scenario_id(a.worst_scenario), a.delta, a.gamma, a.vega,
+                   a.collateral_value, format_money(a.call_minor, m.settlement_scale)});
   write_csv(sink.stream(), table);
 }
 
@@ -147,7 +182,8 @@ void run_whatif(const CommonOptions& common, const MarginOptions& o) {
   for (Position& p : read_positions(o.positions, ref.instruments))
     if (p.account == o.account) positions.push_back(std::move(p));
   const std::vector<Position> trades = read_trades(o.trades, o.account, ref.instruments);
-  MarginEngine engine(ref.instruments, ref.market, load_methodology(o.model), backend);
+  const Methodology m = methodology_of(o);
+  MarginEngine engine(ref.instruments, ref.market, m, backend);
   if (!o.risk_arrays.empty()) engine.use_published_risk_arrays(read_risk_arrays(o.risk_arrays));
   // The account's own book is enough: its P&L rows are cached by the run, the trades added to
   // them; the traded instruments are covered by the scenario set and the risk-array cache.
@@ -168,8 +204,8 @@ void run_whatif(const CommonOptions& common, const MarginOptions& o) {
     out["model"] = w.after.model;
     out["im_change"] = w.im_change;
     out["mm_change"] = w.mm_change;
-    out["before"] = account_json(w.before, engine.scenarios());
-    out["after"] = account_json(w.after, engine.scenarios());
+    out["before"] = account_json(w.before, engine.scenarios(), m.settlement_scale);
+    out["after"] = account_json(w.after, engine.scenarios(), m.settlement_scale);
     sink.stream() << out.dump(2) << "\n";
     return;
   }

@@ -1,0 +1,31 @@
+#pragma once
+// Collateral and margin calls (SPEC §3, §5 stage 4): collateral.csv (`account,asset,amount`)
+// valued in the settlement currency at the market snapshot's index prices (USD, USDC, USDT at
+// 1), less the methodology's haircut per asset; call = max(0, IM − collateral value) rounded up
+// to the settlement asset's minor unit — an exact int64 amount.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "host/margin_engine.hpp"
+
+namespace marginet {
+
+struct CollateralHolding {
+  std::string account;
+  std::string asset;
+  double amount = 0;  // in units of the asset
+};
+
+std::vector<CollateralHolding> read_collateral(const std::string& path);
+
+/// Price of one unit of `asset` in the settlement currency; input_error for an unknown asset.
+double collateral_price(const std::string& asset, const MarketSnapshot& market);
+
+/// Fills collateral_value and call_minor of every account in `run`.
+void apply_collateral(MarginRun& run, const std::vector<CollateralHolding>& holdings,
+                      const MarketSnapshot& market, const Methodology& methodology);
+
+}  // namespace marginet
