@@ -47,6 +47,8 @@ struct AccountMargin {
   std::int32_t worst_scenario = -1;
   double delta = 0, gamma = 0, vega = 0;  // sums over underlyings (see per-underlying figures)
   double var = 0, es = 0, stressed_es = 0; // hvar / mc-es: the tail figures behind im
+  double collateral_value = 0;             // after haircuts, quote currency (host/collateral.hpp)
+  std::int64_t call_minor = 0;             // margin call, minor units of the settlement asset
   std::vector<UnderlyingMargin> underlyings;
   std::vector<ScenarioPnl> worst_scenarios;  // up to five, worst first
 };

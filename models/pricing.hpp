@@ -38,6 +38,7 @@ constexpr double kSqrtHalfPi = 1.25331413731550025121;
 /// e^{-z²/2} without the rounding error of z² (z split into a 16-bit head and a tail).
 MARGINET_HD double exp_neg_half_square(double z) {
   z = fabs(z);
+  if (z < 2.5) return exp(-0.5 * z * z);     // rounding of z² costs ≤ 3 ulp here
   if (!(z < 40.0)) return z == z ? 0.0 : z;  // underflows; NaN stays NaN
   const double zh = floor(z * 1024.0) / 1024.0;
   const double zl = z - zh;
@@ -46,6 +47,7 @@ MARGINET_HD double exp_neg_half_square(double z) {
 
 /// e^{x²} for 0 ≤ x < 26.6, without the rounding error of x².
 MARGINET_HD double exp_square(double x) {
+  if (x < 2.0) return exp(x * x);  // rounding of x² costs ≤ 4 ulp here
   const double xh = floor(x * 1024.0) / 1024.0;
   const double xl = x - xh;
   return exp(xh * xh) * exp(xl * (x + xh));
@@ -77,10 +79,23 @@ MARGINET_HD double erfcx(double x) {
 MARGINET_HD double normal_pdf(double z) { return pricing_detail::kInvSqrt2Pi * exp(-0.5 * z * z); }
 
 /// Standard normal distribution function, accurate to a few ulp relative in both tails.
+/// Φ(z) = erfc(a)/2 with a = −z/√2; in the left tail the rounding δ of a (exact by Dekker's
+/// product) would cost 2a²ε relative, so it is corrected: erfc(a + δ) ≈ erfc(a)·(1 − 2aδ(1 + 1/2a²)).
 MARGINET_HD double normal_cdf(double z) {
   using namespace pricing_detail;
-  if (z < -3.0) return 0.5 * erfcx_nonnegative(-z * kInvSqrt2) * exp_neg_half_square(z);
-  return 0.5 * erfc(-z * kInvSqrt2);
+  if (z >= -1.0) return 0.5 * erfc(-z * kInvSqrt2);
+  if (z < -38.5) return 0.0;  // Φ(−38.5) < 1e-324
+  constexpr double c_hi = kInvSqrt2;
+  constexpr double c_lo = -4.8336466567264567e-17;  // 1/√2 − c_hi
+  const double m = -z;
+  const double a = m * c_hi;
+  // Dekker: m·c_hi = a + e exactly (split into 26-bit halves).
+  constexpr double split = 134217729.0;  // 2^27 + 1
+  const double mt = split * m, mh = mt - (mt - m), ml = m - mh;
+  const double ct = split * c_hi, ch = ct - (ct - c_hi), cl = c_hi - ch;
+  const double e = ((mh * ch - a) + mh * cl + ml * ch) + ml * cl;
+  const double delta = e + m * c_lo;
+  return 0.5 * erfc(a) * (1.0 - 2.0 * a * delta * (1.0 + 0.5 / (a * a)));
 }
 
 namespace pricing_detail {
@@ -101,23 +116,30 @@ MARGINET_HD double normalised_black_otm(double x, double s) {
   const double h = x / s, t = 0.5 * s;
   if (h < -38.7) return 0.0;  // e^{−h²/2} underflows: b < 1e-325
   if (t < 0.21) {
-    constexpr int K = 19;  // odd terms up to t^19/19!: ample for t < 0.21
-    double y[K + 1];
-    y[0] = mills_ratio(h);
+    constexpr int kMaxTerms = 19;  // odd terms up to t^19/19!: ample for t < 0.21
+    double y[kMaxTerms + 1];
+    const double mills = mills_ratio(h);
+    int K = kMaxTerms;
     if (h >= -2.0) {
+      y[0] = mills;
       y[1] = 1.0 + h * y[0];
       for (int k = 1; k < K; ++k) y[k + 1] = h * y[k] + k * y[k - 1];
     } else {
+      // Terms fall by about (t/h)² each: stop once (t/h)^(K−1) < 1e-17.
+      const double per_term = log(-h / t);  // ≥ ln(2/0.21)
+      K = 1 + 2 * static_cast<int>(ceil(0.5 * 39.2 / per_term));
+      if (K > kMaxTerms) K = kMaxTerms;
       const int n = K + 12 + static_cast<int>(350.0 / (h * h));
       double above = 0.0, here = 1e-30;  // y_{n+1}, y_n of an unnormalised minimal solution
       for (int k = n; k >= 1; --k) {
-        const double below = (above - h * here) / k;  // y_{k−1} = (y_{k+1} − h y_k)/k
-        if (k - 1 <= K) y[k - 1] = below;
+        const double inv_k = 1.0 / k;  // off the recurrence's critical path
+        const double below = (above - h * here) * inv_k;  // y_{k−1} = (y_{k+1} − h y_k)/k
         if (k <= K) y[k] = here;
         above = here;
         here = below;
       }
-      const double scale = mills_ratio(h) / y[0];
+      y[0] = here;
+      const double scale = mills / y[0];
       for (int k = 0; k <= K; ++k) y[k] *= scale;
     }
     double sum = 0.0, tk = t;  // tk = t^k / k!
@@ -149,6 +171,12 @@ MARGINET_HD double black76_undiscounted_accurate(OptionType type, double F, doub
   return intrinsic + sqrt(F) * sqrt(K) * normalised_black_otm(-fabs(x), s);
 }
 
+/// The direct formula ω(F·Φ(ωd1) − K·Φ(ωd2)) is used while the result keeps at least 1/8 of
+/// its larger term (≤ 3 bits lost to cancellation); below, the normalised evaluation takes over.
+/// (A looser floor costs implied-volatility round trips of slightly in-the-money options at
+/// small σ√T their last digits.)
+constexpr double kDirectFormulaFloor = 0.125;
+
 MARGINET_HD bool valid_black_inputs(double F, double K, double T, double sigma) {
   return F > 0 && K > 0 && T >= 0 && sigma >= 0 && F < HUGE_VAL && K < HUGE_VAL &&
          T < HUGE_VAL && sigma < HUGE_VAL;
@@ -170,7 +198,7 @@ MARGINET_HD double black76_price(OptionType type, double F, double K, double T, 
   const double d1 = x / s + 0.5 * s, d2 = d1 - s;
   const double a = F * normal_cdf(w * d1), b = K * normal_cdf(w * d2);
   const double direct = w * (a - b);
-  if (direct > 0.125 * (w > 0 ? a : b)) return D * direct;
+  if (direct > kDirectFormulaFloor * (w > 0 ? a : b)) return D * direct;
   return D * black76_undiscounted_accurate(type, F, K, s);
 }
 
@@ -203,13 +231,15 @@ MARGINET_HD Greeks black76_greeks(OptionType type, double F, double K, double T,
   }
   const double x = log(F / K);
   const double d1 = x / s + 0.5 * s, d2 = d1 - s;
-  const double a = F * normal_cdf(w * d1), b = K * normal_cdf(w * d2);
+  const double Nd1 = normal_cdf(w * d1);
+  const double a = F * Nd1, b = K * normal_cdf(w * d2);
   const double direct = w * (a - b);
-  const double undiscounted =
-      direct > 0.125 * (w > 0 ? a : b) ? direct : black76_undiscounted_accurate(type, F, K, s);
+  const double undiscounted = direct > kDirectFormulaFloor * (w > 0 ? a : b)
+                                  ? direct
+                                  : black76_undiscounted_accurate(type, F, K, s);
   const double n1 = normal_pdf(d1);
   g.price = D * undiscounted;
-  g.delta = D * w * normal_cdf(w * d1);
+  g.delta = D * w * Nd1;
   if (n1 == 0) {  // far from the money at tiny σ√T: every second-order greek underflows
     g.gamma = g.vega = g.vanna = g.volga = 0.0;
     g.theta = r * g.price;

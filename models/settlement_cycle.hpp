@@ -15,7 +15,10 @@
 // On read, `amount_minor` wins when both are present and they must agree.
 
 #include <cstdint>
+#include <iosfwd>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace marginet {
@@ -46,5 +49,31 @@ struct SettlementCycle {
 
 const char* leg_name(Leg leg);                 // "pay_in" | "pay_out"
 const char* obligation_kind_name(ObligationKind kind);  // "net" | "margin_call"
+/// Inverse of leg_name / obligation_kind_name; false on an unknown name.
+bool parse_leg(std::string_view text, Leg& out);
+bool parse_obligation_kind(std::string_view text, ObligationKind& out);
+
+/// The scale of `asset` in the cycle's asset list; -1 when absent.
+int cycle_asset_scale(const SettlementCycle& cycle, std::string_view asset);
+
+/// Checks what every consumer relies on: a non-empty cycle id, assets listed once with a scale
+/// of 0..18, every instruction with a unique non-empty id, a member, a listed asset and an
+/// amount > 0. Throws input_error naming `source` and the offending field.
+void validate_cycle(const SettlementCycle& cycle, const std::string& source);
+
+/// The file form above as a JSON value (amounts as exact decimal text and as minor units).
+nlohmann::ordered_json cycle_to_json(const SettlementCycle& cycle);
+/// From a JSON value (e.g. decoded from msgpack); validated. `source` names it in errors.
+SettlementCycle cycle_from_json(const nlohmann::json& json, const std::string& source);
+
+/// Write the file form (pretty JSON) / read and validate it. read_cycle_json throws input_error
+/// naming the file for unreadable files, bad JSON, missing or malformed fields.
+void write_cycle_json(std::ostream& out, const SettlementCycle& cycle);
+SettlementCycle read_cycle_json(const std::string& path);
+SettlementCycle parse_cycle_json(std::string_view text, const std::string& source);
+
+/// One CSV row per instruction:
+/// `cycle_id,instruction_id,member,asset,leg,kind,amount,amount_minor`.
+void write_cycle_csv(std::ostream& out, const SettlementCycle& cycle);
 
 }  // namespace marginet

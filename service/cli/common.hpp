@@ -62,5 +62,8 @@ void add_scheduler_command(CLI::App& app, CommonOptions& opts);
 void add_ledger_command(CLI::App& app, CommonOptions& opts);
 void add_net_command(CLI::App& app, CommonOptions& opts);
 void add_greeks_command(CLI::App& app, CommonOptions& opts);
+void add_serve_command(CLI::App& app, CommonOptions& opts);
+void add_client_command(CLI::App& app, CommonOptions& opts);
+void add_keygen_command(CLI::App& app, CommonOptions& opts);
 
 }  // namespace marginet::cli

@@ -51,6 +51,9 @@ int main(int argc, char** argv) {
   marginet::cli::add_ledger_command(app, common);
   marginet::cli::add_net_command(app, common);
   marginet::cli::add_greeks_command(app, common);
+  marginet::cli::add_serve_command(app, common);
+  marginet::cli::add_client_command(app, common);
+  marginet::cli::add_keygen_command(app, common);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,216 @@
+// `marginet client ping|status|margin|whatif|greeks|net`: talk to a running `marginet serve`.
+// Reads the same CSV files as the offline commands and prints the same tables, so that
+//   marginet client margin --positions P.csv        and   marginet margin ... --positions P.csv
+// give identical output on the same reference data and model.
+//
+//   common:  --connect tcp://127.0.0.1:7400  --timeout-ms 30000
+//            [--server-key SERVER.pub --client-key CLIENT.key]   (CURVE)
+//   ping                                    "pong from ENDPOINT in X ms"
+//   status                                  the status reply as JSON
+//   margin  --positions F [--priority high|normal] [--cycle-id ID]
+//   whatif  --account A --trades F [--positions F]   (without --positions: the server's book)
+//   greeks  [--instrument ID ...]
+//   net     --trades F --assets F [--cycle-id ID]
+
+#include <chrono>
+#include <iostream>
+#include <limits>
+#include <memory>
+
+#include "models/errors.hpp"
+#include "models/money.hpp"
+#include "service/cli/common.hpp"
+#include "service/cli/table.hpp"
+#include "service/margin_client.hpp"
+
+namespace marginet::cli {
+
+namespace {
+
+struct ClientCliOptions {
+  ClientOptions connection;
+  std::string positions, trades, assets, account, priority = "normal", cycle_id;
+  std::vector<std::string> instruments;
+};
+
+void add_connection_options(CLI::App* cmd, ClientCliOptions& o) {
+  cmd->add_option("--connect", o.connection.endpoint, "Service endpoint")->capture_default_str();
+  cmd->add_option("--timeout-ms", o.connection.timeout_ms, "Reply timeout")->capture_default_str();
+  cmd->add_option("--server-key", o.connection.server_key_file, "CURVE: the server's public key file");
+  cmd->add_option("--client-key", o.connection.client_key_file, "CURVE: this client's key file");
+}
+
+/// Maps service failures to the CLI's exit codes: error replies about the request are bad
+/// input (2), a timeout or an internal error is 1.
+template <class Body>
+void talking(Body&& body) {
+  try {
+    body();
+  } catch (const service_error& e) {
+    if (e.code() == "internal" || e.code() == "busy") throw std::runtime_error(std::string("service: ") + e.what());
+    throw input_error(std::string("service replied ") + e.what());
+  }
+}
+
+double num(const nlohmann::ordered_json& j, const char* key) { return j.at(key).get<double>(); }
+std::int64_t integer(const nlohmann::ordered_json& j, const char* key) { return j.at(key).get<std::int64_t>(); }
+
+void print_margin(const CommonOptions& common, const nlohmann::ordered_json& reply) {
+  OutputSink sink(common.out);
+  if (common.format == "json") {
+    sink.stream() << reply.at("accounts").dump(2) << "\n";
+    return;
+  }
+  Table table;
+  table.columns = {"account", "model", "im", "mm", "worst_scenario", "delta", "gamma", "vega"};
+  for (const auto& a : reply.at("accounts"))
+    table.add_row({a.at("account").get<std::string>(), a.at("model").get<std::string>(), num(a, "im"), num(a, "mm"),
+                   integer(a, "worst_scenario"), num(a, "delta"), num(a, "gamma"), num(a, "vega")});
+  write_csv(sink.stream(), table);
+}
+
+void print_whatif(const CommonOptions& common, const nlohmann::ordered_json& r) {
+  OutputSink sink(common.out);
+  if (common.format == "json") {
+    nlohmann::ordered_json out;
+    for (const char* k : {"account", "model", "im_change", "mm_change", "before", "after"}) out[k] = r.at(k);
+    sink.stream() << out.dump(2) << "\n";
+    return;
+  }
+  const auto& b = r.at("before");
+  const auto& a = r.at("after");
+  Table table;
+  table.columns = {"account", "model", "im_before", "im_after", "im_change", "mm_before", "mm_after",
+                   "mm_change", "worst_scenario_before", "worst_scenario_after"};
+  table.add_row({r.at("account").get<std::string>(), r.at("model").get<std::string>(), num(b, "im"), num(a, "im"),
+                 num(r, "im_change"), num(b, "mm"), num(a, "mm"), num(r, "mm_change"), integer(b, "worst_scenario"),
+                 integer(a, "worst_scenario")});
+  write_csv(sink.stream(), table);
+}
+
+void print_greeks(const CommonOptions& common, const nlohmann::ordered_json& r) {
+  Table table;
+  for (const auto& c : r.at("columns")) table.columns.push_back(c.get<std::string>());
+  for (const auto& row : r.at("rows")) {
+    std::vector<Cell> cells{row.at(0).get<std::string>()};
+    for (std::size_t i = 1; i < row.size(); ++i)
+      cells.push_back(row.at(i).is_null() ? std::numeric_limits<double>::quiet_NaN() : row.at(i).get<double>());
+    table.add_row(std::move(cells));
+  }
+  OutputSink sink(common.out);
+  write_table(sink.stream(), table, common.format);
+}
+
+void print_net(const CommonOptions& common, const nlohmann::ordered_json& r) {
+  OutputSink sink(common.out);
+  if (common.format == "json") {
+    sink.stream() << r.dump(2) << "\n";
+    return;
+  }
+  Table nets;
+  nets.columns = {"member", "asset", "net"};
+  for (const auto& n : r.at("nets"))
+    nets.add_row({n.at("member").get<std::string>(), n.at("asset").get<std::string>(), n.at("net").get<std::string>()});
+  write_csv(sink.stream(), nets);
+  // The summary of `marginet net` (bilateral_gross is not computed by the service).
+  Table summary;
+  summary.columns = {"asset",     "scale",     "gross_deliveries", "pay_ins",         "pay_outs",
+                     "payers",    "receivers", "netting_efficiency", "bilateral_gross", "net_minimal",
+                     "excess"};
+  for (const auto& a : r.at("assets")) {
+    const int sc = static_cast<int>(integer(a, "scale"));
+    const std::int64_t gross = integer(a, "gross_deliveries_minor"), ins = integer(a, "pay_ins_minor");
+    summary.add_row({a.at("asset").get<std::string>(), static_cast<std::int64_t>(sc), format_money(gross, sc),
+                     format_money(ins, sc), format_money(integer(a, "pay_outs_minor"), sc), integer(a, "payers"),
+                     integer(a, "receivers"), num(a, "efficiency"), std::string(), format_money(ins, sc),
+                     format_money(gross - ins, sc)});
+  }
+  sink.stream() << "\n";
+  write_csv(sink.stream(), summary);
+  if (!common.quiet) std::cerr << "settlement cycle " << r.at("cycle_id").get<std::string>() << ": "
+                               << r.at("instructions").get<std::int64_t>() << " instructions\n";
+}
+
+}  // namespace
+
+void add_client_command(CLI::App& app, CommonOptions& common) {
+  CLI::App* client = app.add_subcommand("client", "Talk to a running margin service");
+  client->require_subcommand(1);
+  auto o = std::make_shared<ClientCliOptions>();
+
+  CLI::App* ping = client->add_subcommand("ping", "Round trip to the service");
+  add_connection_options(ping, *o);
+  ping->callback([o] {
+    MarginClient c(o->connection);
+    const auto t0 = std::chrono::steady_clock::now();
+    talking([&] { c.ping(); });
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    std::cout << "pong from " << o->connection.endpoint << " in " << format_double(ms) << " ms\n";
+  });
+
+  CLI::App* status = client->add_subcommand("status", "Service status (JSON)");
+  add_connection_options(status, *o);
+  status->callback([&common, o] {
+    MarginClient c(o->connection);
+    nlohmann::ordered_json r;
+    talking([&] { r = c.status(); });
+    OutputSink sink(common.out);
+    sink.stream() << r.dump(2) << "\n";
+  });
+
+  CLI::App* margin = client->add_subcommand("margin", "Margin of the portfolios in a positions file");
+  add_connection_options(margin, *o);
+  margin->add_option("--positions", o->positions, "positions.csv (account,instrument,quantity)")->required();
+  margin->add_option("--priority", o->priority, "high (intraday) or normal (end of day)")
+      ->check(CLI::IsMember({"high", "normal"}))->capture_default_str();
+  margin->add_option("--cycle-id", o->cycle_id, "Settlement cycle id of the margin calls pushed to the scheduler");
+  margin->callback([&common, o] {
+    const auto positions = read_inline_positions(o->positions);
+    MarginClient c(o->connection);
+    nlohmann::ordered_json r;
+    talking([&] { r = c.margin(positions, o->priority, o->cycle_id); });
+    print_margin(common, r);
+  });
+
+  CLI::App* whatif = client->add_subcommand("whatif", "Incremental margin of proposed trades for one account");
+  add_connection_options(whatif, *o);
+  whatif->add_option("--account", o->account, "The account")->required();
+  whatif->add_option("--trades", o->trades, "Proposed trades: instrument,quantity")->required();
+  whatif->add_option("--positions", o->positions, "The account's book (positions.csv; other accounts ignored); "
+                                                  "default: the server's book");
+  whatif->callback([&common, o] {
+    const auto trades = read_inline_trades(o->trades, o->account);
+    std::vector<protocol::InlinePosition> book;
+    if (!o->positions.empty())
+      for (auto& p : read_inline_positions(o->positions))
+        if (p.account == o->account) book.push_back(std::move(p));
+    MarginClient c(o->connection);
+    nlohmann::ordered_json r;
+    talking([&] { r = c.whatif(o->account, trades, o->positions.empty() ? nullptr : &book); });
+    print_whatif(common, r);
+  });
+
+  CLI::App* greeks = client->add_subcommand("greeks", "Price and greeks of the server's instruments");
+  add_connection_options(greeks, *o);
+  greeks->add_option("--instrument", o->instruments, "Only these instruments (repeatable)");
+  greeks->callback([&common, o] {
+    MarginClient c(o->connection);
+    nlohmann::ordered_json r;
+    talking([&] { r = c.greeks(o->instruments); });
+    print_greeks(common, r);
+  });
+
+  CLI::App* net = client->add_subcommand("net", "Multilateral netting of a trades file");
+  add_connection_options(net, *o);
+  net->add_option("--trades", o->trades, "trades.csv")->required();
+  net->add_option("--assets", o->assets, "assets.csv")->required();
+  net->add_option("--cycle-id", o->cycle_id, "Settlement cycle id (default: derived from the trades)");
+  net->callback([&common, o] {
+    MarginClient c(o->connection);
+    nlohmann::ordered_json r;
+    talking([&] { r = c.net(o->trades, o->assets, o->cycle_id); });
+    print_net(common, r);
+  });
+}
+
+}  // namespace marginet::cli

@@ -1,0 +1,240 @@
+// `marginet scheduler`: the settlement scheduler daemon (SPEC §8, docs/settlement.md).
+//
+//   marginet scheduler --ledger FILE.sqlite --chains FILE.json
+//                      [--pull tcp://127.0.0.1:7401] [--ack ENDPOINT] [--cycle-file F]...
+//                      [--until-idle] [--chain-state FILE] [--clock wall|virtual --start ISO
+//                      --tick-seconds S] [--poll-ms N] [--max-runtime S]
+//   marginet scheduler status --ledger FILE.sqlite
+//
+// Cycles come from --cycle-file (JSON, models/settlement_cycle.hpp) and/or msgpack frames on a
+// ZeroMQ PULL socket bound at --pull (service/settlement_wire.hpp). A cycle is acknowledged
+// (log line; msgpack settlement.ack PUSHed to --ack) only after it is durably recorded. Without
+// --pull the scheduler settles what it was given and exits when idle; with --pull it runs until
+// SIGINT/SIGTERM (or, with --until-idle, until every received cycle is closed).
+// On exit it prints the status (csv or json): cycles open, instructions per state, value
+// pending per asset.
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <csignal>
+#include <memory>
+#include <thread>
+#include <zmq.hpp>
+
+#include "models/csv.hpp"
+#include "models/errors.hpp"
+#include "models/settlement_cycle.hpp"
+#include "service/cli/common.hpp"
+#include "service/cli/table.hpp"
+#include "service/ledger.hpp"
+#include "service/settlement_scheduler.hpp"
+#include "service/settlement_wire.hpp"
+#include "service/sim_chain.hpp"
+
+namespace marginet::cli {
+
+namespace {
+
+volatile std::sig_atomic_t g_stop = 0;
+extern "C" void on_stop_signal(int) { g_stop = 1; }
+
+struct SchedulerOptions {
+  std::string pull;
+  std::string ack;
+  std::string ledger;
+  std::string chains;
+  std::string chain_state;
+  std::vector<std::string> cycle_files;
+  bool until_idle = false;
+  std::string clock = "wall";
+  std::string start;
+  double tick_seconds = 1.0;
+  int poll_ms = 20;
+  double max_runtime = 0;
+  std::string status_ledger;
+};
+
+double wall_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string default_chain_state(const std::string& ledger) {
+  std::string base = ledger;
+  const std::string ext = ".sqlite";
+  if (base.size() > ext.size() && base.compare(base.size() - ext.size(), ext.size(), ext) == 0)
+    base.resize(base.size() - ext.size());
+  return base + ".chains.sqlite";
+}
+
+void write_status(const SchedulerStatus& st, const CommonOptions& common) {
+  auto amount = [&st](const std::string& asset, std::int64_t minor) {
+    auto it = st.scales.find(asset);
+    return it == st.scales.end() ? std::to_string(minor) : format_minor_units(minor, it->second);
+  };
+  Table t;
+  t.columns = {"section", "key", "value"};
+  t.add_row({std::string("cycles"), std::string("open"), st.cycles_open});
+  t.add_row({std::string("cycles"), std::string("queued"), st.cycles_queued});
+  t.add_row({std::string("cycles"), std::string("closed"), st.cycles_closed});
+  if (!st.open_cycle.empty()) t.add_row({std::string("cycles"), std::string("open_cycle"), st.open_cycle});
+  for (const char* s : {"instructed", "submitted", "confirmed", "final", "failed", "rolled", "defaulted"}) {
+    auto it = st.instructions_per_state.find(s);
+    t.add_row({std::string("instructions"), std::string(s), it == st.instructions_per_state.end() ? 0 : it->second});
+  }
+  for (const auto& [asset, v] : st.value_pending) t.add_row({std::string("pending"), asset, amount(asset, v)});
+  for (const auto& [asset, v] : st.carried) t.add_row({std::string("carried"), asset, amount(asset, v)});
+  for (const auto& [asset, v] : st.shortfall) t.add_row({std::string("shortfall"), asset, amount(asset, v)});
+  for (const auto& [asset, v] : st.liquidity) t.add_row({std::string("liquidity"), asset, amount(asset, v)});
+  t.add_row({std::string("ledger"), std::string("entries"), st.ledger_entries});
+  OutputSink sink(common.out);
+  write_table(sink.stream(), t, common.format);
+}
+
+void run_status(const CommonOptions& common, const SchedulerOptions& o) {
+  const std::string path = o.status_ledger.empty() ? o.ledger : o.status_ledger;
+  if (path.empty()) throw usage_error("scheduler status: --ledger FILE is required");
+  SqliteDb db(path, false);
+  write_status(read_scheduler_status(db), common);
+}
+
+void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
+  if (o.ledger.empty()) throw usage_error("scheduler: --ledger FILE is required");
+  if (o.chains.empty()) throw usage_error("scheduler: --chains FILE is required");
+  if (o.pull.empty() && o.cycle_files.empty())
+    throw usage_error("scheduler: give --pull ENDPOINT and/or --cycle-file FILE");
+  if (o.clock != "wall" && o.clock != "virtual") throw usage_error("scheduler: --clock is wall or virtual");
+  if (!(o.tick_seconds > 0)) throw usage_error("scheduler: --tick-seconds must be > 0");
+
+  const SchedulerConfig cfg = load_scheduler_config(o.chains);
+  SqliteDb db(o.ledger);
+  SqliteDb chain_db(o.chain_state.empty() ? default_chain_state(o.ledger) : o.chain_state);
+  std::vector<std::unique_ptr<SimChain>> sims;
+  std::vector<ChainAdapter*> chains;
+  for (const auto& sc : cfg.sim_chains) {
+    sims.push_back(std::make_unique<SimChain>(sc, &chain_db));
+    chains.push_back(sims.back().get());
+  }
+  SettlementScheduler sched(db, cfg, chains);
+
+  // The clock: wall time, or virtual time advancing by --tick-seconds per tick.
+  double virtual_now = wall_now();
+  if (!o.start.empty()) {
+    auto t = parse_iso8601_utc(o.start);
+    if (!t) throw usage_error("scheduler: --start is not an ISO 8601 UTC time: " + o.start);
+    virtual_now = *t;
+  }
+  const bool wall = o.clock == "wall";
+  auto now = [&] { return wall ? wall_now() : virtual_now; };
+
+  std::unique_ptr<zmq::context_t> ctx;
+  std::unique_ptr<zmq::socket_t> pull, ack;
+  if (!o.pull.empty()) {
+    ctx = std::make_unique<zmq::context_t>(1);
+    pull = std::make_unique<zmq::socket_t>(*ctx, zmq::socket_type::pull);
+    pull->set(zmq::sockopt::maxmsgsize, std::int64_t{256} << 20);
+    pull->set(zmq::sockopt::linger, 0);
+    try {
+      pull->bind(o.pull);
+    } catch (const zmq::error_t& e) {
+      throw usage_error("scheduler: cannot bind --pull " + o.pull + ": " + e.what());
+    }
+    if (!o.ack.empty()) {
+      ack = std::make_unique<zmq::socket_t>(*ctx, zmq::socket_type::push);
+      ack->set(zmq::sockopt::linger, 1000);
+      ack->set(zmq::sockopt::sndhwm, 10000);
+      ack->connect(o.ack);
+    }
+    if (!common.quiet) spdlog::info("scheduler: pulling settlement cycles on {}", o.pull);
+  }
+  auto acknowledge = [&](const std::string& cycle_id, const char* status, const std::string& message) {
+    if (!common.quiet || std::string(status) == "rejected")
+      spdlog::info("ack cycle {}: {}{}", cycle_id, status, message.empty() ? "" : " (" + message + ")");
+    if (ack) {
+      const std::string frame = encode_settlement_ack({cycle_id, status, message});
+      (void)ack->send(zmq::buffer(frame), zmq::send_flags::dontwait);
+    }
+  };
+  std::size_t received = 0;
+  auto take = [&](const SettlementCycle& cycle) {
+    const CycleReceipt r = sched.receive(cycle, now());
+    ++received;
+    acknowledge(cycle.cycle_id, r == CycleReceipt::recorded ? "recorded" : "duplicate",
+                r == CycleReceipt::recorded ? std::to_string(cycle.instructions.size()) + " instructions, durable"
+                                            : "already recorded");
+  };
+  for (const auto& f : o.cycle_files) take(read_cycle_json(f));
+
+  g_stop = 0;
+  struct sigaction sa{};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+
+  const bool until_idle = o.until_idle || o.pull.empty();
+  const auto started = std::chrono::steady_clock::now();
+  bool busy = true;
+  while (!g_stop) {
+    if (pull) {
+      zmq::pollitem_t items[] = {{static_cast<void*>(*pull), 0, ZMQ_POLLIN, 0}};
+      zmq::poll(items, 1, std::chrono::milliseconds(busy ? 0 : o.poll_ms));
+      zmq::message_t msg;
+      while (pull->recv(msg, zmq::recv_flags::dontwait)) {
+        const std::string_view frame(static_cast<const char*>(msg.data()), msg.size());
+        try {
+          take(decode_settlement_cycle(frame));
+        } catch (const input_error& e) {
+          spdlog::warn("scheduler: rejected a message: {}", e.what());
+          acknowledge("", "rejected", e.what());
+        }
+      }
+    }
+    const TickReport rep = sched.tick(now());
+    if (!wall) virtual_now += o.tick_seconds;
+    for (const auto& c : rep.cycles_closed)
+      if (!common.quiet) spdlog::info("cycle {} closed; root {}", c, sched.ledger().cycle_root(c).value_or("?"));
+    busy = rep.state_changes > 0;
+    if (until_idle && received > 0 && sched.idle()) break;
+    if (until_idle && o.pull.empty() && sched.idle()) break;
+    if (o.max_runtime > 0 &&
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() > o.max_runtime)
+      break;
+    if (!pull && wall && !busy) std::this_thread::sleep_for(std::chrono::milliseconds(o.poll_ms));
+  }
+  signal(SIGINT, SIG_DFL);
+  signal(SIGTERM, SIG_DFL);
+  write_status(sched.status(), common);
+}
+
+}  // namespace
+
+void add_scheduler_command(CLI::App& app, CommonOptions& common) {
+  auto o = std::make_shared<SchedulerOptions>();
+  CLI::App* cmd = app.add_subcommand("scheduler", "Settlement scheduler: settle cycles durably into the ledger");
+  cmd->add_option("--pull", o->pull, "ZeroMQ endpoint to bind a PULL socket on (e.g. tcp://127.0.0.1:7401)");
+  cmd->add_option("--ack", o->ack, "ZeroMQ endpoint to PUSH settlement.ack messages to");
+  cmd->add_option("--ledger", o->ledger, "Ledger and scheduler state (SQLite file)");
+  cmd->add_option("--chains", o->chains, "Chains and liquidity (JSON, see examples/chains.json)");
+  cmd->add_option("--chain-state", o->chain_state, "Sim chains' state (SQLite; default: LEDGER.chains.sqlite)");
+  cmd->add_option("--cycle-file", o->cycle_files, "Settle a cycle from a JSON file (repeatable)");
+  cmd->add_flag("--until-idle", o->until_idle, "Exit once every received cycle is closed");
+  cmd->add_option("--clock", o->clock, "wall or virtual (virtual: --start + --tick-seconds per tick)")
+      ->check(CLI::IsMember({"wall", "virtual"}))
+      ->capture_default_str();
+  cmd->add_option("--start", o->start, "Virtual clock start (ISO 8601 UTC)");
+  cmd->add_option("--tick-seconds", o->tick_seconds, "Virtual seconds per tick")->capture_default_str();
+  cmd->add_option("--poll-ms", o->poll_ms, "Idle wait between ticks (ms)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--max-runtime", o->max_runtime, "Stop after this many seconds (0: no limit)");
+  CLI::App* status = cmd->add_subcommand("status", "Cycles open, instructions per state, value pending per asset");
+  status->add_option("--ledger", o->status_ledger, "Ledger and scheduler state (SQLite file)");
+  status->callback([&common, o] { run_status(common, *o); });
+  cmd->require_subcommand(0, 1);
+  cmd->callback([&common, o, status] {
+    if (status->parsed()) return;
+    run_scheduler(common, *o);
+  });
+}
+
+}  // namespace marginet::cli

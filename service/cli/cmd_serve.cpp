@@ -1,0 +1,59 @@
+// `marginet serve`: the ZeroMQ margin service (SPEC §7; docs/protocol.md).
+//
+//   marginet serve --bind tcp://127.0.0.1:7400 --instruments F --market F --marks F
+//                  [--positions F] [--model span16|deribit-pm|FILE] [--risk-arrays F]
+//                  [--scheduler tcp://HOST:PORT] [--batch-window-us N] [--max-batch N]
+//                  [--queue-capacity N] [--max-frame-bytes N]
+//                  [--curve-key NAME.key [--curve-allow FILE] [--curve-domain D]] [--device ...]
+//
+// Prints `marginet serve: listening on ENDPOINT` on stdout once bound (a `*` port resolved), so
+// that scripts and tests can bind `tcp://127.0.0.1:*` and read the port. SIGINT/SIGTERM shut
+// it down gracefully.
+
+#include <spdlog/spdlog.h>
+
+#include <iostream>
+#include <memory>
+
+#include "service/cli/common.hpp"
+#include "service/margin_server.hpp"
+
+namespace marginet::cli {
+
+void add_serve_command(CLI::App& app, CommonOptions& common) {
+  auto o = std::make_shared<ServerOptions>();
+  CLI::App* cmd = app.add_subcommand("serve", "The ZeroMQ margin service (ROUTER; msgpack protocol)");
+  cmd->add_option("--bind", o->bind, "ZeroMQ endpoint to bind (tcp://127.0.0.1:* picks a free port)")->capture_default_str();
+  cmd->add_option("--instruments", o->instruments, "instruments.csv")->required();
+  cmd->add_option("--market", o->market, "market.csv")->required();
+  cmd->add_option("--marks", o->marks, "marks.csv")->required();
+  cmd->add_option("--positions", o->positions, "positions.csv: the book margined at start, the base of what-if");
+  cmd->add_option("--model", o->model, "Methodology: span16, deribit-pm, or a JSON file")->capture_default_str();
+  cmd->add_option("--risk-arrays", o->risk_arrays, "span16 only: published risk arrays");
+  cmd->add_option("--scheduler", o->scheduler, "PUSH margin calls and net obligations to this scheduler endpoint");
+  cmd->add_option("--batch-window-us", o->batch_window_us, "How long a margin batch waits for more requests (µs)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--max-batch", o->max_batch, "Margin requests per engine pass (1 = batching off)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--queue-capacity", o->queue_capacity, "Queued requests per priority before `busy`")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--max-frame-bytes", o->limits.max_frame_bytes, "Largest request frame (bytes)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--curve-key", o->curve.secret_key_file, "CURVE: the server's secret key file (marginet keygen)");
+  cmd->add_option("--curve-allow", o->curve.allow_list_file, "CURVE: allow-list of client public keys");
+  cmd->add_option("--curve-domain", o->curve.domain, "CURVE: ZAP domain")->capture_default_str();
+  cmd->callback([&common, o] {
+    o->backend = resolve_backend(common);
+    o->quiet = common.quiet;
+    MarginServer server(*o);
+    install_server_signal_handlers();
+    std::cout << "marginet serve: listening on " << server.endpoint() << std::endl;
+    if (!common.quiet)
+      spdlog::info("serving {} on {} (model {}, batch window {} µs, max batch {}, queue {}{})", backend_name(o->backend),
+                   server.endpoint(), o->model, o->batch_window_us, o->max_batch, o->queue_capacity,
+                   o->curve.enabled() ? ", CURVE" : "");
+    server.run();
+  });
+}
+
+}  // namespace marginet::cli

@@ -1,0 +1,186 @@
+#include "service/margin_client.hpp"
+
+#include <chrono>
+#include <map>
+
+#include "models/csv.hpp"
+#include "models/errors.hpp"
+
+namespace marginet {
+
+MarginClient::MarginClient(ClientOptions options)
+    : options_(std::move(options)), socket_(context_, zmq::socket_type::dealer) {
+  socket_.set(zmq::sockopt::linger, 0);
+  if (!options_.server_key_file.empty()) {
+    if (options_.client_key_file.empty())
+      throw usage_error("CURVE needs the client's key file (--client-key) as well as the server's public key");
+    const CurveKeyPair server = read_curve_key_file(options_.server_key_file);
+    const CurveKeyPair client = read_curve_key_file(options_.client_key_file);
+    enable_curve_client(socket_, server.public_key, client);
+  }
+  try {
+    socket_.connect(options_.endpoint);
+  } catch (const zmq::error_t& e) {
+    throw usage_error("cannot connect to " + options_.endpoint + ": " + e.what());
+  }
+}
+
+MarginClient::~MarginClient() = default;
+
+void MarginClient::send_raw(const std::string& frame) {
+  if (!socket_.send(zmq::buffer(frame), zmq::send_flags::none)) throw client_error("send failed");
+}
+
+std::optional<std::string> MarginClient::receive_raw(int timeout_ms) {
+  zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+  if (zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms)) == 0) return std::nullopt;
+  std::string last;
+  while (true) {  // a REQ-style envelope would arrive as several frames: the payload is the last
+    zmq::message_t m;
+    if (!socket_.recv(m, zmq::recv_flags::dontwait)) break;
+    last = m.to_string();
+    if (!m.more()) break;
+  }
+  return last;
+}
+
+nlohmann::ordered_json MarginClient::call(nlohmann::ordered_json request) {
+  if (!request.contains("v")) request["v"] = protocol::kVersion;
+  if (!request.contains("id")) request["id"] = next_id_++;
+  const nlohmann::ordered_json id = request["id"];
+  const std::vector<std::uint8_t> bytes = nlohmann::ordered_json::to_msgpack(request);
+  send_raw(std::string(bytes.begin(), bytes.end()));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.timeout_ms);
+  while (true) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    const auto frame = receive_raw(static_cast<int>(left.count()));
+    if (!frame) break;
+    nlohmann::ordered_json reply;
+    try {
+      reply = nlohmann::ordered_json::from_msgpack(*frame);
+    } catch (const std::exception& e) {
+      throw client_error(std::string("undecodable reply: ") + e.what());
+    }
+    if (reply.is_object() && reply.contains("id") && reply["id"] == id) return reply;
+    // A late reply to an earlier request that timed out: skip it.
+  }
+  throw client_error("no reply from " + options_.endpoint + " within " + std::to_string(options_.timeout_ms) + " ms");
+}
+
+const nlohmann::ordered_json& MarginClient::checked(const nlohmann::ordered_json& reply) {
+  if (reply.value("type", "") == "error")
+    throw service_error(reply.value("code", "internal"), reply.value("message", ""));
+  return reply;
+}
+
+nlohmann::ordered_json MarginClient::ping() {
+  nlohmann::ordered_json r = call({{"type", "ping"}});
+  checked(r);
+  return r;
+}
+
+nlohmann::ordered_json MarginClient::status() {
+  nlohmann::ordered_json r = call({{"type", "status"}});
+  checked(r);
+  return r;
+}
+
+nlohmann::ordered_json portfolios_json(const std::vector<protocol::InlinePosition>& positions) {
+  std::map<std::string, std::size_t> index;
+  nlohmann::ordered_json portfolios = nlohmann::ordered_json::array();
+  for (const auto& p : positions) {
+    auto [it, fresh] = index.emplace(p.account, portfolios.size());
+    if (fresh) portfolios.push_back({{"account", p.account}, {"positions", nlohmann::ordered_json::array()}});
+    portfolios[it->second]["positions"].push_back(nlohmann::ordered_json::array({p.instrument, p.quantity}));
+  }
+  return portfolios;
+}
+
+namespace {
+nlohmann::ordered_json pairs_json(const std::vector<protocol::InlinePosition>& positions) {
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const auto& p : positions) out.push_back(nlohmann::ordered_json::array({p.instrument, p.quantity}));
+  return out;
+}
+}  // namespace
+
+nlohmann::ordered_json MarginClient::margin(const std::vector<protocol::InlinePosition>& positions,
+                                            const std::string& priority, const std::string& cycle_id) {
+  nlohmann::ordered_json req{{"type", "margin"}, {"priority", priority}, {"portfolios", portfolios_json(positions)}};
+  if (!cycle_id.empty()) req["cycle_id"] = cycle_id;
+  nlohmann::ordered_json r = call(std::move(req));
+  checked(r);
+  return r;
+}
+
+nlohmann::ordered_json MarginClient::whatif(const std::string& account,
+                                            const std::vector<protocol::InlinePosition>& trades,
+                                            const std::vector<protocol::InlinePosition>* positions) {
+  nlohmann::ordered_json req{{"type", "whatif"}, {"account", account}, {"trades", pairs_json(trades)}};
+  if (positions) req["positions"] = pairs_json(*positions);
+  nlohmann::ordered_json r = call(std::move(req));
+  checked(r);
+  return r;
+}
+
+nlohmann::ordered_json MarginClient::greeks(const std::vector<std::string>& instruments) {
+  nlohmann::ordered_json req{{"type", "greeks"}};
+  if (!instruments.empty()) req["instruments"] = instruments;
+  nlohmann::ordered_json r = call(std::move(req));
+  checked(r);
+  return r;
+}
+
+nlohmann::ordered_json MarginClient::net(const std::string& trades_path, const std::string& assets_path,
+                                         const std::string& cycle_id) {
+  nlohmann::ordered_json assets = nlohmann::ordered_json::array();
+  {
+    CsvReader csv(assets_path, {"asset", "scale"});
+    while (csv.next()) assets.push_back(nlohmann::ordered_json::array({csv.required_text("asset"), csv.integer("scale")}));
+  }
+  nlohmann::ordered_json trades = nlohmann::ordered_json::array();
+  {
+    CsvReader csv(trades_path, {"trade_id", "buyer", "seller", "base_asset", "quote_asset", "quantity", "price"});
+    while (csv.next()) {
+      nlohmann::ordered_json t = nlohmann::ordered_json::array();
+      for (const char* f : {"trade_id", "buyer", "seller", "base_asset", "quote_asset", "quantity", "price"})
+        t.push_back(csv.required_text(f));
+      trades.push_back(std::move(t));
+    }
+  }
+  nlohmann::ordered_json req{{"type", "net"}, {"assets", std::move(assets)}, {"trades", std::move(trades)}};
+  if (!cycle_id.empty()) req["cycle_id"] = cycle_id;
+  nlohmann::ordered_json r = call(std::move(req));
+  checked(r);
+  return r;
+}
+
+nlohmann::ordered_json MarginClient::market_update(const nlohmann::ordered_json& update) {
+  nlohmann::ordered_json req = update;
+  req["type"] = "market.update";
+  nlohmann::ordered_json r = call(std::move(req));
+  checked(r);
+  return r;
+}
+
+std::vector<protocol::InlinePosition> read_inline_positions(const std::string& path) {
+  CsvReader csv(path, {"account", "instrument", "quantity"});
+  std::vector<protocol::InlinePosition> out;
+  while (csv.next())
+    out.push_back({csv.required_text("account"), csv.required_text("instrument"), csv.number("quantity")});
+  return out;
+}
+
+std::vector<protocol::InlinePosition> read_inline_trades(const std::string& path, const std::string& account) {
+  CsvReader csv(path, {"instrument", "quantity"});
+  std::vector<protocol::InlinePosition> out;
+  while (csv.next()) {
+    if (csv.has("account") && !csv.text("account").empty() && csv.text("account") != account)
+      csv.fail("account", "trade for '" + csv.text("account") + "' in a what-if for '" + account + "'");
+    out.push_back({account, csv.required_text("instrument"), csv.number("quantity")});
+  }
+  return out;
+}
+
+}  // namespace marginet

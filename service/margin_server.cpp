@@ -1,0 +1,754 @@
+#include "service/margin_server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <csignal>
+#include <cstring>
+#include <ctime>
+#include <deque>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <zmq.hpp>
+
+#include "host/greeks_engine.hpp"
+#include "host/margin_engine.hpp"
+#include "host/netting_engine.hpp"
+#include "models/asset.hpp"
+#include "models/errors.hpp"
+#include "models/methodology.hpp"
+#include "models/money.hpp"
+#include "models/positions.hpp"
+#include "models/reference_data.hpp"
+#include "models/trade.hpp"
+#include "service/settlement_wire.hpp"
+
+namespace marginet {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using protocol::ErrorCode;
+using protocol::Request;
+using protocol::RequestType;
+
+std::atomic<bool> g_signal_stop{false};
+extern "C" void on_shutdown_signal(int) { g_signal_stop.store(true); }
+
+double micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+struct Job {
+  Request request;
+  std::vector<std::string> envelope;  // ROUTER routing frames (and a REQ delimiter, if any)
+  Clock::time_point received;
+};
+
+/// Instruments of a what-if book engine's cache: all of them for tables of a moderate size
+/// (every later what-if is then a cache hit), else one per underlying (so every underlying is
+/// in the scenario set; other traded instruments are revalued on demand).
+constexpr std::size_t kCoverAllInstruments = 20'000;
+
+std::uint64_t fnv1a(std::string_view text, std::uint64_t h = 1469598103934665603ull) {
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+}  // namespace
+
+void install_server_signal_handlers() {
+  struct sigaction sa;
+  std::memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_shutdown_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+struct MarginServer::Impl {
+  ServerOptions opt;
+  zmq::context_t context{1};
+  std::unique_ptr<ZapHandler> zap;
+  zmq::socket_t router, results_in, results_out, push;
+  std::string endpoint;
+
+  // --- compute-thread state (after construction) ---
+  ReferenceData ref;
+  Methodology method;
+  PublishedRiskArrays published;
+  std::vector<Position> book;
+  std::vector<std::size_t> cover;
+  std::unique_ptr<MarginEngine> batch_engine, book_engine;
+  std::size_t book_accounts = 0;
+  bool greeks_valid = false;
+  GreeksTable greeks;
+  std::uint64_t cycle_seq = 0;
+  const double started_unix = unix_now();
+
+  // --- queues ---
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Job> high, normal;
+  bool stopping = false;
+  std::atomic<bool> compute_done{false}, computing{false}, stop_requested{false};
+  std::atomic<std::uint64_t> batches_run{0}, market_updates{0}, compute_errors{0};
+  std::thread compute;
+
+  // --- socket-thread statistics ---
+  Clock::time_point started = Clock::now();
+  std::uint64_t requests_total = 0, margin_requests = 0, errors = 0, busy = 0, unroutable = 0;
+  std::vector<double> latencies = std::vector<double>(8192, 0.0);
+  std::size_t latency_count = 0;
+
+  explicit Impl(ServerOptions o) : opt(std::move(o)) {
+    if (opt.instruments.empty() || opt.market.empty() || opt.marks.empty())
+      throw usage_error("serve needs --instruments, --market and --marks");
+    ref = load_reference_data(opt.instruments, opt.market, opt.marks);
+    method = load_methodology(opt.model);
+    if (!opt.risk_arrays.empty()) published = read_risk_arrays(opt.risk_arrays);
+    if (!opt.positions.empty()) book = read_positions(opt.positions, ref.instruments);
+    if (ref.instruments.size() <= kCoverAllInstruments) {
+      for (std::size_t i = 0; i < ref.instruments.size(); ++i) cover.push_back(i);
+    } else {
+      std::set<std::string> seen;
+      for (std::size_t i = 0; i < ref.instruments.size(); ++i)
+        if (seen.insert(ref.instruments[i].underlying).second) cover.push_back(i);
+    }
+    rebuild_engines();  // margins the book: bad reference data fails here, before binding
+
+    if (opt.curve.enabled()) {
+      const CurveKeyPair keys = read_curve_key_file(opt.curve.secret_key_file);
+      std::set<std::string> allowed;
+      if (!opt.curve.allow_list_file.empty()) allowed = read_curve_allow_list(opt.curve.allow_list_file);
+      zap = std::make_unique<ZapHandler>(context, std::move(allowed), opt.curve.domain);
+      router = zmq::socket_t(context, zmq::socket_type::router);
+      enable_curve_server(router, keys, opt.curve.domain);
+    } else {
+      router = zmq::socket_t(context, zmq::socket_type::router);
+    }
+    router.set(zmq::sockopt::linger, 0);
+    router.set(zmq::sockopt::router_mandatory, true);
+    // libzmq drops the connection of a peer sending more than maxmsgsize; frames between the
+    // protocol limit and this hard cap are answered with too_large.
+    router.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(2 * opt.limits.max_frame_bytes + 1024));
+    router.set(zmq::sockopt::sndhwm, 10000);
+    router.set(zmq::sockopt::rcvhwm, 10000);
+    try {
+      router.bind(opt.bind);
+    } catch (const zmq::error_t& e) {
+      throw usage_error("cannot bind " + opt.bind + ": " + e.what());
+    }
+    endpoint = router.get(zmq::sockopt::last_endpoint);
+
+    results_in = zmq::socket_t(context, zmq::socket_type::pair);
+    results_in.set(zmq::sockopt::linger, 0);
+    results_in.bind("inproc://marginet-results");
+    results_out = zmq::socket_t(context, zmq::socket_type::pair);
+    results_out.set(zmq::sockopt::linger, 0);
+    results_out.set(zmq::sockopt::sndhwm, 0);  // never drop a reply between the threads
+    results_out.connect("inproc://marginet-results");
+    if (!opt.scheduler.empty()) {
+      push = zmq::socket_t(context, zmq::socket_type::push);
+      push.set(zmq::sockopt::linger, 0);
+      push.set(zmq::sockopt::sndhwm, 1000);
+      try {
+        push.connect(opt.scheduler);
+      } catch (const zmq::error_t& e) {
+        throw usage_error("cannot connect to the scheduler " + opt.scheduler + ": " + e.what());
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ compute thread
+
+  void rebuild_engines() {
+    auto make = [&] {
+      auto e = std::make_unique<MarginEngine>(ref.instruments, ref.market, method, opt.backend);
+      if (!published.empty()) e->use_published_risk_arrays(published);
+      return e;
+    };
+    batch_engine = make();
+    book_engine.reset();
+    book_accounts = 0;
+    if (!book.empty()) {
+      auto e = make();
+      const MarginRun run = e->run(book, cover);
+      book_accounts = run.accounts.size();
+      book_engine = std::move(e);
+    }
+    greeks_valid = false;
+    try {
+      greeks = compute_greeks(opt.backend, ref.instruments, ref.market);
+      greeks_valid = true;
+    } catch (const std::exception& e) {
+      if (!opt.quiet) spdlog::warn("greeks not available for this market: {}", e.what());
+    }
+  }
+
+  void reply(const Job& job, const std::string& frame) {
+    std::vector<zmq::message_t> parts;
+    const std::int64_t t = job.received.time_since_epoch().count();
+    results_out.send(zmq::buffer(&t, sizeof t), zmq::send_flags::sndmore);
+    for (const std::string& e : job.envelope) results_out.send(zmq::buffer(e), zmq::send_flags::sndmore);
+    results_out.send(zmq::buffer(frame), zmq::send_flags::none);
+  }
+
+  void reply_error(const Job& job, ErrorCode code, const std::string& message) {
+    ++compute_errors;
+    reply(job, protocol::encode_error(job.request.id_raw, code, message));
+  }
+
+  std::vector<Position> resolve(const std::vector<protocol::InlinePosition>& in) const {
+    std::vector<Position> out;
+    out.reserve(in.size());
+    for (const auto& p : in) {
+      const Instrument* inst = ref.instruments.find(p.instrument);
+      if (!inst)
+        throw protocol::protocol_error(ErrorCode::unknown_instrument, "unknown instrument '" + p.instrument.substr(0, 128) + "'");
+      out.push_back(Position{p.account, ref.instruments.index_of(p.instrument), p.quantity});
+    }
+    return out;
+  }
+
+  /// Runs `body` for `job`, turning every failure into an error reply.
+  template <class Body>
+  void guarded(const Job& job, Body&& body) {
+    try {
+      body();
+    } catch (const protocol::protocol_error& e) {
+      reply_error(job, e.code(), e.what());
+    } catch (const input_error& e) {
+      reply_error(job, ErrorCode::bad_request, e.what());
+    } catch (const usage_error& e) {
+      reply_error(job, ErrorCode::bad_request, e.what());
+    } catch (const std::exception& e) {
+      spdlog::error("internal error serving {}: {}", protocol::request_type_name(job.request.type), e.what());
+      reply_error(job, ErrorCode::internal, std::string("internal error: ") + e.what());
+    }
+  }
+
+  void push_cycle(const SettlementCycle& cycle) {
+    if (!push || cycle.instructions.empty()) return;
+    const std::string frame = encode_settlement_cycle(cycle);
+    if (!push.send(zmq::buffer(frame), zmq::send_flags::dontwait))
+      spdlog::warn("scheduler queue full: settlement cycle {} not pushed", cycle.cycle_id);
+  }
+
+  std::string next_cycle_id(const char* prefix) {
+    return std::string(prefix) + "-" + std::to_string(static_cast<long long>(started_unix)) + "-" +
+           std::to_string(++cycle_seq);
+  }
+
+  /// Margin calls of a margin result: IM rounded up to the cent, pay-ins of USD.
+  void push_margin_calls(const std::vector<const AccountMargin*>& accounts, const std::string& cycle_id) {
+    if (!push) return;
+    SettlementCycle cycle;
+    cycle.cycle_id = cycle_id;
+    cycle.deadline = std::floor(unix_now()) + 3600;
+    cycle.assets.push_back(AssetScale{"USD", 2});
+    for (const AccountMargin* a : accounts) {
+      if (!(a->im > 0) || !std::isfinite(a->im)) continue;
+      const double cents = std::ceil(a->im * 100.0);
+      if (cents >= 9.2e18) continue;
+      SettlementInstruction ins;
+      ins.instruction_id = cycle_id + "/" + a->account + "/USD/in/margin_call";
+      ins.member = a->account;
+      ins.asset = "USD";
+      ins.leg = Leg::pay_in;
+      ins.kind = ObligationKind::margin_call;
+      ins.amount = static_cast<std::int64_t>(cents);
+      cycle.instructions.push_back(std::move(ins));
+    }
+    push_cycle(cycle);
+  }
+
+  void run_margin_jobs(const std::vector<const Job*>& jobs, const std::vector<std::vector<Position>>& positions) {
+    std::vector<Position> all;
+    for (const auto& p : positions) all.insert(all.end(), p.begin(), p.end());
+    const auto t0 = Clock::now();
+    const MarginRun run = batch_engine->run(all);
+    const double compute_us = micros(Clock::now() - t0);
+    for (const Job* job : jobs) {
+      const auto& req = job->request.margin;
+      const std::unordered_set<std::string> mine(req.accounts.begin(), req.accounts.end());
+      std::vector<const AccountMargin*> accounts;
+      for (const AccountMargin& a : run.accounts)
+        if (mine.count(a.account)) accounts.push_back(&a);
+      const std::string cycle_id = push ? (req.cycle_id.empty() ? next_cycle_id("margin") : req.cycle_id) : req.cycle_id;
+      protocol::BatchInfo info{jobs.size(), all.size(), compute_us, micros(t0 - job->received)};
+      reply(*job, protocol::encode_margin_result(job->request.id_raw, method.name, accounts, batch_engine->scenarios(),
+                                                 info, cycle_id));
+      push_margin_calls(accounts, cycle_id);
+    }
+  }
+
+  void process_margin(std::vector<Job>& batch) {
+    std::vector<const Job*> ok;
+    std::vector<std::vector<Position>> positions;
+    for (const Job& job : batch)
+      guarded(job, [&] {
+        positions.push_back(resolve(job.request.margin.positions));
+        ok.push_back(&job);
+      });
+    if (ok.empty()) return;
+    try {
+      run_margin_jobs(ok, positions);
+    } catch (const std::exception& e) {
+      if (ok.size() == 1) {
+        guarded(*ok[0], [&]() -> void { throw; });
+        return;
+      }
+      // One bad portfolio must not fail the others: run each alone.
+      for (std::size_t i = 0; i < ok.size(); ++i)
+        guarded(*ok[i], [&] { run_margin_jobs({ok[i]}, {positions[i]}); });
+    }
+  }
+
+  void process_whatif(const Job& job) {
+    const auto& req = job.request.whatif;
+    const std::vector<Position> trades = resolve(req.trades);
+    const auto t0 = Clock::now();
+    if (!req.has_positions && book_engine) {
+      const WhatIfResult w = book_engine->whatif(req.account, trades);
+      reply(job, protocol::encode_whatif_result(job.request.id_raw, req.account, w, book_engine->scenarios(),
+                                                micros(Clock::now() - t0)));
+      return;
+    }
+    // The account's book inline (as `marginet whatif` does it): margin it, then add the trades.
+    const std::vector<Position> positions = resolve(req.positions);
+    MarginEngine engine(ref.instruments, ref.market, method, opt.backend);
+    if (!published.empty()) engine.use_published_risk_arrays(published);
+    std::vector<std::size_t> traded;
+    for (const Position& t : trades) traded.push_back(t.instrument);
+    engine.run(positions, traded);
+    const WhatIfResult w = engine.whatif(req.account, trades);
+    reply(job, protocol::encode_whatif_result(job.request.id_raw, req.account, w, engine.scenarios(),
+                                              micros(Clock::now() - t0)));
+  }
+
+  void process_greeks(const Job& job) {
+    if (!greeks_valid) greeks = compute_greeks(opt.backend, ref.instruments, ref.market), greeks_valid = true;
+    std::vector<protocol::GreeksRow> rows;
+    auto add = [&](std::size_t i) {
+      protocol::GreeksRow r;
+      r.id = ref.instruments[i].id;
+      const double v[11] = {greeks.price[i], greeks.price_coin[i], greeks.delta[i], greeks.delta_coin[i],
+                            greeks.gamma[i], greeks.vega[i],       greeks.theta[i], greeks.rho[i],
+                            greeks.vanna[i], greeks.volga[i],      greeks.iv[i]};
+      std::copy(std::begin(v), std::end(v), r.values);
+      rows.push_back(std::move(r));
+    };
+    const auto& ids = job.request.greeks.instruments;
+    if (ids.empty()) {
+      for (std::size_t i = 0; i < ref.instruments.size(); ++i) add(i);
+    } else {
+      for (const std::string& id : ids) {
+        if (!ref.instruments.contains(id))
+          throw protocol::protocol_error(ErrorCode::unknown_instrument, "unknown instrument '" + id.substr(0, 128) + "'");
+        add(ref.instruments.index_of(id));
+      }
+    }
+    reply(job, protocol::encode_greeks_result(job.request.id_raw, rows));
+  }
+
+  void process_net(const Job& job) {
+    const auto& req = job.request.net;
+    AssetTable assets;
+    for (std::size_t i = 0; i < req.assets.size(); ++i)
+      assets.add(req.assets[i].asset, static_cast<int>(req.assets[i].scale), "request.assets", static_cast<long>(i + 1));
+    std::string text = "trade_id,buyer,seller,base_asset,quote_asset,quantity,price\n";
+    for (const auto& t : req.trades)
+      text += t.trade_id + "," + t.buyer + "," + t.seller + "," + t.base_asset + "," + t.quote_asset + "," +
+              t.quantity + "," + t.price + "\n";
+    const TradeSet trades = parse_trades_csv(text, "request.trades", assets);
+    NettingOptions options;
+    options.backend = opt.backend;
+    const NettingResult result = net_trades(trades, options);
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "net-%016llx", static_cast<unsigned long long>(fnv1a(text)));
+    const std::string cycle_id = req.cycle_id.empty() ? std::string(buf) : req.cycle_id;
+    const double deadline = req.deadline > 0 ? req.deadline : std::floor(unix_now()) + 3600;
+    const SettlementCycle cycle = build_settlement_cycle(trades, result, {}, cycle_id, deadline);
+
+    std::vector<std::int32_t> order(trades.members().size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<std::int32_t>(i);
+    std::sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
+      return trades.members().name(a) < trades.members().name(b);
+    });
+    std::vector<protocol::NetRow> nets;
+    for (std::int32_t m : order)
+      for (std::int32_t a = 0; a < result.assets; ++a)
+        if (const std::int64_t n = result.net_of(m, a); n != 0)
+          nets.push_back({trades.members().name(m), assets[a].name, format_money(n, assets[a].scale), n});
+    std::vector<protocol::NetAssetRow> rows;
+    for (const AssetNetting& s : result.by_asset)
+      rows.push_back({assets[s.asset].name, assets[s.asset].scale, s.gross_deliveries, s.pay_ins, s.pay_outs,
+                      s.payers, s.receivers, s.efficiency});
+    reply(job, protocol::encode_net_result(job.request.id_raw, nets, rows, cycle_id, cycle.instructions.size()));
+    push_cycle(cycle);
+  }
+
+  void process_market_update(const Job& job) {
+    const auto& up = job.request.market;
+    // Validate everything first: a rejected update changes nothing.
+    for (const auto& u : up.underlyings)
+      if (!ref.market.has_underlying(u.underlying) &&
+          (std::isnan(u.index_price) || std::isnan(u.rate) || std::isnan(u.valuation_time)))
+        throw protocol::protocol_error(ErrorCode::bad_request, "new underlying '" + u.underlying.substr(0, 64) +
+                                                                   "' needs index_price, rate and valuation_time");
+    for (const auto& m : up.marks) {
+      const Instrument* inst = ref.instruments.find(m.instrument);
+      if (!inst)
+        throw protocol::protocol_error(ErrorCode::unknown_instrument, "unknown instrument '" + m.instrument.substr(0, 128) + "'");
+      const bool underlying_known =
+          ref.market.has_underlying(inst->underlying) ||
+          std::any_of(up.underlyings.begin(), up.underlyings.end(), [&](const auto& u) { return u.underlying == inst->underlying; });
+      if (!underlying_known)
+        throw protocol::protocol_error(ErrorCode::bad_request, "no market data for the underlying of '" + m.instrument + "'");
+    }
+    const MarketSnapshot saved = ref.market;
+    const auto t0 = Clock::now();
+    try {
+      for (const auto& u : up.underlyings) {
+        UnderlyingMarket x = ref.market.has_underlying(u.underlying) ? ref.market.underlying(u.underlying) : UnderlyingMarket{};
+        if (!std::isnan(u.index_price)) x.index_price = u.index_price;
+        if (!std::isnan(u.rate)) x.rate = u.rate;
+        if (!std::isnan(u.valuation_time)) x.valuation_time = u.valuation_time;
+        ref.market.set_underlying(u.underlying, x);
+      }
+      for (const auto& m : up.marks) {
+        const Instrument& inst = ref.instruments.at(m.instrument);
+        Mark mark;
+        if (const Mark* old = ref.market.find_mark(m.instrument)) mark = *old;
+        if (!std::isnan(m.mark_price)) mark.mark_price = m.mark_price;
+        if (!std::isnan(m.mark_iv)) mark.mark_iv = m.mark_iv;
+        ref.market.set_mark(m.instrument, mark);
+        if (inst.kind == InstrumentKind::future && mark.has_price())
+          ref.market.set_future_forward(inst.underlying, inst.expiry, mark.mark_price);
+      }
+      rebuild_engines();
+    } catch (...) {
+      ref.market = saved;
+      rebuild_engines();
+      throw;
+    }
+    ++market_updates;
+    reply(job, protocol::encode_market_update_result(job.request.id_raw, up.underlyings.size(), up.marks.size(),
+                                                     micros(Clock::now() - t0), book_accounts));
+  }
+
+  void process(std::vector<Job>& batch) {
+    if (batch.front().request.type == RequestType::margin) {
+      process_margin(batch);
+    } else {
+      for (const Job& job : batch) {
+        guarded(job, [&] {
+          switch (job.request.type) {
+            case RequestType::whatif: process_whatif(job); break;
+            case RequestType::greeks: process_greeks(job); break;
+            case RequestType::net: process_net(job); break;
+            case RequestType::market_update: process_market_update(job); break;
+            default: MARGINET_FAIL("not a compute request");
+          }
+        });
+      }
+    }
+    ++batches_run;
+  }
+
+  static bool overlaps(const Job& job, const std::set<std::string>& accounts) {
+    for (const std::string& a : job.request.margin.accounts)
+      if (accounts.count(a)) return true;
+    return false;
+  }
+
+  void compute_loop() {
+    const auto window = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::micro>(opt.batch_window_us));
+    while (true) {
+      std::vector<Job> batch;
+      {
+        std::unique_lock<std::mutex> lk(mu);
+        cv.wait(lk, [&] { return stopping || !high.empty() || !normal.empty(); });
+        if (stopping) break;
+        const bool from_high = !high.empty();
+        std::deque<Job>& q = from_high ? high : normal;
+        batch.push_back(std::move(q.front()));
+        q.pop_front();
+        if (batch.front().request.type == RequestType::margin && opt.max_batch > 1) {
+          std::set<std::string> accounts(batch.front().request.margin.accounts.begin(),
+                                         batch.front().request.margin.accounts.end());
+          const auto deadline = batch.front().received + window;
+          while (true) {
+            // Contiguous margin requests of other accounts join the pass (FIFO is kept).
+            while (batch.size() < opt.max_batch && !q.empty() && q.front().request.type == RequestType::margin &&
+                   !overlaps(q.front(), accounts)) {
+              for (const std::string& a : q.front().request.margin.accounts) accounts.insert(a);
+              batch.push_back(std::move(q.front()));
+              q.pop_front();
+            }
+            if (batch.size() >= opt.max_batch || !q.empty() || stopping) break;
+            if (!from_high && !high.empty()) {
+              // Urgent work arrived while gathering end-of-day work: it goes first.
+              for (auto it = batch.rbegin(); it != batch.rend(); ++it) normal.push_front(std::move(*it));
+              batch.clear();
+              break;
+            }
+            if (Clock::now() >= deadline) break;
+            cv.wait_until(lk, deadline);
+          }
+          if (batch.empty()) continue;
+        }
+        computing = true;
+      }
+      process(batch);
+      computing = false;
+    }
+    compute_done = true;
+  }
+
+  // ------------------------------------------------------------------ socket thread
+
+  bool send_to_client(const std::vector<zmq::message_t>& envelope_frames, const std::string& frame) {
+    try {
+      for (const auto& e : envelope_frames)
+        if (!router.send(zmq::buffer(e.data(), e.size()), zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+          return ++unroutable, false;
+      if (!router.send(zmq::buffer(frame), zmq::send_flags::dontwait)) return ++unroutable, false;
+    } catch (const zmq::error_t& e) {
+      ++unroutable;  // EHOSTUNREACH (router_mandatory): the client has gone
+      return false;
+    }
+    return true;
+  }
+
+  void record_latency(double us) {
+    latencies[latency_count % latencies.size()] = us;
+    ++latency_count;
+  }
+
+  protocol::StatusInfo status_info() {
+    protocol::StatusInfo s;
+    s.uptime_s = std::chrono::duration<double>(Clock::now() - started).count();
+    s.backend = backend_name(opt.backend);
+    s.device = describe_device(opt.backend);
+    s.model = method.name;
+    s.instruments = ref.instruments.size();
+    s.book_accounts = book_accounts;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      s.queue_high = high.size();
+      s.queue_normal = normal.size();
+    }
+    s.queue_capacity = opt.queue_capacity;
+    s.computing = computing;
+    s.batches_run = batches_run;
+    s.requests_total = requests_total;
+    s.margin_requests = margin_requests;
+    s.errors = errors + compute_errors;
+    s.busy = busy;
+    s.requests_per_s = s.uptime_s > 0 ? static_cast<double>(requests_total) / s.uptime_s : 0;
+    s.batch_window_us = opt.batch_window_us;
+    s.max_batch = opt.max_batch;
+    s.market_updates = market_updates;
+    s.curve = opt.curve.enabled();
+    const std::size_t n = std::min(latency_count, latencies.size());
+    s.latency_samples = n;
+    if (n > 0) {
+      std::vector<double> v(latencies.begin(), latencies.begin() + static_cast<std::ptrdiff_t>(n));
+      auto pct = [&](double p) {
+        const std::size_t k = std::min(n - 1, static_cast<std::size_t>(p * static_cast<double>(n)));
+        std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+        return v[k];
+      };
+      s.latency_p50_us = pct(0.50);
+      s.latency_p99_us = pct(0.99);
+      s.latency_max_us = *std::max_element(v.begin(), v.end());
+    }
+    return s;
+  }
+
+  void handle_client_message(std::vector<zmq::message_t>& parts, bool shutting_down) {
+    const auto received = Clock::now();
+    ++requests_total;
+    std::vector<zmq::message_t> envelope;
+    for (std::size_t i = 0; i + 1 < parts.size(); ++i) envelope.push_back(std::move(parts[i]));
+    const zmq::message_t& payload = parts.back();
+    const std::string_view frame(static_cast<const char*>(payload.data()), payload.size());
+    auto fail = [&](std::string_view id_raw, ErrorCode code, const std::string& message) {
+      if (code == ErrorCode::busy) ++busy; else ++errors;
+      send_to_client(envelope, protocol::encode_error(id_raw, code, message));
+    };
+    Request req;
+    try {
+      req = protocol::decode_request(frame, opt.limits);
+    } catch (const protocol::protocol_error& e) {
+      return fail(e.id_raw().empty() ? protocol::nil_id() : e.id_raw(), e.code(), e.what());
+    } catch (const std::exception& e) {
+      return fail(protocol::nil_id(), ErrorCode::internal, std::string("decoder failure: ") + e.what());
+    }
+    if (req.type == RequestType::ping) {
+      send_to_client(envelope, protocol::encode_pong(req.id_raw, unix_now()));
+      return;
+    }
+    if (req.type == RequestType::status) {
+      send_to_client(envelope, protocol::encode_status(req.id_raw, status_info()));
+      return;
+    }
+    if (shutting_down) return fail(req.id_raw, ErrorCode::busy, "the server is shutting down");
+    if (req.type == RequestType::margin) ++margin_requests;
+    Job job;
+    job.request = std::move(req);
+    job.received = received;
+    for (const auto& e : envelope) job.envelope.emplace_back(static_cast<const char*>(e.data()), e.size());
+    bool full = false;
+    std::string id;
+    const protocol::Priority priority = job.request.priority;
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      std::deque<Job>& q = priority == protocol::Priority::high ? high : normal;
+      if (q.size() >= opt.queue_capacity) {
+        full = true;
+        id = job.request.id_raw;
+      } else {
+        q.push_back(std::move(job));
+      }
+    }
+    if (full)
+      return fail(id, ErrorCode::busy, std::string("the ") + protocol::priority_name(priority) +
+                                           "-priority queue is full (" + std::to_string(opt.queue_capacity) +
+                                           " requests); retry later");
+    cv.notify_one();
+  }
+
+  /// Forwards every reply the compute thread has ready.
+  void forward_results() {
+    while (true) {
+      std::vector<zmq::message_t> parts;
+      while (true) {
+        zmq::message_t m;
+        if (!results_in.recv(m, zmq::recv_flags::dontwait)) break;
+        const bool more = m.more();
+        parts.push_back(std::move(m));
+        if (!more) break;
+      }
+      if (parts.empty()) return;
+      if (parts.size() < 2) continue;
+      std::int64_t t = 0;
+      if (parts[0].size() == sizeof t) std::memcpy(&t, parts[0].data(), sizeof t);
+      const std::string frame(static_cast<const char*>(parts.back().data()), parts.back().size());
+      std::vector<zmq::message_t> envelope;
+      for (std::size_t i = 1; i + 1 < parts.size(); ++i) envelope.push_back(std::move(parts[i]));
+      send_to_client(envelope, frame);
+      record_latency(micros(Clock::now() - Clock::time_point(Clock::duration(t))));
+    }
+  }
+
+  /// Reads one multipart client message; false when none is ready.
+  bool receive_client(std::vector<zmq::message_t>& parts) {
+    parts.clear();
+    while (true) {
+      zmq::message_t m;
+      if (!router.recv(m, zmq::recv_flags::dontwait)) return !parts.empty();
+      const bool more = m.more();
+      parts.push_back(std::move(m));
+      if (!more) return true;
+    }
+  }
+
+  void run() {
+    compute = std::thread([this] {
+      try {
+        compute_loop();
+      } catch (const std::exception& e) {
+        spdlog::critical("compute thread failed: {}", e.what());
+        compute_done = true;
+      }
+    });
+    bool shutting_down = false;
+    std::vector<zmq::message_t> parts;
+    while (true) {
+      if (!shutting_down && (stop_requested || g_signal_stop)) {
+        shutting_down = true;
+        if (!opt.quiet) spdlog::info("shutting down: rejecting queued work, finishing the running job");
+        std::deque<Job> rejected;
+        {
+          std::lock_guard<std::mutex> lk(mu);
+          stopping = true;
+          for (auto* q : {&high, &normal})
+            while (!q->empty()) rejected.push_back(std::move(q->front())), q->pop_front();
+        }
+        cv.notify_all();
+        for (const Job& job : rejected) {
+          ++busy;
+          std::vector<zmq::message_t> env;
+          for (const std::string& e : job.envelope) env.emplace_back(e.data(), e.size());
+          send_to_client(env, protocol::encode_error(job.request.id_raw, ErrorCode::busy,
+                                                      "the server is shutting down; the request was not run"));
+        }
+      }
+      if (shutting_down && compute_done) break;
+      zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}, {results_in.handle(), 0, ZMQ_POLLIN, 0}};
+      try {
+        zmq::poll(items, 2, std::chrono::milliseconds(20));
+      } catch (const zmq::error_t& e) {
+        if (e.num() == EINTR) continue;
+        throw;
+      }
+      if (items[1].revents & ZMQ_POLLIN) forward_results();
+      if (items[0].revents & ZMQ_POLLIN) {
+        // A bounded number per round, so that replies keep flowing under load.
+        for (int i = 0; i < 256 && receive_client(parts); ++i) {
+          if (parts.size() < 2 || parts.size() > 8) continue;  // not a ROUTER envelope + one frame
+          handle_client_message(parts, shutting_down);
+        }
+      }
+    }
+    if (compute.joinable()) compute.join();
+    forward_results();
+    // Let the I/O thread flush the last replies before the sockets close with linger 0.
+    const auto flush_until = Clock::now() + std::chrono::milliseconds(100);
+    while (Clock::now() < flush_until) {
+      zmq::pollitem_t items[] = {{router.handle(), 0, ZMQ_POLLIN, 0}};
+      try {
+        zmq::poll(items, 1, std::chrono::milliseconds(10));
+      } catch (const zmq::error_t&) {
+      }
+      if (items[0].revents & ZMQ_POLLIN)
+        for (int i = 0; i < 256 && receive_client(parts); ++i)
+          if (parts.size() >= 2 && parts.size() <= 8) handle_client_message(parts, true);
+    }
+    if (!opt.quiet)
+      spdlog::info("stopped: {} requests, {} batches, {} errors, {} busy, {} unroutable replies", requests_total,
+                   batches_run.load(), errors + compute_errors, busy, unroutable);
+    router.close();
+    results_in.close();
+    results_out.close();
+    if (push) push.close();
+  }
+
+  ~Impl() {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      stopping = true;
+    }
+    cv.notify_all();
+    if (compute.joinable()) compute.join();
+  }
+};
+
+MarginServer::MarginServer(ServerOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+MarginServer::~MarginServer() = default;
+const std::string& MarginServer::endpoint() const { return impl_->endpoint; }
+void MarginServer::run() { impl_->run(); }
+void MarginServer::stop() { impl_->stop_requested = true; }
+
+}  // namespace marginet

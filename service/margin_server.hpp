@@ -1,0 +1,75 @@
+#pragma once
+// The margin service (SPEC §7, docs/protocol.md): a ZeroMQ ROUTER front end and one compute
+// thread that owns the engines.
+//
+//   socket thread   ROUTER on --bind: decodes every frame (service/protocol.hpp), answers
+//                   ping/status itself (also while a batch runs), rejects bad frames with an
+//                   `error` reply, puts compute work on two bounded queues (high, normal) and
+//                   answers `busy` when a queue is full; forwards the compute thread's replies
+//                   (inproc PAIR) to the clients (router_mandatory: unroutable replies are
+//                   counted and dropped, never block).
+//   compute thread  takes high-priority work first (intraday, RFQ what-if overtakes queued
+//                   end-of-day margin); gathers margin requests from many clients for up to
+//                   the batch window or the maximum batch size and runs them as ONE engine
+//                   pass; what-if runs from the cached P&L rows of the book loaded at start;
+//                   market.update re-runs the book and recomputes greeks; margin and net
+//                   results are PUSHed to the scheduler as settlement cycles when one is given.
+//
+// Shutdown (stop() or SIGINT/SIGTERM): queued work is rejected with `busy` replies, the running
+// job finishes and is answered, then sockets close with linger 0.
+//
+// The engines are not thread-safe: only the compute thread touches them and the market.
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "host/backend.hpp"
+#include "service/curve.hpp"
+#include "service/protocol.hpp"
+
+namespace marginet {
+
+struct ServerOptions {
+  std::string bind = "tcp://127.0.0.1:7400";
+  std::string instruments, market, marks;  // reference data (required)
+  std::string positions;                   // optional book: margined at start, the what-if base
+  std::string model = "span16";
+  std::string risk_arrays;                 // span16 published risk arrays (optional)
+  std::string scheduler;                   // PUSH endpoint of the settlement scheduler (optional)
+  Backend backend = Backend::cpu;
+  double batch_window_us = 500;            // how long a margin batch waits for more requests
+  std::size_t max_batch = 64;              // requests per engine pass (1 = batching off)
+  std::size_t queue_capacity = 1024;       // per priority; beyond it: busy
+  protocol::Limits limits;
+  CurveServerOptions curve;                // enabled when curve.secret_key_file is set
+  bool quiet = false;
+};
+
+class MarginServer {
+ public:
+  /// Loads the reference data, the methodology and the book, binds the sockets. Errors in the
+  /// files are input_errors (the CLI exits 2); a bind failure is a usage_error.
+  explicit MarginServer(ServerOptions options);
+  ~MarginServer();
+  MarginServer(const MarginServer&) = delete;
+  MarginServer& operator=(const MarginServer&) = delete;
+
+  /// The endpoint actually bound (a `*` port resolved), e.g. tcp://127.0.0.1:40123.
+  const std::string& endpoint() const;
+
+  /// Serves until stop() is called or SIGINT/SIGTERM arrives (see install_signal_handlers).
+  void run();
+  /// Asks run() to shut down gracefully; safe from any thread.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// SIGINT and SIGTERM make every running MarginServer shut down gracefully.
+void install_server_signal_handlers();
+
+}  // namespace marginet

@@ -1,0 +1,648 @@
+#include "service/protocol.hpp"
+
+#include <msgpack.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <new>
+#include <set>
+
+#include "models/csv.hpp"
+
+namespace marginet::protocol {
+
+const char* error_code_name(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::bad_request: return "bad_request";
+    case ErrorCode::unsupported_version: return "unsupported_version";
+    case ErrorCode::unknown_instrument: return "unknown_instrument";
+    case ErrorCode::too_large: return "too_large";
+    case ErrorCode::busy: return "busy";
+    case ErrorCode::internal: return "internal";
+  }
+  return "internal";
+}
+
+const char* request_type_name(RequestType type) {
+  switch (type) {
+    case RequestType::ping: return "ping";
+    case RequestType::status: return "status";
+    case RequestType::greeks: return "greeks";
+    case RequestType::margin: return "margin";
+    case RequestType::whatif: return "whatif";
+    case RequestType::net: return "net";
+    case RequestType::market_update: return "market.update";
+  }
+  return "?";
+}
+
+const char* priority_name(Priority priority) { return priority == Priority::high ? "high" : "normal"; }
+
+namespace {
+
+using msgpack::object;
+namespace mt = msgpack::type;
+
+[[noreturn]] void bad(const std::string& what) { throw protocol_error(ErrorCode::bad_request, what); }
+
+const char* kind_name(const object& o) {
+  switch (o.type) {
+    case mt::NIL: return "nil";
+    case mt::BOOLEAN: return "bool";
+    case mt::POSITIVE_INTEGER:
+    case mt::NEGATIVE_INTEGER: return "int";
+    case mt::FLOAT32:
+    case mt::FLOAT64: return "float";
+    case mt::STR: return "str";
+    case mt::BIN: return "bin";
+    case mt::ARRAY: return "array";
+    case mt::MAP: return "map";
+    case mt::EXT: return "ext";
+  }
+  return "?";
+}
+
+/// A map viewed by key; duplicate keys and non-string keys are bad requests.
+class MapView {
+ public:
+  MapView(const object& o, std::string where) : where_(std::move(where)) {
+    if (o.type != mt::MAP) bad(where_ + ": expected a map, got " + kind_name(o));
+    map_ = &o.via.map;
+    for (std::uint32_t i = 0; i < map_->size; ++i) {
+      const object& k = map_->ptr[i].key;
+      if (k.type != mt::STR) bad(where_ + ": map keys must be strings");
+      for (std::uint32_t j = 0; j < i; ++j)
+        if (std::string_view(map_->ptr[j].key.via.str.ptr, map_->ptr[j].key.via.str.size) ==
+            std::string_view(k.via.str.ptr, k.via.str.size))
+          bad(where_ + ": duplicate key '" + std::string(k.via.str.ptr, k.via.str.size) + "'");
+    }
+  }
+  const object* find(std::string_view key) const {
+    for (std::uint32_t i = 0; i < map_->size; ++i) {
+      const object& k = map_->ptr[i].key;
+      if (std::string_view(k.via.str.ptr, k.via.str.size) == key) return &map_->ptr[i].val;
+    }
+    return nullptr;
+  }
+  const object& at(std::string_view key) const {
+    const object* o = find(key);
+    if (!o) bad(where_ + ": missing field '" + std::string(key) + "'");
+    return *o;
+  }
+  std::string field(std::string_view key) const { return where_ + "." + std::string(key); }
+  const std::string& where() const { return where_; }
+
+ private:
+  const msgpack::object_map* map_ = nullptr;
+  std::string where_;
+};
+
+std::string as_string(const object& o, const std::string& where) {
+  if (o.type != mt::STR) bad(where + ": expected a string, got " + kind_name(o));
+  return std::string(o.via.str.ptr, o.via.str.size);
+}
+
+std::string as_nonempty_string(const object& o, const std::string& where) {
+  std::string s = as_string(o, where);
+  if (s.empty()) bad(where + ": must not be empty");
+  return s;
+}
+
+double as_number(const object& o, const std::string& where) {
+  double v = 0;
+  switch (o.type) {
+    case mt::POSITIVE_INTEGER: v = static_cast<double>(o.via.u64); break;
+    case mt::NEGATIVE_INTEGER: v = static_cast<double>(o.via.i64); break;
+    case mt::FLOAT32:
+    case mt::FLOAT64: v = o.via.f64; break;
+    default: bad(where + ": expected a number, got " + kind_name(o));
+  }
+  if (!std::isfinite(v)) bad(where + ": must be finite");
+  return v;
+}
+
+std::int64_t as_integer(const object& o, const std::string& where) {
+  if (o.type == mt::POSITIVE_INTEGER) {
+    if (o.via.u64 > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
+      bad(where + ": integer out of range");
+    return static_cast<std::int64_t>(o.via.u64);
+  }
+  if (o.type == mt::NEGATIVE_INTEGER) return o.via.i64;
+  bad(where + ": expected an integer, got " + kind_name(o));
+}
+
+/// Decimal text kept exact: a string, or an integer written out.
+std::string as_decimal_text(const object& o, const std::string& where) {
+  if (o.type == mt::STR) return as_nonempty_string(o, where);
+  if (o.type == mt::POSITIVE_INTEGER || o.type == mt::NEGATIVE_INTEGER) return std::to_string(as_integer(o, where));
+  bad(where + ": expected decimal text (a string) or an integer, got " + kind_name(o));
+}
+
+const msgpack::object_array& as_array(const object& o, const std::string& where) {
+  if (o.type != mt::ARRAY) bad(where + ": expected an array, got " + kind_name(o));
+  return o.via.array;
+}
+
+/// [instrument, quantity] or {"instrument": ..., "quantity": ...}
+InlinePosition as_position(const object& o, const std::string& account, const std::string& where) {
+  InlinePosition p;
+  p.account = account;
+  if (o.type == mt::ARRAY) {
+    if (o.via.array.size != 2) bad(where + ": expected [instrument, quantity]");
+    p.instrument = as_nonempty_string(o.via.array.ptr[0], where + "[0]");
+    p.quantity = as_number(o.via.array.ptr[1], where + "[1]");
+  } else {
+    MapView m(o, where);
+    p.instrument = as_nonempty_string(m.at("instrument"), m.field("instrument"));
+    p.quantity = as_number(m.at("quantity"), m.field("quantity"));
+  }
+  return p;
+}
+
+std::vector<InlinePosition> as_positions(const object& o, const std::string& account, const std::string& where) {
+  const auto& a = as_array(o, where);
+  std::vector<InlinePosition> out;
+  out.reserve(a.size);
+  for (std::uint32_t i = 0; i < a.size; ++i)
+    out.push_back(as_position(a.ptr[i], account, where + "[" + std::to_string(i) + "]"));
+  return out;
+}
+
+double optional_number(const MapView& m, std::string_view key) {
+  const object* o = m.find(key);
+  if (!o || o->type == mt::NIL) return kUnset;
+  return as_number(*o, m.field(key));
+}
+
+double as_time(const object& o, const std::string& where) {
+  if (o.type == mt::STR) {
+    const auto t = parse_iso8601_utc(std::string_view(o.via.str.ptr, o.via.str.size));
+    if (!t) bad(where + ": expected Unix seconds or an ISO 8601 UTC time");
+    return *t;
+  }
+  return as_number(o, where);
+}
+
+void decode_margin(const MapView& m, MarginRequest& r) {
+  const auto& portfolios = as_array(m.at("portfolios"), m.field("portfolios"));
+  if (portfolios.size == 0) bad("margin.portfolios: must not be empty");
+  std::set<std::string> seen;
+  for (std::uint32_t i = 0; i < portfolios.size; ++i) {
+    const std::string where = "portfolios[" + std::to_string(i) + "]";
+    MapView p(portfolios.ptr[i], where);
+    const std::string account = as_nonempty_string(p.at("account"), p.field("account"));
+    if (!seen.insert(account).second) bad(where + ": account '" + account + "' appears twice");
+    r.accounts.push_back(account);
+    for (InlinePosition& x : as_positions(p.at("positions"), account, p.field("positions")))
+      r.positions.push_back(std::move(x));
+  }
+  if (const object* c = m.find("cycle_id")) r.cycle_id = as_nonempty_string(*c, "cycle_id");
+}
+
+void decode_whatif(const MapView& m, WhatIfRequest& r) {
+  r.account = as_nonempty_string(m.at("account"), "account");
+  r.trades = as_positions(m.at("trades"), r.account, "trades");
+  if (r.trades.empty()) bad("trades: must not be empty");
+  if (const object* p = m.find("positions"); p && p->type != mt::NIL) {
+    r.has_positions = true;
+    r.positions = as_positions(*p, r.account, "positions");
+  }
+}
+
+void decode_greeks(const MapView& m, GreeksRequest& r) {
+  const object* ids = m.find("instruments");
+  if (!ids || ids->type == mt::NIL) return;
+  const auto& a = as_array(*ids, "instruments");
+  for (std::uint32_t i = 0; i < a.size; ++i)
+    r.instruments.push_back(as_nonempty_string(a.ptr[i], "instruments[" + std::to_string(i) + "]"));
+}
+
+void decode_net(const MapView& m, NetRequest& r) {
+  const auto& assets = as_array(m.at("assets"), "assets");
+  for (std::uint32_t i = 0; i < assets.size; ++i) {
+    const std::string where = "assets[" + std::to_string(i) + "]";
+    const object& o = assets.ptr[i];
+    NetAsset a;
+    if (o.type == mt::ARRAY) {
+      if (o.via.array.size != 2) bad(where + ": expected [asset, scale]");
+      a.asset = as_nonempty_string(o.via.array.ptr[0], where + "[0]");
+      a.scale = as_integer(o.via.array.ptr[1], where + "[1]");
+    } else {
+      MapView x(o, where);
+      a.asset = as_nonempty_string(x.at("asset"), x.field("asset"));
+      a.scale = as_integer(x.at("scale"), x.field("scale"));
+    }
+    if (a.scale < 0 || a.scale > 18) bad(where + ": scale must be 0..18");
+    r.assets.push_back(std::move(a));
+  }
+  const auto& trades = as_array(m.at("trades"), "trades");
+  if (trades.size == 0) bad("trades: must not be empty");
+  static const char* const kFields[] = {"trade_id", "buyer", "seller", "base_asset", "quote_asset", "quantity", "price"};
+  for (std::uint32_t i = 0; i < trades.size; ++i) {
+    const std::string where = "trades[" + std::to_string(i) + "]";
+    const object& o = trades.ptr[i];
+    std::string f[7];
+    if (o.type == mt::ARRAY) {
+      if (o.via.array.size != 7)
+        bad(where + ": expected [trade_id, buyer, seller, base_asset, quote_asset, quantity, price]");
+      for (int k = 0; k < 7; ++k)
+        f[k] = k < 5 ? as_nonempty_string(o.via.array.ptr[k], where + "." + kFields[k])
+                     : as_decimal_text(o.via.array.ptr[k], where + "." + kFields[k]);
+    } else {
+      MapView x(o, where);
+      for (int k = 0; k < 7; ++k)
+        f[k] = k < 5 ? as_nonempty_string(x.at(kFields[k]), x.field(kFields[k]))
+                     : as_decimal_text(x.at(kFields[k]), x.field(kFields[k]));
+    }
+    for (const std::string& s : f)
+      if (s.find_first_of("\",\r\n") != std::string::npos)
+        bad(where + ": fields must not contain quotes, commas or line breaks");
+    r.trades.push_back(NetTrade{f[0], f[1], f[2], f[3], f[4], f[5], f[6]});
+  }
+  if (const object* c = m.find("cycle_id")) r.cycle_id = as_nonempty_string(*c, "cycle_id");
+  if (const object* d = m.find("deadline")) r.deadline = as_time(*d, "deadline");
+}
+
+void decode_market_update(const MapView& m, MarketUpdate& r) {
+  if (const object* u = m.find("underlyings")) {
+    const auto& a = as_array(*u, "underlyings");
+    for (std::uint32_t i = 0; i < a.size; ++i) {
+      MapView x(a.ptr[i], "underlyings[" + std::to_string(i) + "]");
+      UnderlyingUpdate up;
+      up.underlying = as_nonempty_string(x.at("underlying"), x.field("underlying"));
+      up.index_price = optional_number(x, "index_price");
+      up.rate = optional_number(x, "rate");
+      if (const object* t = x.find("valuation_time"); t && t->type != mt::NIL)
+        up.valuation_time = as_time(*t, x.field("valuation_time"));
+      if (!std::isnan(up.index_price) && up.index_price <= 0) bad(x.field("index_price") + ": must be positive");
+      r.underlyings.push_back(std::move(up));
+    }
+  }
+  if (const object* k = m.find("marks")) {
+    const auto& a = as_array(*k, "marks");
+    for (std::uint32_t i = 0; i < a.size; ++i) {
+      MapView x(a.ptr[i], "marks[" + std::to_string(i) + "]");
+      MarkUpdate up;
+      up.instrument = as_nonempty_string(x.at("instrument"), x.field("instrument"));
+      up.mark_price = optional_number(x, "mark_price");
+      up.mark_iv = optional_number(x, "mark_iv");
+      if (!std::isnan(up.mark_iv) && up.mark_iv < 0) bad(x.field("mark_iv") + ": must not be negative");
+      r.marks.push_back(std::move(up));
+    }
+  }
+  if (r.underlyings.empty() && r.marks.empty()) bad("market.update: needs 'underlyings' or 'marks'");
+}
+
+std::string pack_object(const object& o) {
+  msgpack::sbuffer buf;
+  msgpack::pack(buf, o);
+  return std::string(buf.data(), buf.size());
+}
+
+}  // namespace
+
+std::string nil_id() { return std::string(1, '\xc0'); }
+
+Request decode_request(std::string_view frame, const Limits& limits) {
+  if (frame.size() > limits.max_frame_bytes)
+    throw protocol_error(ErrorCode::too_large, "frame of " + std::to_string(frame.size()) +
+                                                   " bytes exceeds the limit of " +
+                                                   std::to_string(limits.max_frame_bytes));
+  if (frame.empty()) bad("empty frame");
+  // No container may declare more elements than the frame has bytes left (each element takes
+  // at least one byte), nor more than the caps: a 5-byte header cannot ask for gigabytes.
+  const std::size_t n = frame.size();
+  const msgpack::unpack_limit limit(std::min(n, limits.max_array), std::min(n / 2, limits.max_map),
+                                    std::min(n, limits.max_string), 0, 0, limits.max_depth);
+  msgpack::object_handle handle;
+  std::size_t offset = 0;
+  try {
+    handle = msgpack::unpack(frame.data(), frame.size(), offset, nullptr, nullptr, limit);
+  } catch (const msgpack::size_overflow& e) {
+    throw protocol_error(ErrorCode::too_large, std::string("msgpack limit exceeded: ") + e.what());
+  } catch (const msgpack::insufficient_bytes&) {
+    bad("truncated msgpack frame");
+  } catch (const msgpack::unpack_error& e) {
+    bad(std::string("malformed msgpack: ") + e.what());
+  } catch (const std::bad_alloc&) {
+    throw protocol_error(ErrorCode::too_large, "frame needs too much memory to decode");
+  }
+  if (offset != frame.size())
+    bad("trailing bytes after the msgpack map (" + std::to_string(frame.size() - offset) + " bytes)");
+
+  const object& root = handle.get();
+  if (root.type != mt::MAP) bad(std::string("a request is a msgpack map, got ") + kind_name(root));
+  Request r;
+  // The id first, so that every later error still correlates.
+  std::string id_raw = nil_id();
+  for (std::uint32_t i = 0; i < root.via.map.size; ++i) {
+    const object& k = root.via.map.ptr[i].key;
+    if (k.type == mt::STR && std::string_view(k.via.str.ptr, k.via.str.size) == "id") {
+      const object& id = root.via.map.ptr[i].val;
+      if (id.type == mt::STR || id.type == mt::POSITIVE_INTEGER || id.type == mt::NEGATIVE_INTEGER)
+        id_raw = pack_object(id);
+    }
+  }
+  try {
+    MapView m(root, "request");
+    if (const object* id = m.find("id"); id && id->type != mt::NIL && id->type != mt::STR &&
+                                         id->type != mt::POSITIVE_INTEGER && id->type != mt::NEGATIVE_INTEGER)
+      bad("id: expected a string or an integer");
+    r.id_raw = id_raw;
+    const object* v = m.find("v");
+    if (!v) bad("missing field 'v' (protocol version)");
+    if (v->type != mt::POSITIVE_INTEGER && v->type != mt::NEGATIVE_INTEGER) bad("v: expected an integer");
+    if (v->type == mt::NEGATIVE_INTEGER || v->via.u64 != static_cast<std::uint64_t>(kVersion))
+      throw protocol_error(ErrorCode::unsupported_version,
+                           "protocol version " +
+                               (v->type == mt::NEGATIVE_INTEGER ? std::to_string(v->via.i64) : std::to_string(v->via.u64)) +
+                               " is not supported (this server speaks " + std::to_string(kVersion) + ")");
+    const std::string type = as_string(m.at("type"), "type");
+    if (const object* p = m.find("priority"); p && p->type != mt::NIL) {
+      const std::string prio = as_string(*p, "priority");
+      if (prio == "high") r.priority = Priority::high;
+      else if (prio == "normal" || prio == "eod") r.priority = Priority::normal;
+      else bad("priority: expected \"high\" or \"normal\"");
+    }
+    if (type == "ping") {
+      r.type = RequestType::ping;
+    } else if (type == "status") {
+      r.type = RequestType::status;
+    } else if (type == "margin") {
+      r.type = RequestType::margin;
+      decode_margin(m, r.margin);
+    } else if (type == "whatif") {
+      r.type = RequestType::whatif;
+      if (!m.find("priority")) r.priority = Priority::high;  // RFQ what-if is intraday work
+      decode_whatif(m, r.whatif);
+    } else if (type == "greeks") {
+      r.type = RequestType::greeks;
+      decode_greeks(m, r.greeks);
+    } else if (type == "net") {
+      r.type = RequestType::net;
+      decode_net(m, r.net);
+    } else if (type == "market.update") {
+      r.type = RequestType::market_update;
+      decode_market_update(m, r.market);
+    } else {
+      bad("unknown request type '" + type.substr(0, 64) + "'");
+    }
+  } catch (protocol_error& e) {
+    e.set_id_raw(id_raw);
+    throw;
+  }
+  return r;
+}
+
+// --- replies ---------------------------------------------------------------------------------
+
+namespace {
+
+using Packer = msgpack::packer<msgpack::sbuffer>;
+
+/// Starts a reply map of `fields` payload entries after v, type and id.
+void begin_reply(Packer& pk, std::string_view id_raw, std::string_view type, std::size_t fields,
+                 msgpack::sbuffer& buf) {
+  pk.pack_map(static_cast<std::uint32_t>(3 + fields));
+  pk.pack(std::string_view("v"));
+  pk.pack(kVersion);
+  pk.pack(std::string_view("type"));
+  pk.pack(type);
+  pk.pack(std::string_view("id"));
+  if (id_raw.empty())
+    pk.pack_nil();
+  else
+    buf.write(id_raw.data(), id_raw.size());  // already msgpack
+}
+
+void kv(Packer& pk, std::string_view key, std::string_view value) {
+  pk.pack(key);
+  pk.pack(value);
+}
+void kv(Packer& pk, std::string_view key, const std::string& value) { kv(pk, key, std::string_view(value)); }
+void kv(Packer& pk, std::string_view key, const char* value) { kv(pk, key, std::string_view(value)); }
+void kv(Packer& pk, std::string_view key, double value) {
+  pk.pack(key);
+  pk.pack_double(value);
+}
+void kv(Packer& pk, std::string_view key, std::int64_t value) {
+  pk.pack(key);
+  pk.pack(value);
+}
+void kv(Packer& pk, std::string_view key, std::uint64_t value) {
+  pk.pack(key);
+  pk.pack(value);
+}
+void kv(Packer& pk, std::string_view key, bool value) {
+  pk.pack(key);
+  pk.pack(value);
+}
+
+std::int64_t scenario_id(std::int32_t index) { return index + 1; }  // 1-based, 0 = none
+
+void pack_account(Packer& pk, const AccountMargin& a, const ScenarioSet& set) {
+  pk.pack_map(10);
+  kv(pk, "account", a.account);
+  kv(pk, "model", a.model);
+  kv(pk, "im", a.im);
+  kv(pk, "mm", a.mm);
+  kv(pk, "worst_scenario", scenario_id(a.worst_scenario));
+  kv(pk, "delta", a.delta);
+  kv(pk, "gamma", a.gamma);
+  kv(pk, "vega", a.vega);
+  pk.pack(std::string_view("underlyings"));
+  pk.pack_array(static_cast<std::uint32_t>(a.underlyings.size()));
+  for (const UnderlyingMargin& u : a.underlyings) {
+    pk.pack_map(12);
+    kv(pk, "underlying", u.underlying);
+    kv(pk, "units", u.units);
+    kv(pk, "im", u.im);
+    kv(pk, "mm", u.mm);
+    kv(pk, "scan_risk", u.scan_risk);
+    kv(pk, "short_option_minimum", u.short_option_minimum);
+    kv(pk, "roll_shock", u.roll_shock);
+    kv(pk, "delta_shock", u.delta_shock);
+    kv(pk, "worst_scenario", scenario_id(u.worst_scenario));
+    kv(pk, "delta", u.delta);
+    kv(pk, "gamma", u.gamma);
+    kv(pk, "vega", u.vega);
+  }
+  pk.pack(std::string_view("worst_scenarios"));
+  pk.pack_array(static_cast<std::uint32_t>(a.worst_scenarios.size()));
+  for (const ScenarioPnl& w : a.worst_scenarios) {
+    pk.pack_map(3);
+    kv(pk, "scenario", scenario_id(w.scenario));
+    const auto s = static_cast<std::size_t>(w.scenario);
+    kv(pk, "label", s < set.labels.size() ? set.labels[s] : std::string());
+    kv(pk, "pnl", w.pnl);
+  }
+}
+
+std::string take(const msgpack::sbuffer& buf) { return std::string(buf.data(), buf.size()); }
+
+}  // namespace
+
+std::string encode_error(std::string_view id_raw, ErrorCode code, std::string_view message) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  begin_reply(pk, id_raw, "error", 2, buf);
+  kv(pk, "code", error_code_name(code));
+  kv(pk, "message", message.substr(0, 1024));
+  return take(buf);
+}
+
+std::string encode_pong(std::string_view id_raw, double server_time) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  begin_reply(pk, id_raw, "ping.result", 1, buf);
+  kv(pk, "server_time", server_time);
+  return take(buf);
+}
+
+std::string encode_status(std::string_view id_raw, const StatusInfo& s) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  begin_reply(pk, id_raw, "status.result", 15, buf);
+  kv(pk, "uptime_s", s.uptime_s);
+  kv(pk, "backend", s.backend);
+  kv(pk, "device", s.device);
+  kv(pk, "model", s.model);
+  kv(pk, "instruments", static_cast<std::uint64_t>(s.instruments));
+  kv(pk, "book_accounts", static_cast<std::uint64_t>(s.book_accounts));
+  pk.pack(std::string_view("queues"));
+  pk.pack_map(3);
+  kv(pk, "high", static_cast<std::uint64_t>(s.queue_high));
+  kv(pk, "normal", static_cast<std::uint64_t>(s.queue_normal));
+  kv(pk, "capacity", static_cast<std::uint64_t>(s.queue_capacity));
+  kv(pk, "computing", s.computing);
+  kv(pk, "batches_run", s.batches_run);
+  kv(pk, "requests_total", s.requests_total);
+  kv(pk, "margin_requests", s.margin_requests);
+  pk.pack(std::string_view("replies"));
+  pk.pack_map(2);
+  kv(pk, "errors", s.errors);
+  kv(pk, "busy", s.busy);
+  kv(pk, "requests_per_s", s.requests_per_s);
+  pk.pack(std::string_view("latency_us"));
+  pk.pack_map(4);
+  kv(pk, "p50", s.latency_p50_us);
+  kv(pk, "p99", s.latency_p99_us);
+  kv(pk, "max", s.latency_max_us);
+  kv(pk, "samples", static_cast<std::uint64_t>(s.latency_samples));
+  pk.pack(std::string_view("batching"));
+  pk.pack_map(2);
+  kv(pk, "window_us", s.batch_window_us);
+  kv(pk, "max_batch", static_cast<std::uint64_t>(s.max_batch));
+  kv(pk, "market_updates", s.market_updates);
+  kv(pk, "curve", s.curve);
+  return take(buf);
+}
+
+std::string encode_margin_result(std::string_view id_raw, const std::string& model,
+                                 const std::vector<const AccountMargin*>& accounts, const ScenarioSet& scenarios,
+                                 const BatchInfo& batch, const std::string& cycle_id) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  begin_reply(pk, id_raw, "margin.result", cycle_id.empty() ? 3 : 4, buf);
+  kv(pk, "model", model);
+  pk.pack(std::string_view("accounts"));
+  pk.pack_array(static_cast<std::uint32_t>(accounts.size()));
+  for (const AccountMargin* a : accounts) pack_account(pk, *a, scenarios);
+  pk.pack(std::string_view("batch"));
+  pk.pack_map(4);
+  kv(pk, "requests", static_cast<std::uint64_t>(batch.requests));
+  kv(pk, "positions", static_cast<std::uint64_t>(batch.positions));
+  kv(pk, "compute_us", batch.compute_us);
+  kv(pk, "queued_us", batch.queued_us);
+  if (!cycle_id.empty()) kv(pk, "cycle_id", cycle_id);
+  return take(buf);
+}
+
+std::string encode_whatif_result(std::string_view id_raw, const std::string& account, const WhatIfResult& w,
+                                 const ScenarioSet& scenarios, double compute_us) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  begin_reply(pk, id_raw, "whatif.result", 8, buf);
+  kv(pk, "account", account);
+  kv(pk, "model", w.after.model);
+  kv(pk, "im_change", w.im_change);
+  kv(pk, "mm_change", w.mm_change);
+  pk.pack(std::string_view("before"));
+  pack_account(pk, w.before, scenarios);
+  pk.pack(std::string_view("after"));
+  pack_account(pk, w.after, scenarios);
+  kv(pk, "instruments_revalued", static_cast<std::uint64_t>(w.instruments_revalued));
+  kv(pk, "compute_us", compute_us);
+  return take(buf);
+}
+
+const std::vector<std::string>& greeks_columns() {
+  static const std::vector<std::string> cols{"price", "price_coin", "delta", "delta_coin", "gamma", "vega",
+                                             "theta", "rho",        "vanna", "volga",      "iv"};
+  return cols;
+}
+
+std::string encode_greeks_result(std::string_view id_raw, const std::vector<GreeksRow>& rows) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  begin_reply(pk, id_raw, "greeks.result", 2, buf);
+  pk.pack(std::string_view("columns"));
+  pk.pack_array(12);
+  pk.pack(std::string_view("id"));
+  for (const std::string& c : greeks_columns()) pk.pack(c);
+  pk.pack(std::string_view("rows"));
+  pk.pack_array(static_cast<std::uint32_t>(rows.size()));
+  for (const GreeksRow& r : rows) {
+    pk.pack_array(12);
+    pk.pack(r.id);
+    for (double v : r.values) pk.pack_double(v);
+  }
+  return take(buf);
+}
+
+std::string encode_net_result(std::string_view id_raw, const std::vector<NetRow>& nets,
+                              const std::vector<NetAssetRow>& assets, const std::string& cycle_id,
+                              std::size_t instructions) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  begin_reply(pk, id_raw, "net.result", 4, buf);
+  pk.pack(std::string_view("nets"));
+  pk.pack_array(static_cast<std::uint32_t>(nets.size()));
+  for (const NetRow& n : nets) {
+    pk.pack_map(4);
+    kv(pk, "member", n.member);
+    kv(pk, "asset", n.asset);
+    kv(pk, "net", n.net);
+    kv(pk, "net_minor", n.net_minor);
+  }
+  pk.pack(std::string_view("assets"));
+  pk.pack_array(static_cast<std::uint32_t>(assets.size()));
+  for (const NetAssetRow& a : assets) {
+    pk.pack_map(8);
+    kv(pk, "asset", a.asset);
+    kv(pk, "scale", a.scale);
+    kv(pk, "gross_deliveries_minor", a.gross_deliveries);
+    kv(pk, "pay_ins_minor", a.pay_ins);
+    kv(pk, "pay_outs_minor", a.pay_outs);
+    kv(pk, "payers", a.payers);
+    kv(pk, "receivers", a.receivers);
+    kv(pk, "efficiency", a.efficiency);
+  }
+  kv(pk, "cycle_id", cycle_id);
+  kv(pk, "instructions", static_cast<std::uint64_t>(instructions));
+  return take(buf);
+}
+
+std::string encode_market_update_result(std::string_view id_raw, std::size_t underlyings, std::size_t marks,
+                                        double recompute_us, std::size_t book_accounts) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  begin_reply(pk, id_raw, "market.update.result", 4, buf);
+  kv(pk, "underlyings", static_cast<std::uint64_t>(underlyings));
+  kv(pk, "marks", static_cast<std::uint64_t>(marks));
+  kv(pk, "recompute_us", recompute_us);
+  kv(pk, "book_accounts", static_cast<std::uint64_t>(book_accounts));
+  return take(buf);
+}
+
+}  // namespace marginet::protocol

@@ -1,0 +1,188 @@
+#pragma once
+// The margin service protocol (SPEC §7; the reference is docs/protocol.md): one ZeroMQ frame =
+// one msgpack map {"v": 1, "type": ..., "id": ..., payload...}.
+//
+// Decoding is hardened (STYLE.md, msgpack-cxx): the frame size is checked first (too_large),
+// msgpack's unpack_limit is derived from the frame size (no array, map or string may declare
+// more elements than the frame has bytes, and never more than the configured caps), the depth
+// is bounded, the whole frame must be consumed, and every decoder or validation failure becomes
+// a protocol_error carrying an ErrorCode — which the server turns into an `error` reply.
+//
+// Encoding of replies lives here too, so that every reply has the same envelope.
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "host/margin_engine.hpp"
+
+namespace marginet::protocol {
+
+inline constexpr int kVersion = 1;
+
+enum class ErrorCode { bad_request, unsupported_version, unknown_instrument, too_large, busy, internal };
+const char* error_code_name(ErrorCode code);
+
+/// A request that cannot be served; `id_raw` is the request's id (msgpack bytes) when it could
+/// be read, so that the error reply still correlates.
+class protocol_error : public std::runtime_error {
+ public:
+  protocol_error(ErrorCode code, const std::string& what) : std::runtime_error(what), code_(code) {}
+  ErrorCode code() const noexcept { return code_; }
+  const std::string& id_raw() const noexcept { return id_raw_; }
+  void set_id_raw(std::string id) { id_raw_ = std::move(id); }
+
+ private:
+  ErrorCode code_;
+  std::string id_raw_;
+};
+
+struct Limits {
+  std::size_t max_frame_bytes = std::size_t(4) << 20;  // larger frames: too_large
+  std::size_t max_depth = 6;                           // nesting of arrays/maps
+  std::size_t max_array = std::size_t(1) << 18;        // elements of one array (and ≤ frame bytes)
+  std::size_t max_map = 64;                            // keys of one map
+  std::size_t max_string = 4096;                       // bytes of one string
+};
+
+enum class RequestType { ping, status, greeks, margin, whatif, net, market_update };
+/// "ping", "status", "greeks", "margin", "whatif", "net", "market.update".
+const char* request_type_name(RequestType type);
+
+enum class Priority { normal, high };
+const char* priority_name(Priority priority);
+
+/// One inline position (margin, whatif) or trade (whatif): instrument by id, signed quantity.
+struct InlinePosition {
+  std::string account;
+  std::string instrument;
+  double quantity = 0;
+};
+
+struct MarginRequest {
+  std::vector<InlinePosition> positions;  // every portfolio, accounts in request order
+  std::vector<std::string> accounts;      // distinct accounts, in request order
+  std::string cycle_id;                   // optional: the settlement cycle of the PUSH
+};
+
+struct WhatIfRequest {
+  std::string account;
+  std::vector<InlinePosition> trades;
+  bool has_positions = false;             // the account's book inline (else the server's book)
+  std::vector<InlinePosition> positions;
+};
+
+struct GreeksRequest {
+  std::vector<std::string> instruments;   // empty: every instrument
+};
+
+struct NetTrade {
+  std::string trade_id, buyer, seller, base_asset, quote_asset, quantity, price;  // decimal text
+};
+struct NetAsset {
+  std::string asset;
+  std::int64_t scale = 0;
+};
+struct NetRequest {
+  std::vector<NetAsset> assets;
+  std::vector<NetTrade> trades;
+  std::string cycle_id;                   // optional
+  double deadline = 0;                    // optional, Unix seconds; 0 = one hour from now
+};
+
+inline constexpr double kUnset = std::numeric_limits<double>::quiet_NaN();
+struct UnderlyingUpdate {
+  std::string underlying;
+  double index_price = kUnset, rate = kUnset, valuation_time = kUnset;  // NaN: keep
+};
+struct MarkUpdate {
+  std::string instrument;
+  double mark_price = kUnset, mark_iv = kUnset;                          // NaN: keep
+};
+struct MarketUpdate {
+  std::vector<UnderlyingUpdate> underlyings;
+  std::vector<MarkUpdate> marks;
+};
+
+struct Request {
+  int version = kVersion;
+  RequestType type = RequestType::ping;
+  std::string id_raw;                     // the id as msgpack bytes (nil when absent), echoed
+  Priority priority = Priority::normal;
+  MarginRequest margin;
+  WhatIfRequest whatif;
+  GreeksRequest greeks;
+  NetRequest net;
+  MarketUpdate market;
+};
+
+/// Decodes and validates one frame. Throws protocol_error (never anything else for bad bytes).
+Request decode_request(std::string_view frame, const Limits& limits = {});
+
+/// The msgpack nil: the id of replies to requests whose id could not be read.
+std::string nil_id();
+
+// --- replies -------------------------------------------------------------------------------
+
+std::string encode_error(std::string_view id_raw, ErrorCode code, std::string_view message);
+std::string encode_pong(std::string_view id_raw, double server_time);
+
+struct StatusInfo {
+  double uptime_s = 0;
+  std::string backend, device, model;
+  std::size_t instruments = 0, book_accounts = 0;
+  std::size_t queue_high = 0, queue_normal = 0, queue_capacity = 0;
+  std::uint64_t batches_run = 0, requests_total = 0, margin_requests = 0, errors = 0, busy = 0;
+  double requests_per_s = 0;              // over the uptime
+  double batch_window_us = 0;
+  std::size_t max_batch = 0;
+  bool computing = false;                 // a batch is running now
+  double latency_p50_us = 0, latency_p99_us = 0, latency_max_us = 0;  // over recent requests
+  std::size_t latency_samples = 0;
+  std::uint64_t market_updates = 0;
+  bool curve = false;
+};
+std::string encode_status(std::string_view id_raw, const StatusInfo& info);
+
+/// Batch facts carried by a margin.result.
+struct BatchInfo {
+  std::size_t requests = 1, positions = 0;
+  double compute_us = 0, queued_us = 0;
+};
+std::string encode_margin_result(std::string_view id_raw, const std::string& model,
+                                 const std::vector<const AccountMargin*>& accounts,
+                                 const ScenarioSet& scenarios, const BatchInfo& batch,
+                                 const std::string& cycle_id);
+std::string encode_whatif_result(std::string_view id_raw, const std::string& account, const WhatIfResult& w,
+                                 const ScenarioSet& scenarios, double compute_us);
+
+/// One greeks row per instrument (columns of `marginet greeks`).
+struct GreeksRow {
+  std::string id;
+  double values[11];  // price, price_coin, delta, delta_coin, gamma, vega, theta, rho, vanna, volga, iv
+};
+const std::vector<std::string>& greeks_columns();  // the 11 names above
+std::string encode_greeks_result(std::string_view id_raw, const std::vector<GreeksRow>& rows);
+
+struct NetRow {
+  std::string member, asset, net;
+  std::int64_t net_minor = 0;
+};
+struct NetAssetRow {
+  std::string asset;
+  std::int64_t scale = 0, gross_deliveries = 0, pay_ins = 0, pay_outs = 0;
+  std::int64_t payers = 0, receivers = 0;
+  double efficiency = 0;
+};
+std::string encode_net_result(std::string_view id_raw, const std::vector<NetRow>& nets,
+                              const std::vector<NetAssetRow>& assets, const std::string& cycle_id,
+                              std::size_t instructions);
+
+std::string encode_market_update_result(std::string_view id_raw, std::size_t underlyings, std::size_t marks,
+                                        double recompute_us, std::size_t book_accounts);
+
+}  // namespace marginet::protocol

@@ -1,0 +1,207 @@
+#include "service/settlement_wire.hpp"
+
+#include <msgpack.hpp>
+
+#include <cmath>
+
+#include "models/errors.hpp"
+
+namespace marginet {
+
+namespace {
+
+const char* kSource = "msgpack frame";
+
+void pack_str(msgpack::packer<msgpack::sbuffer>& pk, std::string_view s) {
+  pk.pack_str(static_cast<std::uint32_t>(s.size()));
+  pk.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
+}
+
+msgpack::object_handle unpack_bounded(std::string_view frame) {
+  // Nothing in a frame can be longer than the frame itself: that bounds every container.
+  const std::size_t n = frame.size();
+  const msgpack::unpack_limit limit(n, n, n, n, n, 4);
+  std::size_t off = 0;
+  msgpack::object_handle oh;
+  try {
+    oh = msgpack::unpack(frame.data(), frame.size(), off, nullptr, nullptr, limit);
+  } catch (const std::exception& e) {
+    throw input_error(kSource, 0, "", std::string("not valid msgpack: ") + e.what());
+  }
+  if (off != frame.size())
+    throw input_error(kSource, 0, "", "trailing bytes after the message (" + std::to_string(frame.size() - off) + ")");
+  if (oh.get().type != msgpack::type::MAP) throw input_error(kSource, 0, "", "the message is not a map");
+  return oh;
+}
+
+const msgpack::object* find(const msgpack::object& map, std::string_view key) {
+  for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
+    const auto& kv = map.via.map.ptr[i];
+    if (kv.key.type == msgpack::type::STR && std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) == key)
+      return &kv.val;
+  }
+  return nullptr;
+}
+
+const msgpack::object& need(const msgpack::object& map, std::string_view key, msgpack::type::object_type t,
+                            const std::string& where) {
+  const msgpack::object* o = find(map, key);
+  if (!o) throw input_error(kSource, 0, std::string(key), where + "missing");
+  const bool int_ok = t == msgpack::type::POSITIVE_INTEGER && o->type == msgpack::type::NEGATIVE_INTEGER;
+  if (o->type != t && !int_ok) throw input_error(kSource, 0, std::string(key), where + "wrong type");
+  return *o;
+}
+
+std::string str(const msgpack::object& map, std::string_view key, const std::string& where = "") {
+  const auto& o = need(map, key, msgpack::type::STR, where);
+  return std::string(o.via.str.ptr, o.via.str.size);
+}
+
+std::int64_t integer(const msgpack::object& map, std::string_view key, const std::string& where = "") {
+  const auto& o = need(map, key, msgpack::type::POSITIVE_INTEGER, where);
+  if (o.type == msgpack::type::POSITIVE_INTEGER) {
+    if (o.via.u64 > static_cast<std::uint64_t>(INT64_MAX))
+      throw input_error(kSource, 0, std::string(key), where + "out of int64 range");
+    return static_cast<std::int64_t>(o.via.u64);
+  }
+  return o.via.i64;
+}
+
+double number(const msgpack::object& map, std::string_view key) {
+  const msgpack::object* o = find(map, key);
+  if (!o) throw input_error(kSource, 0, std::string(key), "missing");
+  double v;
+  switch (o->type) {
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: v = o->via.f64; break;
+    case msgpack::type::POSITIVE_INTEGER: v = static_cast<double>(o->via.u64); break;
+    case msgpack::type::NEGATIVE_INTEGER: v = static_cast<double>(o->via.i64); break;
+    default: throw input_error(kSource, 0, std::string(key), "wrong type");
+  }
+  if (!std::isfinite(v)) throw input_error(kSource, 0, std::string(key), "not finite");
+  return v;
+}
+
+void check_header(const msgpack::object& map, std::string_view type) {
+  const std::int64_t v = integer(map, "v");
+  if (v != kSettlementWireVersion)
+    throw input_error(kSource, 0, "v", "unsupported protocol version " + std::to_string(v));
+  const std::string t = str(map, "type");
+  if (t != type) throw input_error(kSource, 0, "type", "expected " + std::string(type) + ", got " + t);
+}
+
+}  // namespace
+
+std::string encode_settlement_cycle(const SettlementCycle& c) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  pk.pack_map(6);
+  pack_str(pk, "v");
+  pk.pack(kSettlementWireVersion);
+  pack_str(pk, "type");
+  pack_str(pk, "settlement.cycle");
+  pack_str(pk, "cycle_id");
+  pack_str(pk, c.cycle_id);
+  pack_str(pk, "deadline");
+  pk.pack_double(c.deadline);
+  pack_str(pk, "assets");
+  pk.pack_array(static_cast<std::uint32_t>(c.assets.size()));
+  for (const auto& a : c.assets) {
+    pk.pack_map(2);
+    pack_str(pk, "asset");
+    pack_str(pk, a.asset);
+    pack_str(pk, "scale");
+    pk.pack(a.scale);
+  }
+  pack_str(pk, "instructions");
+  pk.pack_array(static_cast<std::uint32_t>(c.instructions.size()));
+  for (const auto& i : c.instructions) {
+    pk.pack_map(6);
+    pack_str(pk, "instruction_id");
+    pack_str(pk, i.instruction_id);
+    pack_str(pk, "member");
+    pack_str(pk, i.member);
+    pack_str(pk, "asset");
+    pack_str(pk, i.asset);
+    pack_str(pk, "leg");
+    pack_str(pk, leg_name(i.leg));
+    pack_str(pk, "kind");
+    pack_str(pk, obligation_kind_name(i.kind));
+    pack_str(pk, "amount");
+    pk.pack(i.amount);
+  }
+  return std::string(buf.data(), buf.size());
+}
+
+SettlementCycle decode_settlement_cycle(std::string_view frame) {
+  const msgpack::object_handle oh = unpack_bounded(frame);
+  const msgpack::object& m = oh.get();
+  check_header(m, "settlement.cycle");
+  SettlementCycle c;
+  c.cycle_id = str(m, "cycle_id");
+  c.deadline = number(m, "deadline");
+  const auto& assets = need(m, "assets", msgpack::type::ARRAY, "");
+  for (std::uint32_t i = 0; i < assets.via.array.size; ++i) {
+    const auto& a = assets.via.array.ptr[i];
+    const std::string where = "assets[" + std::to_string(i) + "]: ";
+    if (a.type != msgpack::type::MAP) throw input_error(kSource, 0, "assets", where + "not a map");
+    const std::int64_t scale = integer(a, "scale", where);
+    if (scale < 0 || scale > 18) throw input_error(kSource, 0, "scale", where + "out of range");
+    c.assets.push_back({str(a, "asset", where), static_cast<int>(scale)});
+  }
+  const auto& ins = need(m, "instructions", msgpack::type::ARRAY, "");
+  c.instructions.reserve(ins.via.array.size);
+  for (std::uint32_t i = 0; i < ins.via.array.size; ++i) {
+    const auto& o = ins.via.array.ptr[i];
+    const std::string where = "instructions[" + std::to_string(i) + "]: ";
+    if (o.type != msgpack::type::MAP) throw input_error(kSource, 0, "instructions", where + "not a map");
+    SettlementInstruction s;
+    s.instruction_id = str(o, "instruction_id", where);
+    s.member = str(o, "member", where);
+    s.asset = str(o, "asset", where);
+    if (!parse_leg(str(o, "leg", where), s.leg)) throw input_error(kSource, 0, "leg", where + "unknown leg");
+    if (!parse_obligation_kind(str(o, "kind", where), s.kind))
+      throw input_error(kSource, 0, "kind", where + "unknown kind");
+    s.amount = integer(o, "amount", where);
+    c.instructions.push_back(std::move(s));
+  }
+  validate_cycle(c, kSource);
+  return c;
+}
+
+std::string encode_settlement_ack(const SettlementAck& ack) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  pk.pack_map(5);
+  pack_str(pk, "v");
+  pk.pack(kSettlementWireVersion);
+  pack_str(pk, "type");
+  pack_str(pk, "settlement.ack");
+  pack_str(pk, "cycle_id");
+  pack_str(pk, ack.cycle_id);
+  pack_str(pk, "status");
+  pack_str(pk, ack.status);
+  pack_str(pk, "message");
+  pack_str(pk, ack.message);
+  return std::string(buf.data(), buf.size());
+}
+
+SettlementAck decode_settlement_ack(std::string_view frame) {
+  const msgpack::object_handle oh = unpack_bounded(frame);
+  const msgpack::object& m = oh.get();
+  check_header(m, "settlement.ack");
+  return {str(m, "cycle_id"), str(m, "status"), str(m, "message")};
+}
+
+std::string settlement_message_type(std::string_view frame) {
+  try {
+    const msgpack::object_handle oh = unpack_bounded(frame);
+    const msgpack::object* t = find(oh.get(), "type");
+    if (!t || t->type != msgpack::type::STR) return {};
+    return std::string(t->via.str.ptr, t->via.str.size);
+  } catch (const input_error&) {
+    return {};
+  }
+}
+
+}  // namespace marginet

@@ -1,0 +1,39 @@
+#pragma once
+// msgpack encoding of settlement messages on the ZeroMQ PUSH/PULL channel to the scheduler
+// (SPEC §7, §8). One message = one frame = one msgpack map:
+//   settlement.cycle: {"v": 1, "type": "settlement.cycle", "cycle_id": str, "deadline": float
+//                      (Unix seconds UTC), "assets": [{"asset": str, "scale": int}, ...],
+//                      "instructions": [{"instruction_id": str, "member": str, "asset": str,
+//                      "leg": "pay_in"|"pay_out", "kind": "net"|"margin_call",
+//                      "amount": int (minor units)}, ...]}
+//   settlement.ack:   {"v": 1, "type": "settlement.ack", "cycle_id": str,
+//                      "status": "recorded"|"duplicate"|"rejected", "message": str}
+//                      (PUSHed by the scheduler after the cycle is durably recorded)
+// Decoding is bounded (msgpack unpack_limit from the frame size, depth 4), requires the whole
+// frame to be consumed and turns every decoder failure into an input_error.
+
+#include <string>
+#include <string_view>
+
+#include "models/settlement_cycle.hpp"
+
+namespace marginet {
+
+inline constexpr int kSettlementWireVersion = 1;
+
+std::string encode_settlement_cycle(const SettlementCycle& cycle);
+/// Decodes and validates (models' validate_cycle). input_error naming "msgpack frame" and the field.
+SettlementCycle decode_settlement_cycle(std::string_view frame);
+
+struct SettlementAck {
+  std::string cycle_id;
+  std::string status;   // recorded | duplicate | rejected
+  std::string message;
+};
+std::string encode_settlement_ack(const SettlementAck& ack);
+SettlementAck decode_settlement_ack(std::string_view frame);
+
+/// The "type" of a frame (empty when it is not a msgpack map with a string type).
+std::string settlement_message_type(std::string_view frame);
+
+}  // namespace marginet

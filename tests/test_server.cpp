@@ -1,0 +1,526 @@
+// The real `marginet serve` on a loopback port, driven from C++ (service/margin_client.hpp) and
+// through `marginet client`: results identical to the offline commands on the same files;
+// dynamic batching; priorities; busy; ping during a long batch; hostile frames over the wire;
+// market.update; the PUSH to the scheduler; graceful shutdown; CURVE with an allow-list.
+// Every server is a child process ended on teardown; every loop is bounded in count and time.
+
+#include <gtest/gtest.h>
+#include <zmq.hpp>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "host/book_generator.hpp"
+#include "service/margin_client.hpp"
+#include "service/settlement_wire.hpp"
+#include "tests/run_command.hpp"
+#include "tests/server_process.hpp"
+
+namespace marginet {
+namespace {
+
+using testing::run_marginet;
+using testing::ServerProcess;
+using json = nlohmann::ordered_json;
+
+std::string g_dir;       // the small book
+std::string g_big_dir;   // the book of the long batch
+
+std::string ref_files(const std::string& dir) {
+  return " --instruments " + dir + "/instruments.csv --market " + dir + "/market.csv --marks " + dir + "/marks.csv";
+}
+
+/// A stress methodology with `n` joint scenarios: enough work to make one batch take a while.
+void write_stress_model(const std::string& path, int n) {
+  json scenarios = json::array();
+  for (int s = 0; s < n; ++s) {
+    const double move = -0.3 + 0.6 * s / (n - 1);
+    scenarios.push_back({{"name", "s" + std::to_string(s + 1)},
+                         {"shocks", {{"*", {{"move", move}, {"vol_shift", (s % 3 - 1) * 0.05}}}}}});
+  }
+  std::ofstream(path) << json{{"model", "stress"}, {"scenarios", scenarios}}.dump();
+}
+
+class Server : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    g_dir = ::testing::TempDir() + "/marginet_server";
+    BookSpec spec;
+    spec.underlyings = 2;
+    spec.instruments = 120;
+    spec.accounts = 12;
+    spec.positions = 300;
+    write_book(generate_book(spec), g_dir);
+    g_big_dir = ::testing::TempDir() + "/marginet_server_big";
+    BookSpec big;
+    big.underlyings = 2;
+    big.instruments = 1500;
+    big.accounts = 40;
+    big.positions = 15000;
+    big.seed = 7;
+    write_book(generate_book(big), g_big_dir);
+    write_stress_model(g_big_dir + "/stress.json", 2000);
+    server_ = new ServerProcess("--device cpu --quiet --model deribit-pm --positions " + g_dir + "/positions.csv" +
+                                ref_files(g_dir));
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  static std::string connect() { return " --connect " + server_->endpoint(); }
+  static ClientOptions options(int timeout_ms = 30'000) {
+    ClientOptions o;
+    o.endpoint = server_->endpoint();
+    o.timeout_ms = timeout_ms;
+    return o;
+  }
+  static ServerProcess* server_;
+};
+ServerProcess* Server::server_ = nullptr;
+
+std::vector<protocol::InlinePosition> positions_of(const std::vector<protocol::InlinePosition>& all, const std::string& account) {
+  std::vector<protocol::InlinePosition> out;
+  for (const auto& p : all)
+    if (p.account == account) out.push_back(p);
+  return out;
+}
+
+TEST_F(Server, PingAndStatus) {
+  MarginClient client(options());
+  const json pong = client.ping();
+  EXPECT_EQ(pong["type"], "ping.result");
+  EXPECT_EQ(pong["v"], 1);
+  const json st = client.status();
+  EXPECT_EQ(st["type"], "status.result");
+  EXPECT_EQ(st["backend"], "cpu");
+  EXPECT_EQ(st["model"], "deribit-pm");
+  EXPECT_EQ(st["book_accounts"], 12);
+  EXPECT_GE(st["uptime_s"].get<double>(), 0.0);
+  for (const char* k : {"queues", "batches_run", "requests_per_s", "latency_us", "batching"}) EXPECT_TRUE(st.contains(k)) << k;
+  const auto r = run_marginet("client ping" + connect(), false);
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("pong from"), std::string::npos);
+}
+
+TEST_F(Server, ClientMarginIsIdenticalToTheOfflineRun) {
+  const std::string pos = " --positions " + g_dir + "/positions.csv";
+  for (const std::string format : {"csv", "json"}) {
+    const auto offline = run_marginet("margin --device cpu --quiet --model deribit-pm --format " + format + ref_files(g_dir) + pos, false);
+    ASSERT_EQ(offline.status, 0) << offline.output;
+    const auto online = run_marginet("client margin --quiet --format " + format + connect() + pos, false);
+    ASSERT_EQ(online.status, 0) << online.output;
+    EXPECT_EQ(online.output, offline.output) << format;
+  }
+}
+
+TEST_F(Server, ClientWhatIfIsIdenticalToTheOfflineRun) {
+  const std::string trades = g_dir + "/whatif_trades.csv";
+  const auto all = read_inline_positions(g_dir + "/positions.csv");
+  const std::string account = all.front().account;
+  std::ofstream(trades) << "instrument,quantity\n" << all[0].instrument << ",-2.5\n" << all[1].instrument << ",1\n";
+  const std::string args = " --account " + account + " --trades " + trades + " --positions " + g_dir + "/positions.csv";
+  const auto offline = run_marginet("whatif --device cpu --quiet --model deribit-pm" + ref_files(g_dir) + args, false);
+  ASSERT_EQ(offline.status, 0) << offline.output;
+  const auto inline_book = run_marginet("client whatif --quiet" + connect() + args, false);
+  ASSERT_EQ(inline_book.status, 0) << inline_book.output;
+  EXPECT_EQ(inline_book.output, offline.output);
+  // From the server's cached book (no revaluation of the book): the same figures.
+  const auto cached = run_marginet("client whatif --quiet" + connect() + " --account " + account + " --trades " + trades, false);
+  ASSERT_EQ(cached.status, 0) << cached.output;
+  EXPECT_EQ(cached.output, offline.output);
+}
+
+TEST_F(Server, ClientGreeksAreIdenticalToTheOfflineRun) {
+  const auto offline = run_marginet("greeks --device cpu --quiet" + ref_files(g_dir), false);
+  ASSERT_EQ(offline.status, 0) << offline.output;
+  const auto online = run_marginet("client greeks --quiet" + connect(), false);
+  ASSERT_EQ(online.status, 0) << online.output;
+  EXPECT_EQ(online.output, offline.output);
+}
+
+TEST_F(Server, ClientNetIsIdenticalToTheOfflineRun) {
+  const std::string ex = std::string(MARGINET_SOURCE_DIR) + "/examples";
+  const std::string args = " --trades " + ex + "/trades.csv --assets " + ex + "/assets.csv";
+  const auto offline = run_marginet("net --device cpu --quiet" + args, false);
+  ASSERT_EQ(offline.status, 0) << offline.output;
+  const auto online = run_marginet("client net --quiet" + connect() + args, false);
+  ASSERT_EQ(online.status, 0) << online.output;
+  EXPECT_EQ(online.output, offline.output);
+}
+
+TEST_F(Server, ErrorRepliesCarryCodes) {
+  MarginClient client(options());
+  json r = client.call({{"type", "margin"}, {"portfolios", {{{"account", "A"}, {"positions", {{"NO-SUCH-THING", 1}}}}}}});
+  EXPECT_EQ(r["type"], "error");
+  EXPECT_EQ(r["code"], "unknown_instrument");
+  r = client.call({{"v", 3}, {"type", "ping"}});
+  EXPECT_EQ(r["code"], "unsupported_version");
+  r = client.call({{"type", "teleport"}});
+  EXPECT_EQ(r["code"], "bad_request");
+  r = client.call({{"type", "greeks"}, {"instruments", {"NOPE"}}});
+  EXPECT_EQ(r["code"], "unknown_instrument");
+  r = client.call({{"type", "net"}, {"assets", {{"BTC", 8}, {"USD", 2}}}, {"trades", {{"t1", "A", "A", "BTC", "USD", "1", "1"}}}});
+  EXPECT_EQ(r["code"], "bad_request");  // a self-trade: the netting loader's validation
+  // The CLI exits 2 on an error about the request.
+  std::ofstream(g_dir + "/bad_positions.csv") << "account,instrument,quantity\nA,NO-SUCH-THING,1\n";
+  const auto cli = run_marginet("client margin --quiet" + connect() + " --positions " + g_dir + "/bad_positions.csv");
+  EXPECT_EQ(cli.status, 2) << cli.output;
+  EXPECT_NE(cli.output.find("unknown_instrument"), std::string::npos) << cli.output;
+}
+
+TEST_F(Server, HostileFramesGetErrorRepliesAndTheServerStaysUp) {
+  MarginClient client(options(10'000));
+  const long rss_before = server_->rss_kib();
+  std::mt19937_64 rng(11);
+  std::uniform_int_distribution<int> byte(0, 255), len(0, 48);
+  const std::vector<std::string> fixed = {
+      std::string("\xdd\xff\xff\xff\xff", 5),  // array of 4 billion
+      std::string("\xdf\xff\xff\xff\xff", 5),  // map of 4 billion
+      std::string("\x82\xa1v", 3),             // truncated
+      std::string(),                           // empty frame
+      std::string(40, '\x91') + '\xc0',        // too deep
+  };
+  std::size_t sent = 0, errors = 0;
+  auto drain = [&](std::size_t expected) {
+    for (std::size_t k = 0; k < expected; ++k) {
+      const auto reply = client.receive_raw(10'000);
+      ASSERT_TRUE(reply) << "no reply to frame " << k;
+      const json r = json::from_msgpack(*reply);
+      ASSERT_EQ(r["type"], "error") << r.dump();
+      ++errors;
+    }
+  };
+  for (const std::string& f : fixed) client.send_raw(f), ++sent;
+  drain(fixed.size());
+  // 10,000 random byte strings, pipelined 200 at a time.
+  for (int round = 0; round < 50; ++round) {
+    for (int k = 0; k < 200; ++k) {
+      std::string f(static_cast<std::size_t>(len(rng)), '\0');
+      for (char& c : f) c = static_cast<char>(byte(rng));
+      if (!f.empty() && static_cast<unsigned char>(f[0]) >= 0x80 && static_cast<unsigned char>(f[0]) <= 0x8f)
+        f[0] = '\xc1';  // never a plain map that might decode to a real request
+      client.send_raw(f);
+      ++sent;
+    }
+    drain(200);
+  }
+  EXPECT_EQ(errors, sent);
+  EXPECT_EQ(client.ping()["type"], "ping.result");
+  const long rss_after = server_->rss_kib();
+  if (rss_before > 0 && rss_after > 0) EXPECT_LT(rss_after - rss_before, 64 * 1024) << "KiB grown";
+}
+
+TEST_F(Server, OversizedFrameIsTooLarge) {
+  ServerProcess small("--device cpu --quiet --max-frame-bytes 1024" + ref_files(g_dir));
+  ClientOptions o;
+  o.endpoint = small.endpoint();
+  MarginClient client(o);
+  json portfolios = json::array({{{"account", "A"}, {"positions", json::array()}}});
+  for (int i = 0; i < 100; ++i) portfolios[0]["positions"].push_back({"BTC-PERPETUAL-PADDING-" + std::to_string(i), 1.0});
+  const json r = client.call({{"type", "margin"}, {"portfolios", portfolios}});
+  EXPECT_EQ(r["code"], "too_large");
+  EXPECT_EQ(client.ping()["type"], "ping.result");
+}
+
+TEST_F(Server, MarketUpdateRecomputesAndIsReversible) {
+  ServerProcess srv("--device cpu --quiet --model span16 --positions " + g_dir + "/positions.csv" + ref_files(g_dir));
+  ClientOptions o;
+  o.endpoint = srv.endpoint();
+  MarginClient client(o);
+  const auto book = read_inline_positions(g_dir + "/positions.csv");
+  const json before = client.margin(book);
+  const json st = client.status();
+  // Move every underlying's index by +10 %, then back.
+  std::ifstream market(g_dir + "/market.csv");
+  std::string line;
+  std::getline(market, line);
+  json ups = json::array(), back = json::array();
+  while (std::getline(market, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const std::string u = line.substr(0, line.find(','));
+    const double index = std::stod(line.substr(line.find(',') + 1));
+    ups.push_back({{"underlying", u}, {"index_price", index * 1.1}});
+    back.push_back({{"underlying", u}, {"index_price", index}});
+  }
+  ASSERT_FALSE(ups.empty());
+  const json up = client.market_update({{"underlyings", ups}});
+  EXPECT_EQ(up["type"], "market.update.result");
+  EXPECT_EQ(up["book_accounts"], st["book_accounts"]);
+  const json moved = client.margin(book);
+  ASSERT_EQ(moved["accounts"].size(), before["accounts"].size());
+  bool changed = false;
+  for (std::size_t i = 0; i < before["accounts"].size(); ++i)
+    changed |= moved["accounts"][i]["im"] != before["accounts"][i]["im"];
+  EXPECT_TRUE(changed);
+  client.market_update({{"underlyings", back}});
+  const json again = client.margin(book);
+  EXPECT_EQ(again["accounts"], before["accounts"]);
+  // A rejected update changes nothing.
+  const json bad = client.call({{"type", "market.update"}, {"marks", {{{"instrument", "NOPE"}, {"mark_price", 1}}}}});
+  EXPECT_EQ(bad["code"], "unknown_instrument");
+  EXPECT_EQ(client.margin(book)["accounts"], before["accounts"]);
+}
+
+/// Margin of one account per client, many clients at once: one engine pass serves several.
+TEST_F(Server, DynamicBatchingGathersConcurrentClients) {
+  ServerProcess srv("--device cpu --quiet --model deribit-pm --batch-window-us 200000 --max-batch 16" + ref_files(g_dir));
+  const auto all = read_inline_positions(g_dir + "/positions.csv");
+  std::vector<std::string> accounts;
+  for (const auto& p : all)
+    if (std::find(accounts.begin(), accounts.end(), p.account) == accounts.end()) accounts.push_back(p.account);
+  ASSERT_GE(accounts.size(), 8u);
+  accounts.resize(8);
+  // The offline figures of the whole book.
+  const auto offline = run_marginet("margin --device cpu --quiet --model deribit-pm --format json" + ref_files(g_dir) +
+                                    " --positions " + g_dir + "/positions.csv", false);
+  ASSERT_EQ(offline.status, 0);
+  const json expected = json::parse(offline.output);
+  std::vector<json> replies(accounts.size());
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < accounts.size(); ++i)
+    threads.emplace_back([&, i] {
+      ClientOptions o;
+      o.endpoint = srv.endpoint();
+      MarginClient c(o);
+      replies[i] = c.call({{"type", "margin"}, {"portfolios", portfolios_json(positions_of(all, accounts[i]))}});
+    });
+  for (auto& t : threads) t.join();
+  std::size_t largest = 0;
+  for (std::size_t i = 0; i < accounts.size(); ++i) {
+    ASSERT_EQ(replies[i]["type"], "margin.result") << replies[i].dump();
+    ASSERT_EQ(replies[i]["accounts"].size(), 1u);
+    largest = std::max<std::size_t>(largest, replies[i]["batch"]["requests"].get<std::size_t>());
+    const json& got = replies[i]["accounts"][0];
+    bool found = false;
+    for (const json& e : expected)
+      if (e["account"] == got["account"]) {
+        found = true;
+        EXPECT_EQ(got, e) << accounts[i];  // identical to the offline run of the whole book
+      }
+    EXPECT_TRUE(found);
+  }
+  EXPECT_GT(largest, 1u) << "no two requests shared an engine pass";
+  MarginClient c(ClientOptions{srv.endpoint()});
+  const json st = c.status();
+  EXPECT_LT(st["batches_run"].get<std::size_t>(), accounts.size());
+}
+
+class LongBatch : public Server {
+ protected:
+  /// A server whose margin of the big book takes a while (stress, 2,000 scenarios).
+  static std::string big_args(const std::string& extra) {
+    return "--device cpu --quiet --model " + g_big_dir + "/stress.json" + ref_files(g_big_dir) + " " + extra;
+  }
+  static json big_request(const std::string& priority) {
+    return {{"type", "margin"}, {"priority", priority},
+            {"portfolios", portfolios_json(read_inline_positions(g_big_dir + "/positions.csv"))}};
+  }
+  static json one_account_request(const std::string& priority, std::size_t which) {
+    const auto all = read_inline_positions(g_big_dir + "/positions.csv");
+    std::vector<std::string> accounts;
+    for (const auto& p : all)
+      if (std::find(accounts.begin(), accounts.end(), p.account) == accounts.end()) accounts.push_back(p.account);
+    return {{"type", "margin"}, {"priority", priority},
+            {"portfolios", portfolios_json(positions_of(all, accounts.at(which)))}};
+  }
+};
+
+TEST_F(LongBatch, PingAndStatusAnswerDuringALongBatch) {
+  ServerProcess srv(big_args("--max-batch 1"));
+  std::atomic<bool> margin_done{false};
+  json margin_reply;
+  std::thread t([&] {
+    MarginClient c(ClientOptions{srv.endpoint(), 120'000});
+    margin_reply = c.call(big_request("normal"));
+    margin_done = true;
+  });
+  MarginClient c(ClientOptions{srv.endpoint()});
+  // Wait (bounded) until the batch runs, then ping while it does.
+  bool seen_computing = false;
+  for (int i = 0; i < 400 && !margin_done && !seen_computing; ++i) {
+    seen_computing = c.status()["computing"].get<bool>();
+    if (!seen_computing) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::size_t pings_during = 0;
+  double worst_ms = 0;
+  for (int i = 0; i < 20 && !margin_done; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    c.ping();
+    worst_ms = std::max(worst_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    if (!margin_done) ++pings_during;
+  }
+  t.join();
+  ASSERT_EQ(margin_reply["type"], "margin.result") << margin_reply.dump().substr(0, 300);
+  const double compute_ms = margin_reply["batch"]["compute_us"].get<double>() / 1e3;
+  if (seen_computing) {
+    EXPECT_GT(pings_during, 0u) << "the batch took " << compute_ms << " ms";
+    EXPECT_LT(worst_ms, std::max(50.0, compute_ms / 2)) << "a ping waited for the batch";
+  } else {
+    GTEST_SKIP() << "the batch finished (" << compute_ms << " ms) before a ping could overlap it";
+  }
+}
+
+TEST_F(LongBatch, HighPriorityOvertakesQueuedEndOfDayWork) {
+  ServerProcess srv(big_args("--max-batch 1 --batch-window-us 0"));
+  std::mutex mu;
+  std::vector<std::string> order;
+  auto send = [&](const json& req, const std::string& name) {
+    MarginClient c(ClientOptions{srv.endpoint(), 120'000});
+    const json r = c.call(req);
+    std::lock_guard<std::mutex> lk(mu);
+    order.push_back(r["type"] == "margin.result" ? name : name + ":" + r.dump().substr(0, 200));
+  };
+  MarginClient probe(ClientOptions{srv.endpoint()});
+  std::thread big([&] { send(big_request("normal"), "big"); });
+  for (int i = 0; i < 400 && !probe.status()["computing"].get<bool>(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  std::thread eod([&] { send(one_account_request("normal", 0), "eod"); });
+  // The end-of-day request is queued before the intraday one is sent.
+  for (int i = 0; i < 400 && probe.status()["queues"]["normal"].get<int>() < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  std::thread intraday([&] { send(one_account_request("high", 1), "intraday"); });
+  big.join();
+  eod.join();
+  intraday.join();
+  ASSERT_EQ(order.size(), 3u);
+  EXPECT_EQ(order, (std::vector<std::string>{"big", "intraday", "eod"}));
+}
+
+TEST_F(LongBatch, FullQueuesAnswerBusy) {
+  ServerProcess srv(big_args("--max-batch 1 --queue-capacity 2"));
+  MarginClient c(ClientOptions{srv.endpoint(), 120'000});
+  c.send_raw([] {
+    json r = big_request("normal");
+    r["v"] = 1;
+    r["id"] = "big";
+    const auto b = json::to_msgpack(r);
+    return std::string(b.begin(), b.end());
+  }());
+  MarginClient probe(ClientOptions{srv.endpoint()});
+  for (int i = 0; i < 400 && !probe.status()["computing"].get<bool>(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  for (int k = 0; k < 6; ++k) {
+    json r = one_account_request("normal", static_cast<std::size_t>(k));
+    r["v"] = 1;
+    r["id"] = "small-" + std::to_string(k);
+    const auto b = json::to_msgpack(r);
+    c.send_raw(std::string(b.begin(), b.end()));
+  }
+  std::size_t busy = 0, results = 0;
+  for (int k = 0; k < 7; ++k) {
+    const auto frame = c.receive_raw(120'000);
+    ASSERT_TRUE(frame);
+    const json r = json::from_msgpack(*frame);
+    if (r["type"] == "error") {
+      EXPECT_EQ(r["code"], "busy");
+      ++busy;
+    } else {
+      EXPECT_EQ(r["type"], "margin.result");
+      ++results;
+    }
+  }
+  EXPECT_GE(busy, 3u);
+  EXPECT_EQ(busy + results, 7u);
+  EXPECT_GE(probe.status()["replies"]["busy"].get<int>(), 3);
+}
+
+TEST_F(LongBatch, ShutdownAnswersInFlightAndQueuedWork) {
+  ServerProcess srv(big_args("--max-batch 1"));
+  MarginClient c(ClientOptions{srv.endpoint(), 120'000});
+  auto frame_of = [](json r, const std::string& id) {
+    r["v"] = 1;
+    r["id"] = id;
+    const auto b = json::to_msgpack(r);
+    return std::string(b.begin(), b.end());
+  };
+  c.send_raw(frame_of(big_request("normal"), "running"));
+  MarginClient probe(ClientOptions{srv.endpoint()});
+  for (int i = 0; i < 400 && !probe.status()["computing"].get<bool>(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  c.send_raw(frame_of(one_account_request("normal", 0), "queued"));
+  for (int i = 0; i < 400 && probe.status()["queues"]["normal"].get<int>() < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  kill(srv.pid(), SIGTERM);
+  std::map<std::string, json> got;
+  for (int k = 0; k < 2; ++k) {
+    const auto frame = c.receive_raw(120'000);
+    ASSERT_TRUE(frame) << "reply " << k << " missing";
+    const json r = json::from_msgpack(*frame);
+    got[r["id"].get<std::string>()] = r;
+  }
+  // The running batch finished (or, if the signal beat it, was answered); the queued one was rejected.
+  ASSERT_TRUE(got.count("running") && got.count("queued"));
+  EXPECT_EQ(got["running"]["type"], "margin.result");
+  EXPECT_EQ(got["queued"]["type"], "error");
+  EXPECT_EQ(got["queued"]["code"], "busy");
+  EXPECT_EQ(srv.stop(SIGTERM, 30'000), 0);
+}
+
+TEST_F(Server, MarginAndNetArePushedToTheScheduler) {
+  zmq::context_t ctx;
+  zmq::socket_t pull(ctx, zmq::socket_type::pull);
+  pull.set(zmq::sockopt::linger, 0);
+  pull.bind("tcp://127.0.0.1:*");
+  const std::string scheduler = pull.get(zmq::sockopt::last_endpoint);
+  ServerProcess srv("--device cpu --quiet --model span16 --scheduler " + scheduler + ref_files(g_dir));
+  MarginClient c(ClientOptions{srv.endpoint()});
+  const auto book = read_inline_positions(g_dir + "/positions.csv");
+  const json m = c.margin(book, "normal", "eod-2024-06-28");
+  EXPECT_EQ(m["cycle_id"], "eod-2024-06-28");
+  auto receive = [&]() -> std::optional<SettlementCycle> {
+    zmq::pollitem_t item{pull.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, std::chrono::milliseconds(10'000)) == 0) return std::nullopt;
+    zmq::message_t msg;
+    (void)pull.recv(msg);
+    return decode_settlement_cycle(std::string_view(static_cast<const char*>(msg.data()), msg.size()));
+  };
+  const auto calls = receive();
+  ASSERT_TRUE(calls);
+  EXPECT_EQ(calls->cycle_id, "eod-2024-06-28");
+  ASSERT_FALSE(calls->instructions.empty());
+  for (const auto& ins : calls->instructions) {
+    EXPECT_EQ(ins.kind, ObligationKind::margin_call);
+    EXPECT_EQ(ins.instruction_id, "eod-2024-06-28/" + ins.member + "/USD/in/margin_call");
+    EXPECT_GT(ins.amount, 0);
+  }
+  const std::string ex = std::string(MARGINET_SOURCE_DIR) + "/examples";
+  const json n = c.net(ex + "/trades.csv", ex + "/assets.csv", "net-cycle-1");
+  const auto nets = receive();
+  ASSERT_TRUE(nets);
+  EXPECT_EQ(nets->cycle_id, "net-cycle-1");
+  EXPECT_EQ(nets->instructions.size(), n["instructions"].get<std::size_t>());
+}
+
+TEST_F(Server, CurveAllowsListedClientsOnly) {
+  const std::string dir = ::testing::TempDir() + "/marginet_curve_" + std::to_string(getpid());
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  for (const char* name : {"server", "client", "intruder"}) {
+    const auto r = run_marginet(std::string("keygen ") + dir + "/" + name);
+    ASSERT_EQ(r.status, 0) << r.output;
+  }
+  std::filesystem::copy_file(dir + "/client.pub", dir + "/allowed.txt");
+  ServerProcess srv("--device cpu --quiet --curve-key " + dir + "/server.key --curve-allow " + dir + "/allowed.txt" +
+                    ref_files(g_dir));
+  ClientOptions ok{srv.endpoint(), 10'000, dir + "/server.pub", dir + "/client.key"};
+  MarginClient good(ok);
+  EXPECT_EQ(good.ping()["type"], "ping.result");
+  EXPECT_TRUE(good.status()["curve"].get<bool>());
+  ClientOptions bad{srv.endpoint(), 1'500, dir + "/server.pub", dir + "/intruder.key"};
+  MarginClient intruder(bad);
+  EXPECT_THROW(intruder.ping(), client_error);
+  ClientOptions plain{srv.endpoint(), 1'500};
+  MarginClient clear(plain);
+  EXPECT_THROW(clear.ping(), client_error);
+  const auto cli = run_marginet("client ping --connect " + srv.endpoint() + " --server-key " + dir +
+                                "/server.pub --client-key " + dir + "/client.key");
+  EXPECT_EQ(cli.status, 0) << cli.output;
+}
+
+}  // namespace
+}  // namespace marginet
