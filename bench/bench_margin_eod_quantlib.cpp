@@ -49,9 +49,26 @@ const GeneratedBook& eod_book() {
   return book;
 }
 
+/// hvar with 1,250 scenarios (1,251 days of synthetic returns, h = 2) and mc-es with
+/// MARGINET_EOD_PATHS paths (default 10,000).
+Methodology eod_methodology(const std::string& model) {
+  Methodology m = load_methodology(model);
+  if (m.kind == MethodologyKind::hvar) {
+    static const std::string path = [] {
+      const std::string p = "/tmp/marginet_bench_returns.csv";
+      write_returns_history(p, eod_book().underlyings, 1251, 1719561600.0, 7, false);
+      return p;
+    }();
+    m.hvar.returns = path;
+  }
+  if (m.kind == MethodologyKind::mc_es)
+    if (const char* n = std::getenv("MARGINET_EOD_PATHS")) m.mc.paths = static_cast<std::size_t>(std::stod(n));
+  return m;
+}
+
 void BM_MarginEOD(benchmark::State& state, const char* model) {
   const GeneratedBook& book = eod_book();
-  MarginEngine engine(book.instruments, book.market, load_methodology(model), bench::backend());
+  MarginEngine engine(book.instruments, book.market, eod_methodology(model), bench::backend());
   StageTimes t;
   for (auto _ : state) {
     const MarginRun run = engine.run(book.positions);
@@ -75,7 +92,7 @@ void BM_MarginEOD(benchmark::State& state, const char* model) {
 void BM_QuantLibPerPosition(benchmark::State& state, const char* model) {
   using namespace QuantLib;
   const GeneratedBook& book = eod_book();
-  const Methodology m = load_methodology(model);
+  const Methodology m = eod_methodology(model);
   const std::vector<std::string>& unders = book.underlyings;
   const ScenarioSet set = make_scenarios(m, unders);
 
@@ -157,8 +174,11 @@ void BM_QuantLibPerPosition(benchmark::State& state, const char* model) {
 
 BENCHMARK_CAPTURE(BM_MarginEOD, span16, "span16")->Unit(benchmark::kSecond)->Iterations(3)->UseRealTime();
 BENCHMARK_CAPTURE(BM_MarginEOD, deribit_pm, "deribit-pm")->Unit(benchmark::kSecond)->Iterations(3)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MarginEOD, hvar, "hvar")->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MarginEOD, mc_es, "mc-es")->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
 BENCHMARK_CAPTURE(BM_QuantLibPerPosition, span16, "span16")->Arg(2000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_QuantLibPerPosition, deribit_pm, "deribit-pm")->Arg(2000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_QuantLibPerPosition, hvar, "hvar")->Arg(200)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

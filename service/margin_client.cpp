@@ -86,7 +86,8 @@ nlohmann::ordered_json MarginClient::status() {
   return r;
 }
 
-nlohmann::ordered_json portfolios_json(const std::vector<protocol::InlinePosition>& positions) {
+nlohmann::ordered_json portfolios_json(const std::vector<protocol::InlinePosition>& positions,
+                                       const std::vector<protocol::InlineCollateral>& collateral) {
   std::map<std::string, std::size_t> index;
   nlohmann::ordered_json portfolios = nlohmann::ordered_json::array();
   for (const auto& p : positions) {
@@ -94,7 +95,25 @@ nlohmann::ordered_json portfolios_json(const std::vector<protocol::InlinePositio
     if (fresh) portfolios.push_back({{"account", p.account}, {"positions", nlohmann::ordered_json::array()}});
     portfolios[it->second]["positions"].push_back(nlohmann::ordered_json::array({p.instrument, p.quantity}));
   }
+  for (const auto& c : collateral) {
+    const auto it = index.find(c.account);
+    if (it == index.end()) continue;
+    auto& port = portfolios[it->second];
+    if (!port.contains("collateral")) port["collateral"] = nlohmann::ordered_json::array();
+    port["collateral"].push_back(nlohmann::ordered_json::array({c.asset, c.amount}));
+  }
   return portfolios;
+}
+
+std::vector<protocol::InlineCollateral> read_inline_collateral(const std::string& path) {
+  CsvReader csv(path, {"account", "asset", "amount"});
+  std::vector<protocol::InlineCollateral> out;
+  while (csv.next()) {
+    protocol::InlineCollateral c{csv.required_text("account"), csv.required_text("asset"), csv.number("amount")};
+    if (c.amount < 0) csv.fail("amount", "must be >= 0");
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 namespace {
@@ -106,8 +125,10 @@ nlohmann::ordered_json pairs_json(const std::vector<protocol::InlinePosition>& p
 }  // namespace
 
 nlohmann::ordered_json MarginClient::margin(const std::vector<protocol::InlinePosition>& positions,
-                                            const std::string& priority, const std::string& cycle_id) {
-  nlohmann::ordered_json req{{"type", "margin"}, {"priority", priority}, {"portfolios", portfolios_json(positions)}};
+                                            const std::string& priority, const std::string& cycle_id,
+                                            const std::vector<protocol::InlineCollateral>& collateral) {
+  nlohmann::ordered_json req{{"type", "margin"}, {"priority", priority},
+                             {"portfolios", portfolios_json(positions, collateral)}};
   if (!cycle_id.empty()) req["cycle_id"] = cycle_id;
   nlohmann::ordered_json r = call(std::move(req));
   checked(r);

@@ -65,7 +65,8 @@ class MarginClient {
   nlohmann::ordered_json ping();
   nlohmann::ordered_json status();
   nlohmann::ordered_json margin(const std::vector<protocol::InlinePosition>& positions,
-                                const std::string& priority = "normal", const std::string& cycle_id = "");
+                                const std::string& priority = "normal", const std::string& cycle_id = "",
+                                const std::vector<protocol::InlineCollateral>& collateral = {});
   nlohmann::ordered_json whatif(const std::string& account, const std::vector<protocol::InlinePosition>& trades,
                                 const std::vector<protocol::InlinePosition>* positions = nullptr);
   nlohmann::ordered_json greeks(const std::vector<std::string>& instruments = {});
@@ -88,7 +89,11 @@ class MarginClient {
 std::vector<protocol::InlinePosition> read_inline_positions(const std::string& path);
 /// A what-if trades file (instrument,quantity; an optional account column must name `account`).
 std::vector<protocol::InlinePosition> read_inline_trades(const std::string& path, const std::string& account);
-/// Portfolios of a margin request: one per account, in order of first appearance.
-nlohmann::ordered_json portfolios_json(const std::vector<protocol::InlinePosition>& positions);
+/// collateral.csv (account,asset,amount).
+std::vector<protocol::InlineCollateral> read_inline_collateral(const std::string& path);
+/// Portfolios of a margin request: one per account, in order of first appearance; collateral
+/// joins the portfolio of its account (holdings of accounts without positions are dropped).
+nlohmann::ordered_json portfolios_json(const std::vector<protocol::InlinePosition>& positions,
+                                       const std::vector<protocol::InlineCollateral>& collateral = {});
 
 }  // namespace marginet

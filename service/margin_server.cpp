@@ -17,6 +17,7 @@
 #include <unordered_set>
 #include <zmq.hpp>
 
+#include "host/collateral.hpp"
 #include "host/greeks_engine.hpp"
 #include "host/margin_engine.hpp"
 #include "host/netting_engine.hpp"
@@ -114,6 +115,12 @@ struct MarginServer::Impl {
       throw usage_error("serve needs --instruments, --market and --marks");
     ref = load_reference_data(opt.instruments, opt.market, opt.marks);
     method = load_methodology(opt.model);
+    if (!opt.returns.empty()) method.hvar.returns = opt.returns;
+    if (!opt.stress_returns.empty()) method.hvar.stress_returns = opt.stress_returns;
+    if (opt.paths) method.mc.paths = opt.paths;
+    if (opt.seed >= 0) method.mc.seed = static_cast<std::uint64_t>(opt.seed);
+    if ((!opt.returns.empty() || !opt.stress_returns.empty()) && method.kind != MethodologyKind::hvar)
+      throw usage_error("--returns / --stress-returns apply to hvar only");
     if (!opt.risk_arrays.empty()) published = read_risk_arrays(opt.risk_arrays);
     if (!opt.positions.empty()) book = read_positions(opt.positions, ref.instruments);
     if (ref.instruments.size() <= kCoverAllInstruments) {
@@ -139,7 +146,7 @@ struct MarginServer::Impl {
     router.set(zmq::sockopt::router_mandatory, true);
     // libzmq drops the connection of a peer sending more than maxmsgsize; frames between the
     // protocol limit and this hard cap are answered with too_large.
-    router.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(2 * opt.limits.max_frame_bytes + 1024));
+    router.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(2 * opt.limits.max_frame_bytes + (64 << 10)));
     router.set(zmq::sockopt::sndhwm, 10000);
     router.set(zmq::sockopt::rcvhwm, 10000);
     try {
@@ -248,24 +255,23 @@ struct MarginServer::Impl {
            std::to_string(++cycle_seq);
   }
 
-  /// Margin calls of a margin result: IM rounded up to the cent, pay-ins of USD.
+  /// Margin calls of a margin result (host/collateral.hpp: max(0, IM − collateral) rounded up
+  /// to the settlement asset's minor unit) as pay-ins of the methodology's settlement asset.
   void push_margin_calls(const std::vector<const AccountMargin*>& accounts, const std::string& cycle_id) {
     if (!push) return;
     SettlementCycle cycle;
     cycle.cycle_id = cycle_id;
     cycle.deadline = std::floor(unix_now()) + 3600;
-    cycle.assets.push_back(AssetScale{"USD", 2});
+    cycle.assets.push_back(AssetScale{method.settlement_asset, method.settlement_scale});
     for (const AccountMargin* a : accounts) {
-      if (!(a->im > 0) || !std::isfinite(a->im)) continue;
-      const double cents = std::ceil(a->im * 100.0);
-      if (cents >= 9.2e18) continue;
+      if (a->call_minor <= 0) continue;
       SettlementInstruction ins;
-      ins.instruction_id = cycle_id + "/" + a->account + "/USD/in/margin_call";
+      ins.instruction_id = cycle_id + "/" + a->account + "/" + method.settlement_asset + "/in/margin_call";
       ins.member = a->account;
-      ins.asset = "USD";
+      ins.asset = method.settlement_asset;
       ins.leg = Leg::pay_in;
       ins.kind = ObligationKind::margin_call;
-      ins.amount = static_cast<std::int64_t>(cents);
+      ins.amount = a->call_minor;
       cycle.instructions.push_back(std::move(ins));
     }
     push_cycle(cycle);
@@ -274,8 +280,12 @@ struct MarginServer::Impl {
   void run_margin_jobs(const std::vector<const Job*>& jobs, const std::vector<std::vector<Position>>& positions) {
     std::vector<Position> all;
     for (const auto& p : positions) all.insert(all.end(), p.begin(), p.end());
+    std::vector<CollateralHolding> holdings;
+    for (const Job* job : jobs)
+      for (const auto& c : job->request.margin.collateral) holdings.push_back({c.account, c.asset, c.amount});
     const auto t0 = Clock::now();
-    const MarginRun run = batch_engine->run(all);
+    MarginRun run = batch_engine->run(all);
+    apply_collateral(run, holdings, ref.market, method);
     const double compute_us = micros(Clock::now() - t0);
     for (const Job* job : jobs) {
       const auto& req = job->request.margin;
@@ -286,7 +296,7 @@ struct MarginServer::Impl {
       const std::string cycle_id = push ? (req.cycle_id.empty() ? next_cycle_id("margin") : req.cycle_id) : req.cycle_id;
       protocol::BatchInfo info{jobs.size(), all.size(), compute_us, micros(t0 - job->received)};
       reply(*job, protocol::encode_margin_result(job->request.id_raw, method.name, accounts, batch_engine->scenarios(),
-                                                 info, cycle_id));
+                                                 info, cycle_id, method.settlement_scale));
       push_margin_calls(accounts, cycle_id);
     }
   }
@@ -320,7 +330,7 @@ struct MarginServer::Impl {
     if (!req.has_positions && book_engine) {
       const WhatIfResult w = book_engine->whatif(req.account, trades);
       reply(job, protocol::encode_whatif_result(job.request.id_raw, req.account, w, book_engine->scenarios(),
-                                                micros(Clock::now() - t0)));
+                                                micros(Clock::now() - t0), method.settlement_scale));
       return;
     }
     // The account's book inline (as `marginet whatif` does it): margin it, then add the trades.
@@ -332,7 +342,7 @@ struct MarginServer::Impl {
     engine.run(positions, traded);
     const WhatIfResult w = engine.whatif(req.account, trades);
     reply(job, protocol::encode_whatif_result(job.request.id_raw, req.account, w, engine.scenarios(),
-                                              micros(Clock::now() - t0)));
+                                              micros(Clock::now() - t0), method.settlement_scale));
   }
 
   void process_greeks(const Job& job) {

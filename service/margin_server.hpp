@@ -37,6 +37,9 @@ struct ServerOptions {
   std::string positions;                   // optional book: margined at start, the what-if base
   std::string model = "span16";
   std::string risk_arrays;                 // span16 published risk arrays (optional)
+  std::string returns, stress_returns;     // hvar: returns files (override the model's)
+  std::size_t paths = 0;                   // mc-es: paths (0 = the model's)
+  long long seed = -1;                     // mc-es: seed (−1 = the model's)
   std::string scheduler;                   // PUSH endpoint of the settlement scheduler (optional)
   Backend backend = Backend::cpu;
   double batch_window_us = 500;            // how long a margin batch waits for more requests

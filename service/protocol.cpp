@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <new>
 #include <set>
 
 #include "models/csv.hpp"
+#include "models/money.hpp"
 
 namespace marginet::protocol {
 
@@ -195,6 +197,18 @@ void decode_margin(const MapView& m, MarginRequest& r) {
     r.accounts.push_back(account);
     for (InlinePosition& x : as_positions(p.at("positions"), account, p.field("positions")))
       r.positions.push_back(std::move(x));
+    if (const object* c = p.find("collateral"); c && c->type != mt::NIL) {
+      const auto& held = as_array(*c, p.field("collateral"));
+      for (std::uint32_t k = 0; k < held.size; ++k) {
+        const std::string w = p.field("collateral") + "[" + std::to_string(k) + "]";
+        const object& h = held.ptr[k];
+        if (h.type != mt::ARRAY || h.via.array.size != 2) bad(w + ": expected [asset, amount]");
+        InlineCollateral x{account, as_nonempty_string(h.via.array.ptr[0], w + "[0]"),
+                           as_number(h.via.array.ptr[1], w + "[1]")};
+        if (x.amount < 0) bad(w + ": amount must be >= 0");
+        r.collateral.push_back(std::move(x));
+      }
+    }
   }
   if (const object* c = m.find("cycle_id")) r.cycle_id = as_nonempty_string(*c, "cycle_id");
 }
@@ -319,7 +333,18 @@ Request decode_request(std::string_view frame, const Limits& limits) {
   try {
     handle = msgpack::unpack(frame.data(), frame.size(), offset, nullptr, nullptr, limit);
   } catch (const msgpack::size_overflow& e) {
-    throw protocol_error(ErrorCode::too_large, std::string("msgpack limit exceeded: ") + e.what());
+    // Over the caps: too_large. Over what the frame can hold but within the caps: the frame is
+    // truncated or lies about its lengths (a second pass under the caps alone tells which; it
+    // allocates at most max_array objects per level).
+    const msgpack::unpack_limit caps(limits.max_array, limits.max_map, limits.max_string, 0, 0, limits.max_depth);
+    std::size_t again = 0;
+    try {
+      msgpack::unpack(frame.data(), frame.size(), again, nullptr, nullptr, caps);
+    } catch (const msgpack::size_overflow&) {
+      throw protocol_error(ErrorCode::too_large, std::string("msgpack limit exceeded: ") + e.what());
+    } catch (...) {
+    }
+    bad("truncated msgpack frame: a container declares more elements than the frame holds");
   } catch (const msgpack::insufficient_bytes&) {
     bad("truncated msgpack frame");
   } catch (const msgpack::unpack_error& e) {
@@ -398,11 +423,27 @@ Request decode_request(std::string_view frame, const Limits& limits) {
 
 namespace {
 
-using Packer = msgpack::packer<msgpack::sbuffer>;
+/// msgpack-cxx's pack_double writes integral values as integers; replies keep every risk figure
+/// a float64 (0xcb), so that readers see the type they expect and JSON renderings match.
+class Packer : public msgpack::packer<msgpack::sbuffer> {
+ public:
+  explicit Packer(msgpack::sbuffer& buf) : msgpack::packer<msgpack::sbuffer>(buf), buf_(buf) {}
+  void f64(double v) {
+    std::uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof bits);
+    char out[9];
+    out[0] = static_cast<char>(0xcb);
+    for (int i = 0; i < 8; ++i) out[1 + i] = static_cast<char>((bits >> (56 - 8 * i)) & 0xff);
+    buf_.write(out, sizeof out);
+  }
+  msgpack::sbuffer& buffer() { return buf_; }
+
+ private:
+  msgpack::sbuffer& buf_;
+};
 
 /// Starts a reply map of `fields` payload entries after v, type and id.
-void begin_reply(Packer& pk, std::string_view id_raw, std::string_view type, std::size_t fields,
-                 msgpack::sbuffer& buf) {
+void begin_reply(Packer& pk, std::string_view id_raw, std::string_view type, std::size_t fields) {
   pk.pack_map(static_cast<std::uint32_t>(3 + fields));
   pk.pack(std::string_view("v"));
   pk.pack(kVersion);
@@ -412,7 +453,7 @@ void begin_reply(Packer& pk, std::string_view id_raw, std::string_view type, std
   if (id_raw.empty())
     pk.pack_nil();
   else
-    buf.write(id_raw.data(), id_raw.size());  // already msgpack
+    pk.buffer().write(id_raw.data(), id_raw.size());  // already msgpack
 }
 
 void kv(Packer& pk, std::string_view key, std::string_view value) {
@@ -423,7 +464,7 @@ void kv(Packer& pk, std::string_view key, const std::string& value) { kv(pk, key
 void kv(Packer& pk, std::string_view key, const char* value) { kv(pk, key, std::string_view(value)); }
 void kv(Packer& pk, std::string_view key, double value) {
   pk.pack(key);
-  pk.pack_double(value);
+  pk.f64(value);
 }
 void kv(Packer& pk, std::string_view key, std::int64_t value) {
   pk.pack(key);
@@ -440,8 +481,10 @@ void kv(Packer& pk, std::string_view key, bool value) {
 
 std::int64_t scenario_id(std::int32_t index) { return index + 1; }  // 1-based, 0 = none
 
-void pack_account(Packer& pk, const AccountMargin& a, const ScenarioSet& set) {
-  pk.pack_map(10);
+/// The fields and order of `marginet margin --format json` (service/cli/cmd_margin.cpp).
+void pack_account(Packer& pk, const AccountMargin& a, const ScenarioSet& set, int settlement_scale) {
+  const bool tail = a.es != 0 || a.var != 0;
+  pk.pack_map(tail ? 15 : 12);
   kv(pk, "account", a.account);
   kv(pk, "model", a.model);
   kv(pk, "im", a.im);
@@ -450,6 +493,13 @@ void pack_account(Packer& pk, const AccountMargin& a, const ScenarioSet& set) {
   kv(pk, "delta", a.delta);
   kv(pk, "gamma", a.gamma);
   kv(pk, "vega", a.vega);
+  kv(pk, "collateral_value", a.collateral_value);
+  kv(pk, "call", format_money(a.call_minor, settlement_scale));
+  if (tail) {
+    kv(pk, "var", a.var);
+    kv(pk, "es", a.es);
+    kv(pk, "stressed_es", a.stressed_es);
+  }
   pk.pack(std::string_view("underlyings"));
   pk.pack_array(static_cast<std::uint32_t>(a.underlyings.size()));
   for (const UnderlyingMargin& u : a.underlyings) {
@@ -485,7 +535,7 @@ std::string take(const msgpack::sbuffer& buf) { return std::string(buf.data(), b
 std::string encode_error(std::string_view id_raw, ErrorCode code, std::string_view message) {
   msgpack::sbuffer buf;
   Packer pk(buf);
-  begin_reply(pk, id_raw, "error", 2, buf);
+  begin_reply(pk, id_raw, "error", 2);
   kv(pk, "code", error_code_name(code));
   kv(pk, "message", message.substr(0, 1024));
   return take(buf);
@@ -494,7 +544,7 @@ std::string encode_error(std::string_view id_raw, ErrorCode code, std::string_vi
 std::string encode_pong(std::string_view id_raw, double server_time) {
   msgpack::sbuffer buf;
   Packer pk(buf);
-  begin_reply(pk, id_raw, "ping.result", 1, buf);
+  begin_reply(pk, id_raw, "ping.result", 1);
   kv(pk, "server_time", server_time);
   return take(buf);
 }
@@ -502,7 +552,7 @@ std::string encode_pong(std::string_view id_raw, double server_time) {
 std::string encode_status(std::string_view id_raw, const StatusInfo& s) {
   msgpack::sbuffer buf;
   Packer pk(buf);
-  begin_reply(pk, id_raw, "status.result", 15, buf);
+  begin_reply(pk, id_raw, "status.result", 17);
   kv(pk, "uptime_s", s.uptime_s);
   kv(pk, "backend", s.backend);
   kv(pk, "device", s.device);
@@ -540,14 +590,14 @@ std::string encode_status(std::string_view id_raw, const StatusInfo& s) {
 
 std::string encode_margin_result(std::string_view id_raw, const std::string& model,
                                  const std::vector<const AccountMargin*>& accounts, const ScenarioSet& scenarios,
-                                 const BatchInfo& batch, const std::string& cycle_id) {
+                                 const BatchInfo& batch, const std::string& cycle_id, int settlement_scale) {
   msgpack::sbuffer buf;
   Packer pk(buf);
-  begin_reply(pk, id_raw, "margin.result", cycle_id.empty() ? 3 : 4, buf);
+  begin_reply(pk, id_raw, "margin.result", cycle_id.empty() ? 3 : 4);
   kv(pk, "model", model);
   pk.pack(std::string_view("accounts"));
   pk.pack_array(static_cast<std::uint32_t>(accounts.size()));
-  for (const AccountMargin* a : accounts) pack_account(pk, *a, scenarios);
+  for (const AccountMargin* a : accounts) pack_account(pk, *a, scenarios, settlement_scale);
   pk.pack(std::string_view("batch"));
   pk.pack_map(4);
   kv(pk, "requests", static_cast<std::uint64_t>(batch.requests));
@@ -559,18 +609,18 @@ std::string encode_margin_result(std::string_view id_raw, const std::string& mod
 }
 
 std::string encode_whatif_result(std::string_view id_raw, const std::string& account, const WhatIfResult& w,
-                                 const ScenarioSet& scenarios, double compute_us) {
+                                 const ScenarioSet& scenarios, double compute_us, int settlement_scale) {
   msgpack::sbuffer buf;
   Packer pk(buf);
-  begin_reply(pk, id_raw, "whatif.result", 8, buf);
+  begin_reply(pk, id_raw, "whatif.result", 8);
   kv(pk, "account", account);
   kv(pk, "model", w.after.model);
   kv(pk, "im_change", w.im_change);
   kv(pk, "mm_change", w.mm_change);
   pk.pack(std::string_view("before"));
-  pack_account(pk, w.before, scenarios);
+  pack_account(pk, w.before, scenarios, settlement_scale);
   pk.pack(std::string_view("after"));
-  pack_account(pk, w.after, scenarios);
+  pack_account(pk, w.after, scenarios, settlement_scale);
   kv(pk, "instruments_revalued", static_cast<std::uint64_t>(w.instruments_revalued));
   kv(pk, "compute_us", compute_us);
   return take(buf);
@@ -585,7 +635,7 @@ const std::vector<std::string>& greeks_columns() {
 std::string encode_greeks_result(std::string_view id_raw, const std::vector<GreeksRow>& rows) {
   msgpack::sbuffer buf;
   Packer pk(buf);
-  begin_reply(pk, id_raw, "greeks.result", 2, buf);
+  begin_reply(pk, id_raw, "greeks.result", 2);
   pk.pack(std::string_view("columns"));
   pk.pack_array(12);
   pk.pack(std::string_view("id"));
@@ -595,7 +645,7 @@ std::string encode_greeks_result(std::string_view id_raw, const std::vector<Gree
   for (const GreeksRow& r : rows) {
     pk.pack_array(12);
     pk.pack(r.id);
-    for (double v : r.values) pk.pack_double(v);
+    for (double v : r.values) pk.f64(v);
   }
   return take(buf);
 }
@@ -605,7 +655,7 @@ std::string encode_net_result(std::string_view id_raw, const std::vector<NetRow>
                               std::size_t instructions) {
   msgpack::sbuffer buf;
   Packer pk(buf);
-  begin_reply(pk, id_raw, "net.result", 4, buf);
+  begin_reply(pk, id_raw, "net.result", 4);
   pk.pack(std::string_view("nets"));
   pk.pack_array(static_cast<std::uint32_t>(nets.size()));
   for (const NetRow& n : nets) {
@@ -637,7 +687,7 @@ std::string encode_market_update_result(std::string_view id_raw, std::size_t und
                                         double recompute_us, std::size_t book_accounts) {
   msgpack::sbuffer buf;
   Packer pk(buf);
-  begin_reply(pk, id_raw, "market.update.result", 4, buf);
+  begin_reply(pk, id_raw, "market.update.result", 4);
   kv(pk, "underlyings", static_cast<std::uint64_t>(underlyings));
   kv(pk, "marks", static_cast<std::uint64_t>(marks));
   kv(pk, "recompute_us", recompute_us);

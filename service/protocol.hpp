@@ -63,8 +63,15 @@ struct InlinePosition {
   double quantity = 0;
 };
 
+/// Collateral held by an account (margin requests): `amount` units of `asset`.
+struct InlineCollateral {
+  std::string account, asset;
+  double amount = 0;
+};
+
 struct MarginRequest {
   std::vector<InlinePosition> positions;  // every portfolio, accounts in request order
+  std::vector<InlineCollateral> collateral;  // optional, per portfolio
   std::vector<std::string> accounts;      // distinct accounts, in request order
   std::string cycle_id;                   // optional: the settlement cycle of the PUSH
 };
@@ -156,9 +163,9 @@ struct BatchInfo {
 std::string encode_margin_result(std::string_view id_raw, const std::string& model,
                                  const std::vector<const AccountMargin*>& accounts,
                                  const ScenarioSet& scenarios, const BatchInfo& batch,
-                                 const std::string& cycle_id);
+                                 const std::string& cycle_id, int settlement_scale);
 std::string encode_whatif_result(std::string_view id_raw, const std::string& account, const WhatIfResult& w,
-                                 const ScenarioSet& scenarios, double compute_us);
+                                 const ScenarioSet& scenarios, double compute_us, int settlement_scale);
 
 /// One greeks row per instrument (columns of `marginet greeks`).
 struct GreeksRow {

@@ -40,8 +40,12 @@ nlohmann::json margin_request() {
           {"type", "margin"},
           {"id", "r-1"},
           {"portfolios",
-           {{{"account", "A"}, {"positions", {{"BTC-PERPETUAL", 1.5}, {"BTC-28JUN24", -2}}}},
-            {{"account", "B"}, {"positions", {{{"instrument", "ETH-PERPETUAL"}, {"quantity", 3}}}}}}}};
+           nlohmann::json::array(
+               {{{"account", "A"},
+                 {"positions", nlohmann::json::array({nlohmann::json::array({"BTC-PERPETUAL", 1.5}),
+                                                      nlohmann::json::array({"BTC-28JUN24", -2})})}},
+                {{"account", "B"},
+                 {"positions", nlohmann::json::array({{{"instrument", "ETH-PERPETUAL"}, {"quantity", 3}}})}}})}};
 }
 
 TEST(ProtocolDecode, EveryRequestTypeDecodes) {
@@ -59,25 +63,25 @@ TEST(ProtocolDecode, EveryRequestTypeDecodes) {
   EXPECT_EQ(m.id_raw, mp("r-1"));
 
   const Request w = decode_request(
-      mp({{"v", 1}, {"type", "whatif"}, {"account", "A"}, {"trades", {{"BTC-PERPETUAL", -1}}}}));
+      mp({{"v", 1}, {"type", "whatif"}, {"account", "A"}, {"trades", nlohmann::json::array({nlohmann::json::array({"BTC-PERPETUAL", -1})})}}));
   EXPECT_EQ(w.type, RequestType::whatif);
   EXPECT_EQ(w.priority, Priority::high);  // RFQ what-if is intraday work by default
   EXPECT_FALSE(w.whatif.has_positions);
 
-  const Request g = decode_request(mp({{"v", 1}, {"type", "greeks"}, {"instruments", {"X", "Y"}}}));
+  const Request g = decode_request(mp({{"v", 1}, {"type", "greeks"}, {"instruments", nlohmann::json::array({"X", "Y"})}}));
   EXPECT_EQ(g.greeks.instruments.size(), 2u);
 
   const Request n = decode_request(mp({{"v", 1},
                                        {"type", "net"},
-                                       {"assets", {{"BTC", 8}, {"USD", 2}}},
+                                       {"assets", nlohmann::json::array({nlohmann::json::array({"BTC", 8}), nlohmann::json::array({"USD", 2})})},
                                        {"trades", {{"t1", "M1", "M2", "BTC", "USD", "0.5", "60000.25"}}}}));
   ASSERT_EQ(n.net.trades.size(), 1u);
   EXPECT_EQ(n.net.trades[0].price, "60000.25");
 
   const Request u = decode_request(mp({{"v", 1},
                                        {"type", "market.update"},
-                                       {"underlyings", {{{"underlying", "BTC"}, {"index_price", 61000.0}}}},
-                                       {"marks", {{{"instrument", "BTC-PERPETUAL"}, {"mark_price", 61010.5}}}}}));
+                                       {"underlyings", nlohmann::json::array({nlohmann::json{{"underlying", "BTC"}, {"index_price", 61000.0}}})},
+                                       {"marks", nlohmann::json::array({nlohmann::json{{"instrument", "BTC-PERPETUAL"}, {"mark_price", 61010.5}}})}}));
   ASSERT_EQ(u.market.underlyings.size(), 1u);
   EXPECT_EQ(u.market.underlyings[0].index_price, 61000.0);
   EXPECT_TRUE(std::isnan(u.market.underlyings[0].rate));  // kept
@@ -106,7 +110,7 @@ TEST(ProtocolDecode, WrongTypesAreBadRequests) {
   m["portfolios"] = "A";
   EXPECT_EQ(code_of(mp(m)), ErrorCode::bad_request);
   m = margin_request();
-  m["portfolios"][0]["positions"][0] = {"BTC-PERPETUAL"};  // no quantity
+  m["portfolios"][0]["positions"][0] = nlohmann::json::array({"BTC-PERPETUAL"});  // no quantity
   EXPECT_EQ(code_of(mp(m)), ErrorCode::bad_request);
   m = margin_request();
   m["portfolios"][1]["account"] = "A";  // the same account twice
@@ -116,9 +120,9 @@ TEST(ProtocolDecode, WrongTypesAreBadRequests) {
   EXPECT_EQ(code_of(mp(m)), ErrorCode::bad_request);
   EXPECT_EQ(code_of(mp({{"v", 1}, {"type", "whatif"}, {"account", "A"}, {"trades", nlohmann::json::array()}})),
             ErrorCode::bad_request);
-  EXPECT_EQ(code_of(mp({{"v", 1}, {"type", "net"}, {"assets", {{"BTC", 30}}}, {"trades", {{"t", "a", "b", "BTC", "USD", "1", "1"}}}})),
+  EXPECT_EQ(code_of(mp({{"v", 1}, {"type", "net"}, {"assets", nlohmann::json::array({nlohmann::json::array({"BTC", 30})})}, {"trades", {{"t", "a", "b", "BTC", "USD", "1", "1"}}}})),
             ErrorCode::bad_request);  // scale out of range
-  EXPECT_EQ(code_of(mp({{"v", 1}, {"type", "net"}, {"assets", {{"BTC", 8}}}, {"trades", {{"t,1", "a", "b", "BTC", "USD", "1", "1"}}}})),
+  EXPECT_EQ(code_of(mp({{"v", 1}, {"type", "net"}, {"assets", nlohmann::json::array({nlohmann::json::array({"BTC", 8})})}, {"trades", {{"t,1", "a", "b", "BTC", "USD", "1", "1"}}}})),
             ErrorCode::bad_request);  // a comma would split the CSV record
   EXPECT_EQ(code_of(mp({{"v", 1}, {"type", "market.update"}})), ErrorCode::bad_request);
   // A NaN quantity (msgpack float64 NaN).
@@ -157,19 +161,25 @@ TEST(ProtocolDecode, TrailingBytesAreRejected) {
 }
 
 TEST(ProtocolDecode, HugeDeclaredLengthsAreTooLarge) {
-  // array32 / map32 / str32 / bin32 headers declaring ~4 billion elements in a 5-byte frame.
+  // array32 / map32 headers declaring ~4 billion elements in a 5-byte frame: refused before
+  // anything is allocated.
   EXPECT_EQ(code_of(std::string("\xdd\xff\xff\xff\xff", 5)), ErrorCode::too_large);
   EXPECT_EQ(code_of(std::string("\xdf\xff\xff\xff\xff", 5)), ErrorCode::too_large);
-  EXPECT_EQ(code_of(std::string("\xdb\xff\xff\xff\xff", 5)), ErrorCode::too_large);
-  EXPECT_EQ(code_of(std::string("\xc6\xff\xff\xff\xff", 5)), ErrorCode::too_large);
+  // str32 / bin32: their bytes are referenced in the frame, never allocated; a declared length
+  // beyond the frame is a truncated frame.
+  EXPECT_EQ(code_of(std::string("\xdb\xff\xff\xff\xff", 5)), ErrorCode::bad_request);
+  EXPECT_EQ(code_of(std::string("\xc6\xff\xff\xff\xff", 5)), ErrorCode::bad_request);
+  // A bin object is refused (no binary fields in the protocol).
+  EXPECT_EQ(code_of(std::string("\xc4\x02ab", 4)), ErrorCode::bad_request);
   // Inside a valid-looking map: "portfolios": array32 of 2^31 elements.
   std::string f = "\x83";
   f += mp("v").substr(0) + std::string("\x01", 1);
   f += mp("type") + mp("margin");
   f += mp("portfolios") + std::string("\xdd\x80\x00\x00\x00", 5);
   EXPECT_EQ(code_of(f), ErrorCode::too_large);
-  // More than the frame can hold, though under the cap: a 100-element array in 8 bytes.
-  EXPECT_EQ(code_of(std::string("\xdc\x00\x64\x01\x02\x03\x04\x05", 8)), ErrorCode::too_large);
+  // More than the frame can hold, though under the cap: a 100-element array in 8 bytes is a
+  // truncated frame (refused before allocating 100 objects).
+  EXPECT_EQ(code_of(std::string("\xdc\x00\x64\x01\x02\x03\x04\x05", 8)), ErrorCode::bad_request);
 }
 
 TEST(ProtocolDecode, OversizedFramesAndDeepNestingAreTooLarge) {

@@ -7,7 +7,7 @@
 //            [--server-key SERVER.pub --client-key CLIENT.key]   (CURVE)
 //   ping                                    "pong from ENDPOINT in X ms"
 //   status                                  the status reply as JSON
-//   margin  --positions F [--priority high|normal] [--cycle-id ID]
+//   margin  --positions F [--collateral F] [--priority high|normal] [--cycle-id ID]
 //   whatif  --account A --trades F [--positions F]   (without --positions: the server's book)
 //   greeks  [--instrument ID ...]
 //   net     --trades F --assets F [--cycle-id ID]
@@ -29,7 +29,7 @@ namespace {
 
 struct ClientCliOptions {
   ClientOptions connection;
-  std::string positions, trades, assets, account, priority = "normal", cycle_id;
+  std::string positions, trades, assets, account, priority = "normal", cycle_id, collateral;
   std::vector<std::string> instruments;
 };
 
@@ -62,10 +62,11 @@ void print_margin(const CommonOptions& common, const nlohmann::ordered_json& rep
     return;
   }
   Table table;
-  table.columns = {"account", "model", "im", "mm", "worst_scenario", "delta", "gamma", "vega"};
+  table.columns = {"account", "model", "im", "mm", "worst_scenario", "delta", "gamma", "vega", "collateral_value", "call"};
   for (const auto& a : reply.at("accounts"))
     table.add_row({a.at("account").get<std::string>(), a.at("model").get<std::string>(), num(a, "im"), num(a, "mm"),
-                   integer(a, "worst_scenario"), num(a, "delta"), num(a, "gamma"), num(a, "vega")});
+                   integer(a, "worst_scenario"), num(a, "delta"), num(a, "gamma"), num(a, "vega"),
+                   num(a, "collateral_value"), a.at("call").get<std::string>()});
   write_csv(sink.stream(), table);
 }
 
@@ -164,11 +165,14 @@ void add_client_command(CLI::App& app, CommonOptions& common) {
   margin->add_option("--priority", o->priority, "high (intraday) or normal (end of day)")
       ->check(CLI::IsMember({"high", "normal"}))->capture_default_str();
   margin->add_option("--cycle-id", o->cycle_id, "Settlement cycle id of the margin calls pushed to the scheduler");
+  margin->add_option("--collateral", o->collateral, "collateral.csv (account,asset,amount): collateral value and call");
   margin->callback([&common, o] {
     const auto positions = read_inline_positions(o->positions);
+    std::vector<protocol::InlineCollateral> collateral;
+    if (!o->collateral.empty()) collateral = read_inline_collateral(o->collateral);
     MarginClient c(o->connection);
     nlohmann::ordered_json r;
-    talking([&] { r = c.margin(positions, o->priority, o->cycle_id); });
+    talking([&] { r = c.margin(positions, o->priority, o->cycle_id, collateral); });
     print_margin(common, r);
   });
 

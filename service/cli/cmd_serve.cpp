@@ -1,7 +1,8 @@
 // `marginet serve`: the ZeroMQ margin service (SPEC §7; docs/protocol.md).
 //
 //   marginet serve --bind tcp://127.0.0.1:7400 --instruments F --market F --marks F
-//                  [--positions F] [--model span16|deribit-pm|FILE] [--risk-arrays F]
+//                  [--positions F] [--model span16|deribit-pm|hvar|mc-es|FILE] [--risk-arrays F]
+//                  [--returns F] [--stress-returns F] [--paths N] [--seed N]
 //                  [--scheduler tcp://HOST:PORT] [--batch-window-us N] [--max-batch N]
 //                  [--queue-capacity N] [--max-frame-bytes N]
 //                  [--curve-key NAME.key [--curve-allow FILE] [--curve-domain D]] [--device ...]
@@ -30,6 +31,10 @@ void add_serve_command(CLI::App& app, CommonOptions& common) {
   cmd->add_option("--positions", o->positions, "positions.csv: the book margined at start, the base of what-if");
   cmd->add_option("--model", o->model, "Methodology: span16, deribit-pm, or a JSON file")->capture_default_str();
   cmd->add_option("--risk-arrays", o->risk_arrays, "span16 only: published risk arrays");
+  cmd->add_option("--returns", o->returns, "hvar: daily returns (date,underlying,return[,vol_return])");
+  cmd->add_option("--stress-returns", o->stress_returns, "hvar: stressed-period returns (a floor)");
+  cmd->add_option("--paths", o->paths, "mc-es: number of paths");
+  cmd->add_option("--seed", o->seed, "mc-es: random seed");
   cmd->add_option("--scheduler", o->scheduler, "PUSH margin calls and net obligations to this scheduler endpoint");
   cmd->add_option("--batch-window-us", o->batch_window_us, "How long a margin batch waits for more requests (µs)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();

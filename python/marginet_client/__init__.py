@@ -1,0 +1,164 @@
+"""A small Python client of the marginet margin service (docs/protocol.md).
+
+Uses Debian's python3-zmq and python3-msgpack only::
+
+    from marginet_client import Client, read_positions_csv
+    with Client("tcp://127.0.0.1:7400") as c:
+        c.ping()
+        result = c.margin(read_positions_csv("positions.csv"))
+        for a in result["accounts"]:
+            print(a["account"], a["im"])
+
+Every request is one msgpack map {"v": 1, "type": ..., "id": ...}; replies are matched to
+requests by id. An ``error`` reply raises ServiceError (with ``code``); no reply within the
+timeout raises TimeoutError.
+"""
+
+import csv
+import itertools
+import time
+
+import msgpack
+import zmq
+
+PROTOCOL_VERSION = 1
+
+__all__ = ["Client", "ServiceError", "read_positions_csv", "portfolios", "PROTOCOL_VERSION"]
+
+
+class ServiceError(Exception):
+    """The service answered with an ``error`` reply."""
+
+    def __init__(self, code, message, reply=None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.reply = reply
+
+
+def read_positions_csv(path):
+    """positions.csv (account,instrument,quantity; '#' comments) as a list of (account, instrument, quantity)."""
+    rows = []
+    with open(path, newline="") as f:
+        lines = (line for line in f if line.strip() and not line.lstrip().startswith("#"))
+        for row in csv.DictReader(lines):
+            rows.append((row["account"].strip(), row["instrument"].strip(), float(row["quantity"])))
+    return rows
+
+
+def portfolios(positions):
+    """Group (account, instrument, quantity) rows into the `portfolios` of a margin request."""
+    order, by_account = [], {}
+    for account, instrument, quantity in positions:
+        if account not in by_account:
+            by_account[account] = []
+            order.append(account)
+        by_account[account].append([instrument, quantity])
+    return [{"account": a, "positions": by_account[a]} for a in order]
+
+
+class Client:
+    """One DEALER connection to ``marginet serve``."""
+
+    def __init__(self, endpoint="tcp://127.0.0.1:7400", timeout_ms=30000, server_public_key=None,
+                 client_public_key=None, client_secret_key=None, context=None):
+        self._context = context or zmq.Context.instance()
+        self._socket = self._context.socket(zmq.DEALER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        if server_public_key:
+            self._socket.curve_serverkey = server_public_key.encode() if isinstance(server_public_key, str) else server_public_key
+            self._socket.curve_publickey = client_public_key.encode() if isinstance(client_public_key, str) else client_public_key
+            self._socket.curve_secretkey = client_secret_key.encode() if isinstance(client_secret_key, str) else client_secret_key
+        self._socket.connect(endpoint)
+        self._endpoint = endpoint
+        self._timeout_ms = timeout_ms
+        self._ids = itertools.count(1)
+
+    def close(self):
+        self._socket.close(linger=0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- raw ----------------------------------------------------------------------------------
+    def send_raw(self, frame: bytes):
+        self._socket.send(frame)
+
+    def receive_raw(self, timeout_ms=None):
+        if not self._socket.poll(self._timeout_ms if timeout_ms is None else timeout_ms):
+            return None
+        return self._socket.recv_multipart()[-1]
+
+    def call(self, request: dict) -> dict:
+        """Send a request (v and id filled in) and return its reply, ``error`` included."""
+        request = dict(request)
+        request.setdefault("v", PROTOCOL_VERSION)
+        request.setdefault("id", next(self._ids))
+        self.send_raw(msgpack.packb(request, use_bin_type=True))
+        deadline = time.monotonic() + self._timeout_ms / 1000.0
+        while True:
+            left = int((deadline - time.monotonic()) * 1000)
+            if left <= 0:
+                break
+            frame = self.receive_raw(left)
+            if frame is None:
+                break
+            reply = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+            if isinstance(reply, dict) and reply.get("id") == request["id"]:
+                return reply
+        raise TimeoutError(f"no reply from {self._endpoint} within {self._timeout_ms} ms")
+
+    def _checked(self, request):
+        reply = self.call(request)
+        if reply.get("type") == "error":
+            raise ServiceError(reply.get("code"), reply.get("message"), reply)
+        return reply
+
+    # -- typed requests -----------------------------------------------------------------------
+    def ping(self):
+        return self._checked({"type": "ping"})
+
+    def status(self):
+        return self._checked({"type": "status"})
+
+    def margin(self, positions, priority="normal", cycle_id=None):
+        """``positions``: (account, instrument, quantity) rows, or ready-made portfolios (dicts)."""
+        positions = list(positions)
+        ports = positions if positions and isinstance(positions[0], dict) else portfolios(positions)
+        request = {"type": "margin", "priority": priority, "portfolios": ports}
+        if cycle_id:
+            request["cycle_id"] = cycle_id
+        return self._checked(request)
+
+    def whatif(self, account, trades, positions=None, priority="high"):
+        """``trades`` and ``positions``: (instrument, quantity) pairs."""
+        request = {"type": "whatif", "account": account, "priority": priority,
+                   "trades": [[i, float(q)] for i, q in trades]}
+        if positions is not None:
+            request["positions"] = [[i, float(q)] for i, q in positions]
+        return self._checked(request)
+
+    def greeks(self, instruments=None):
+        request = {"type": "greeks"}
+        if instruments:
+            request["instruments"] = list(instruments)
+        return self._checked(request)
+
+    def net(self, assets, trades, cycle_id=None):
+        """``assets``: (asset, scale); ``trades``: (trade_id, buyer, seller, base, quote, quantity, price) as text."""
+        request = {"type": "net", "assets": [[a, int(s)] for a, s in assets],
+                   "trades": [[str(x) for x in t] for t in trades]}
+        if cycle_id:
+            request["cycle_id"] = cycle_id
+        return self._checked(request)
+
+    def market_update(self, underlyings=None, marks=None):
+        request = {"type": "market.update", "priority": "high"}
+        if underlyings:
+            request["underlyings"] = list(underlyings)
+        if marks:
+            request["marks"] = list(marks)
+        return self._checked(request)

@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""The Python client (python/marginet_client) against the real `marginet serve`: margin results
+identical to the offline `marginet margin --format json` on the same files; what-if identical to
+`marginet whatif`; error replies raise ServiceError with the code; ping/status.
+
+Run by tests/test_python_client.cpp (CTest) with MARGINET_EXE, MARGINET_DATA (a generated book:
+instruments.csv, market.csv, marks.csv, positions.csv) and MARGINET_SOURCE_DIR in the environment.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+SOURCE = os.environ["MARGINET_SOURCE_DIR"]
+sys.path.insert(0, os.path.join(SOURCE, "python"))
+
+from marginet_client import Client, ServiceError, read_positions_csv  # noqa: E402
+
+EXE = os.environ["MARGINET_EXE"]
+DATA = os.environ["MARGINET_DATA"]
+REF = ["--instruments", f"{DATA}/instruments.csv", "--market", f"{DATA}/market.csv", "--marks", f"{DATA}/marks.csv"]
+
+
+class PythonClient(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = subprocess.Popen(
+            [EXE, "serve", "--bind", "tcp://127.0.0.1:*", "--device", "cpu", "--quiet", "--model", "deribit-pm",
+             "--positions", f"{DATA}/positions.csv"] + REF,
+            stdout=subprocess.PIPE, text=True)
+        line = cls.server.stdout.readline()  # "marginet serve: listening on ENDPOINT"
+        if "listening on " not in line:
+            cls.server.kill()
+            raise RuntimeError(f"server did not start: {line!r}")
+        cls.endpoint = line.split("listening on ", 1)[1].strip()
+        cls.client = Client(cls.endpoint, timeout_ms=30000)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.server.send_signal(signal.SIGTERM)
+        try:
+            cls.server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            cls.server.kill()
+            cls.server.wait()
+
+    def offline(self, *args):
+        out = subprocess.run([EXE, *args, "--device", "cpu", "--quiet", "--format", "json"] + REF,
+                             check=True, capture_output=True, text=True, timeout=120)
+        return json.loads(out.stdout)
+
+    def test_ping_and_status(self):
+        self.assertEqual(self.client.ping()["type"], "ping.result")
+        status = self.client.status()
+        self.assertEqual(status["model"], "deribit-pm")
+        self.assertIn("latency_us", status)
+
+    def test_margin_identical_to_offline(self):
+        expected = self.offline("margin", "--model", "deribit-pm", "--positions", f"{DATA}/positions.csv")
+        got = self.client.margin(read_positions_csv(f"{DATA}/positions.csv"))["accounts"]
+        self.assertEqual(len(got), len(expected))
+        for g, e in zip(got, expected):
+            self.assertEqual(g, e)  # floats compare exactly: float64 on the wire, shortest text in JSON
+
+    def test_whatif_identical_to_offline(self):
+        positions = read_positions_csv(f"{DATA}/positions.csv")
+        account = positions[0][0]
+        trades_path = f"{DATA}/py_trades.csv"
+        with open(trades_path, "w") as f:
+            f.write(f"instrument,quantity\n{positions[0][1]},-3\n")
+        expected = self.offline("whatif", "--model", "deribit-pm", "--positions", f"{DATA}/positions.csv",
+                                "--account", account, "--trades", trades_path)
+        book = [(i, q) for a, i, q in positions if a == account]
+        got = self.client.whatif(account, [(positions[0][1], -3.0)], positions=book)
+        for key in ("account", "model", "im_change", "mm_change", "before", "after"):
+            self.assertEqual(got[key], expected[key], key)
+        cached = self.client.whatif(account, [(positions[0][1], -3.0)])  # from the server's book
+        self.assertEqual(cached["after"], expected["after"])
+
+    def test_errors_raise_with_codes(self):
+        with self.assertRaises(ServiceError) as ctx:
+            self.client.margin([("A", "NO-SUCH-INSTRUMENT", 1.0)])
+        self.assertEqual(ctx.exception.code, "unknown_instrument")
+        self.client.send_raw(b"\xdd\xff\xff\xff\xff")
+        reply = self.client.receive_raw(10000)
+        self.assertIsNotNone(reply)
+        import msgpack
+        self.assertEqual(msgpack.unpackb(reply)["code"], "too_large")
+        self.assertEqual(self.client.call({"v": 7, "type": "ping"})["code"], "unsupported_version")
+        self.assertEqual(self.client.ping()["type"], "ping.result")
+
+    def test_example_session_runs(self):
+        env = dict(os.environ, PYTHONPATH=os.path.join(SOURCE, "python"))
+        out = subprocess.run([sys.executable, os.path.join(SOURCE, "python/examples/margin_session.py"),
+                              "--connect", self.endpoint, "--positions", f"{DATA}/positions.csv"],
+                             capture_output=True, text=True, timeout=120, env=env)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        self.assertIn("accounts margined", out.stdout)
+        self.assertIn("error reply: code=unknown_instrument", out.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
