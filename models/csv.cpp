@@ -42,35 +42,39 @@ bool CsvReader::read_record(std::vector<std::string>& fields) {
     ++line_;
     const std::string t = trim(line);
     if (t.empty() || t[0] == '#') continue;
-    fields.clear();
-    std::string cur;
-    bool quoted = false;
-    for (std::size_t i = 0; i < line.size(); ++i) {
-      const char c = line[i];
-      if (quoted) {
-        if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-          cur += '"';
-          ++i;
-        } else if (c == '"') {
-          quoted = false;
-        } else {
-          cur += c;
-        }
-      } else if (c == '"') {
-        quoted = true;
-      } else if (c == ',') {
-        fields.push_back(trim(cur));
-        cur.clear();
-      } else {
-        cur += c;
-      }
-    }
-    if (quoted) throw input_error(name_, line_, "", "unterminated quoted field");
-    fields.push_back(trim(cur));
+    if (!split_csv_record(line, fields)) throw input_error(name_, line_, "", "unterminated quoted field");
     return true;
   }
   if (in_->bad()) throw input_error(name_, line_, "", "read error");
   return false;
+}
+
+bool split_csv_record(std::string_view line, std::vector<std::string>& fields) {
+  fields.clear();
+  std::string cur;
+  bool quoted = false;
+  for (std::size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (quoted) {
+      if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
+        cur += '"';
+        ++i;
+      } else if (c == '"') {
+        quoted = false;
+      } else {
+        cur += c;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == ',') {
+      fields.push_back(trim(cur));
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  fields.push_back(trim(cur));
+  return !quoted;
 }
 
 bool CsvReader::next() {

@@ -66,6 +66,10 @@ class CsvReader {
   std::vector<std::string> row_;
 };
 
+/// Split one CSV record into trimmed fields (double-quoted fields, "" for a quote inside them).
+/// False when a quoted field is not terminated on the line.
+bool split_csv_record(std::string_view line, std::vector<std::string>& fields);
+
 /// Parse ISO 8601 UTC text into Unix seconds; nullopt when malformed.
 std::optional<double> parse_iso8601_utc(std::string_view text);
 /// Format Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.

@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <array>
-#include <deque>
 #include <fstream>
 #include <functional>
 #include <limits>
 #include <sstream>
 
+#include "models/csv.hpp"
 #include "models/errors.hpp"
 #include "models/money.hpp"
 
@@ -194,37 +194,9 @@ class Scanner {
         b = c + 1;
       }
     }
-    std::size_t f = 0;
-    std::string cur;
-    bool quoted = false;
-    auto flush = [&] {
-      if (scratch_.size() <= f) scratch_.resize(f + 1);
-      scratch_[f] = std::string(trim(cur));
-      ++f;
-      cur.clear();
-    };
-    for (std::size_t i = 0; i < line.size(); ++i) {
-      const char c = line[i];
-      if (quoted) {
-        if (c == '"' && i + 1 < line.size() && line[i + 1] == '"') {
-          cur += '"';
-          ++i;
-        } else if (c == '"') {
-          quoted = false;
-        } else {
-          cur += c;
-        }
-      } else if (c == '"') {
-        quoted = true;
-      } else if (c == ',') {
-        flush();
-      } else {
-        cur += c;
-      }
-    }
-    if (quoted) throw input_error(source_, line_, "", "unterminated quoted field");
-    flush();
-    for (std::size_t i = 0; i < f; ++i) fields_.push_back(scratch_[i]);
+    // Quoted fields: the shared splitter of models/csv.hpp (rare; the copies are fine here).
+    if (!split_csv_record(line, scratch_)) throw input_error(source_, line_, "", "unterminated quoted field");
+    for (const std::string& field : scratch_) fields_.push_back(field);
   }
 
   std::string_view text_;
@@ -232,7 +204,7 @@ class Scanner {
   std::size_t pos_ = 0;
   long line_ = 0;
   std::vector<std::string_view> fields_;
-  std::deque<std::string> scratch_;  // stable addresses across resize
+  std::vector<std::string> scratch_;  // the quoted line's fields; views in fields_ point here
 };
 
 struct IdHash {
