@@ -154,18 +154,21 @@ MarginRun MarginEngine::run(const std::vector<Position>& positions, const std::v
   if (keep_risk) cache->risk.assign(slots * S, 0.0);
   std::size_t tile = slots ? std::max<std::size_t>(1, tile_bytes_ / (slots * sizeof(double))) : S;
   tile = std::min(tile, std::max<std::size_t>(S, 1));
-  std::vector<double> risk_tile, pnl_tile;
+  std::vector<double> risk_tile, pnl_tile, published_risk;
+  if (!published_.empty()) {  // read once; each tile copies its columns
+    published_risk.resize(slots * S);
+    fill_published(prep, instruments_, published_, 0, published_risk);
+  }
   for (std::size_t s0 = 0; s0 < S; s0 += tile) {
     const std::size_t s1 = std::min(S, s0 + tile), width = s1 - s0;
     ++out.times.scenario_tiles;
     auto t1 = Clock::now();
     risk_tile.assign(slots * width, 0.0);
     if (!published_.empty()) {
-      std::vector<double> full(slots * S);
-      fill_published(prep, instruments_, published_, 0, full);
       for (std::size_t i = 0; i < slots; ++i)
-        std::copy(full.begin() + static_cast<std::ptrdiff_t>(i * S + s0),
-                  full.begin() + static_cast<std::ptrdiff_t>(i * S + s1), risk_tile.begin() + static_cast<std::ptrdiff_t>(i * width));
+        std::copy(published_risk.begin() + static_cast<std::ptrdiff_t>(i * S + s0),
+                  published_risk.begin() + static_cast<std::ptrdiff_t>(i * S + s1),
+                  risk_tile.begin() + static_cast<std::ptrdiff_t>(i * width));
     } else {
       const kernels::RiskArrayArgs args{prep.states.data(), slots, set.shocks.data(), set.underlyings.size(),
                                         set.vol_terms.data(), s0, s1, prep.units, risk_tile.data()};
