@@ -21,6 +21,8 @@
 #include "bench/bench_context.hpp"
 #include "host/book_generator.hpp"
 #include "host/margin_engine.hpp"
+#include "kernels/cpu_simd.hpp"
+#include "kernels/simd/risk_arrays_simd.hpp"
 
 namespace {
 
@@ -70,6 +72,7 @@ void BM_MarginEOD(benchmark::State& state, const char* model) {
   const GeneratedBook& book = eod_book();
   MarginEngine engine(book.instruments, book.market, eod_methodology(model), bench::backend());
   StageTimes t;
+  kernels::simd::reset_simd_cell_counts();
   for (auto _ : state) {
     const MarginRun run = engine.run(book.positions);
     t = run.times;
@@ -86,6 +89,12 @@ void BM_MarginEOD(benchmark::State& state, const char* model) {
   state.counters["revaluations_per_s"] = static_cast<double>(t.revaluations) / t.risk_arrays_s;
   state.counters["aggregation_GFLOPs"] = t.aggregation_flops / t.aggregation_s / 1e9;
   state.counters["peak_rss_MiB"] = peak_rss_mib();
+  // CPU backend: the SIMD level of the risk-array stage and the share of cells it vectorised.
+  const kernels::simd::SimdCellCounts cells = kernels::simd::simd_cell_counts();
+  if (cells.vector_cells + cells.scalar_cells > 0)
+    state.counters["vector_cell_share"] =
+        static_cast<double>(cells.vector_cells) / static_cast<double>(cells.vector_cells + cells.scalar_cells);
+  state.SetLabel(std::string("simd=") + kernels::simd_name(kernels::simd_level()));
 }
 
 /// QuantLib per-position revaluation, sample of `state.range(0)` positions, every scenario.

@@ -42,11 +42,15 @@ function(marginet_add_kernels)
     list(APPEND cpu_sources "${wrapper}")
   endforeach()
 
-  add_library(marginet_kernels_cpu STATIC ${cpu_sources})
+  # CPU-only vector paths, dispatched at run time (kernels/cpu_simd.hpp); linked with
+  # glibc's libmvec for the vector exp, log and erfc.
+  file(GLOB simd_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/cpu_simd.cpp
+       ${CMAKE_CURRENT_SOURCE_DIR}/simd/*.cpp)
+  add_library(marginet_kernels_cpu STATIC ${cpu_sources} ${simd_sources})
   target_compile_definitions(marginet_kernels_cpu PRIVATE
     THRUST_DEVICE_SYSTEM=THRUST_DEVICE_SYSTEM_OMP MARGINET_BACKEND_NS=cpu)
   target_include_directories(marginet_kernels_cpu SYSTEM PRIVATE ${MARGINET_CCCL_INCLUDE_DIR})
-  target_link_libraries(marginet_kernels_cpu PUBLIC marginet_models OpenMP::OpenMP_CXX)
+  target_link_libraries(marginet_kernels_cpu PUBLIC marginet_models OpenMP::OpenMP_CXX mvec m)
   target_compile_options(marginet_kernels_cpu PRIVATE ${MARGINET_WARNINGS})
 
   add_library(marginet_kernels INTERFACE)

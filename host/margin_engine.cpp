@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "host/dispatch.hpp"
+#include "host/host_buffer.hpp"
 #include "host/margin_rows.hpp"
 #include "kernels/portfolio_pnl.hpp"
 #include "kernels/risk_arrays.hpp"
@@ -23,6 +24,7 @@ double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
 }
 constexpr std::size_t kMaxCachedRiskBytes = std::size_t(1) << 30;
+constexpr std::size_t kDefaultTileBytes = std::size_t(512) << 20;
 }  // namespace
 
 PublishedRiskArrays read_risk_arrays(const std::string& path, std::size_t scenarios) {
@@ -41,10 +43,10 @@ PublishedRiskArrays read_risk_arrays(const std::string& path, std::size_t scenar
 
 struct MarginEngine::Cache {
   Prepared prep;
-  std::vector<double> risk;                 // slots × scenarios (empty when too large to keep)
+  HostBuffer<double> risk;                  // slots × scenarios (empty when too large to keep)
   std::map<RowKey, std::size_t> row_of;     // (account, group) -> row
   std::vector<RowKey> rows;
-  std::vector<double> pnl;                  // rows × scenarios
+  HostBuffer<double> pnl;                   // rows × scenarios
   std::vector<RowInputs> inputs;            // per row
   std::vector<RowReduction> reductions;     // per row
 };
@@ -70,7 +72,7 @@ namespace {
 
 /// R for the given slots from published arrays: R = −loss (losses per one long unit).
 void fill_published(const Prepared& prep, const InstrumentTable& instruments,
-                    const PublishedRiskArrays& published, std::size_t first_slot, std::vector<double>& risk) {
+                    const PublishedRiskArrays& published, std::size_t first_slot, double* risk) {
   const std::size_t S = prep.scenarios.count;
   for (std::size_t slot = first_slot; slot < prep.states.size(); ++slot) {
     const std::string& id = instruments[prep.instrument_of[slot]].id;
@@ -148,56 +150,62 @@ MarginRun MarginEngine::run(const std::vector<Position>& positions, const std::v
     preparer.accumulate(prep, positions[j], cache->inputs[row_of_position[j]]);
   out.times.prepare_s = seconds_since(t_start);
 
-  // Stages 1 and 2, tiled over scenarios.
-  cache->pnl.assign(rows * S, 0.0);
+  // Stages 1 and 2, tiled over scenarios. The tile bounds the device memory a pass needs. On
+  // the CPU backend, host memory is device memory: with the risk arrays cached (as what-if
+  // needs them), one pass writes them and the P&L rows in place, with no tile copies.
   const bool keep_risk = slots * S * sizeof(double) <= kMaxCachedRiskBytes;
-  if (keep_risk) cache->risk.assign(slots * S, 0.0);
-  std::size_t tile = slots ? std::max<std::size_t>(1, tile_bytes_ / (slots * sizeof(double))) : S;
+  cache->pnl.reset(rows * S);
+  if (keep_risk) cache->risk.reset(slots * S);
+  std::size_t tile_bytes = tile_bytes_;
+  if (tile_bytes == 0) tile_bytes = backend_ == Backend::cpu && keep_risk ? kMaxCachedRiskBytes : kDefaultTileBytes;
+  std::size_t tile = slots ? std::max<std::size_t>(1, tile_bytes / (slots * sizeof(double))) : S;
   tile = std::min(tile, std::max<std::size_t>(S, 1));
-  std::vector<double> risk_tile, pnl_tile, published_risk;
+  const bool in_place = tile >= S;
+  HostBuffer<double> risk_tile, pnl_tile, published_risk;
   if (!published_.empty()) {  // read once; each tile copies its columns
-    published_risk.resize(slots * S);
-    fill_published(prep, instruments_, published_, 0, published_risk);
+    published_risk.reset(slots * S);
+    fill_published(prep, instruments_, published_, 0, published_risk.data());
   }
   for (std::size_t s0 = 0; s0 < S; s0 += tile) {
     const std::size_t s1 = std::min(S, s0 + tile), width = s1 - s0;
     ++out.times.scenario_tiles;
     auto t1 = Clock::now();
-    risk_tile.assign(slots * width, 0.0);
+    double* risk = nullptr;
+    if (in_place && keep_risk) {
+      risk = cache->risk.data();
+    } else {
+      if (risk_tile.size() != slots * width) risk_tile.reset(slots * width);
+      risk = risk_tile.data();
+    }
     if (!published_.empty()) {
       for (std::size_t i = 0; i < slots; ++i)
-        std::copy(published_risk.begin() + static_cast<std::ptrdiff_t>(i * S + s0),
-                  published_risk.begin() + static_cast<std::ptrdiff_t>(i * S + s1),
-                  risk_tile.begin() + static_cast<std::ptrdiff_t>(i * width));
+        std::copy(published_risk.data() + i * S + s0, published_risk.data() + i * S + s1, risk + i * width);
     } else {
       const kernels::RiskArrayArgs args{prep.states.data(), slots, set.shocks.data(), set.underlyings.size(),
-                                        set.vol_terms.data(), s0, s1, prep.units, risk_tile.data()};
+                                        set.vol_terms.data(), s0, s1, prep.units, risk};
       MARGINET_DISPATCH(backend_, risk_arrays, args);
       out.times.revaluations += slots * width;
     }
-    if (keep_risk)
+    if (keep_risk && risk != cache->risk.data())
       for (std::size_t i = 0; i < slots; ++i)
-        std::copy(risk_tile.begin() + static_cast<std::ptrdiff_t>(i * width),
-                  risk_tile.begin() + static_cast<std::ptrdiff_t>((i + 1) * width),
-                  cache->risk.begin() + static_cast<std::ptrdiff_t>(i * S + s0));
+        std::copy(risk + i * width, risk + (i + 1) * width, cache->risk.data() + i * S + s0);
     out.times.risk_arrays_s += seconds_since(t1);
 
     auto t2 = Clock::now();
-    pnl_tile.assign(rows * width, 0.0);
+    double* pnl = cache->pnl.data();
+    if (!in_place) {
+      if (pnl_tile.size() != rows * width) pnl_tile.reset(rows * width);
+      pnl = pnl_tile.data();
+    }
     const kernels::PortfolioPnlArgs pargs{offsets.data(), rows, csr_slot.data(), csr_quantity.data(),
-                                          positions.size(), risk_tile.data(), slots, width, pnl_tile.data()};
+                                          positions.size(), risk, slots, width, pnl};
     MARGINET_DISPATCH(backend_, portfolio_pnl, pargs);
-    if (width == S)
-      cache->pnl.swap(pnl_tile);
-    else
+    if (!in_place)
       for (std::size_t r = 0; r < rows; ++r)
-        std::copy(pnl_tile.begin() + static_cast<std::ptrdiff_t>(r * width),
-                  pnl_tile.begin() + static_cast<std::ptrdiff_t>((r + 1) * width),
-                  cache->pnl.begin() + static_cast<std::ptrdiff_t>(r * S + s0));
+        std::copy(pnl + r * width, pnl + (r + 1) * width, cache->pnl.data() + r * S + s0);
     out.times.aggregation_s += seconds_since(t2);
     out.times.aggregation_flops += 2.0 * static_cast<double>(positions.size()) * static_cast<double>(width);
   }
-
   // Stage 3: per-row reduction on the backend.
   auto t3 = Clock::now();
   std::vector<double> worst(rows);
@@ -303,7 +311,7 @@ WhatIfResult MarginEngine::whatif(const std::string& account, const std::vector<
     } else {
       if (!published_.empty()) {
         std::vector<double> tmp(prep.states.size() * S);
-        fill_published(prep, instruments_, published_, static_cast<std::size_t>(slot), tmp);
+        fill_published(prep, instruments_, published_, static_cast<std::size_t>(slot), tmp.data());
         std::copy(tmp.begin() + static_cast<std::ptrdiff_t>(slot * S),
                   tmp.begin() + static_cast<std::ptrdiff_t>((slot + 1) * S), risk_row.begin());
       } else {

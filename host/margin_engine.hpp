@@ -87,7 +87,8 @@ class MarginEngine {
 
   /// span16 only: take R from published risk arrays instead of revaluing.
   void use_published_risk_arrays(PublishedRiskArrays arrays);
-  /// Largest risk-array tile in bytes (default 512 MiB); smaller tiles run more passes.
+  /// Largest risk-array tile in bytes; smaller tiles run more passes. 0 (the default): 512 MiB,
+  /// or on the CPU backend with the risk arrays cached, all scenarios in one pass.
   void set_tile_bytes(std::size_t bytes) { tile_bytes_ = bytes; }
 
   /// The end-of-day run: margins every account holding positions; caches the account P&L rows
@@ -109,7 +110,7 @@ class MarginEngine {
   const MarketSnapshot& market_;
   Methodology methodology_;
   Backend backend_;
-  std::size_t tile_bytes_ = std::size_t(512) << 20;
+  std::size_t tile_bytes_ = 0;
   PublishedRiskArrays published_;
   std::unique_ptr<Cache> cache_;
 };

@@ -65,9 +65,14 @@ void portfolio_pnl(const PortfolioPnlArgs& a) {
                        PnlOfCell{v});
     thrust::copy(pnl.begin(), pnl.end(), a.pnl);
 #else
-    // Host memory is device memory here: work in place, no copies.
+    // Host memory is device memory here: work in place, no copies. Rows are accounts of
+    // power-law sizes: handed out dynamically, not in equal halves (one thread would otherwise
+    // get the largest accounts and the other wait).
     const CsrView v{a.row_offsets, a.instrument, a.quantity, a.risk_arrays, a.scenarios, a.pnl};
-    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows, PnlOfRow{v});
+    const PnlOfRow row_pnl{v};
+    const auto rows = static_cast<std::ptrdiff_t>(a.rows);
+#pragma omp parallel for schedule(dynamic, 4)
+    for (std::ptrdiff_t r = 0; r < rows; ++r) row_pnl(static_cast<std::size_t>(r));
 #endif
   });
 }

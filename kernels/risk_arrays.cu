@@ -1,6 +1,11 @@
 #include "kernels/detail/backend.cuh"
 #include "kernels/risk_arrays.hpp"
 
+#if THRUST_DEVICE_SYSTEM != THRUST_DEVICE_SYSTEM_CUDA
+#include "kernels/cpu_simd.hpp"
+#include "kernels/simd/risk_arrays_simd.hpp"
+#endif
+
 #include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 
@@ -43,6 +48,10 @@ void risk_arrays(const RiskArrayArgs& a) {
                                    a.units, thrust::raw_pointer_cast(risk.data())});
     thrust::copy(risk.begin(), risk.end(), a.risk);
 #else
+    if (simd_level() == SimdLevel::avx2) {
+      simd::risk_arrays_avx2(a);
+      return;
+    }
     thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.instrument_count * tile,
                        RevalueCell{a.instruments, a.shocks, a.groups, a.vol_terms, a.scenario_begin,
                                    tile, a.units, a.risk});

@@ -1,0 +1,389 @@
+// AVX2 path of the risk_arrays stage (CPU backend). One option row at a time, four scenarios
+// per vector, following models/pricing.hpp's black76_price step for step in the same order (no
+// FMA contraction, so every product and sum rounds as in the scalar element), with glibc's
+// libmvec for exp, log and erfc (≤ 4 ulp from the scalar libm):
+//   1. the direct formula ω(F'Φ(ωd1) − KΦ(ωd2)) for four scenarios at a time;
+//   2. lanes where it cancels (short-dated, out of the money) are queued and taken four at a
+//      time through the cancellation-free normalised value in its small-σ√T region (Taylor
+//      series of the Mills ratio, forward or Miller's backward recurrence per lane) — the
+//      costliest part of the scalar element, a serial recurrence of up to ~120 steps;
+//   3. what is left (σ'√T' = 0, x = 0 exactly, invalid inputs, the rare other regions) runs the
+//      scalar element.
+//
+// Only the functions between the target pragmas use AVX2; everything this file includes and
+// instantiates is compiled for baseline x86-64, so no AVX2 copy of a shared inline function can
+// reach a machine without it.
+
+#include "kernels/simd/risk_arrays_simd.hpp"
+
+#include <immintrin.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstddef>
+
+#include "models/pricing.hpp"
+#include "models/revaluation.hpp"
+
+namespace marginet::kernels::simd {
+
+namespace {
+
+std::atomic<std::uint64_t> g_vector_cells{0};
+std::atomic<std::uint64_t> g_scalar_cells{0};
+
+/// The scalar element, compiled for baseline x86-64.
+__attribute__((noinline)) double scalar_cell(const InstrumentState& st, const ScenarioShock& shock,
+                                             const VolTermParams& vol_terms, PnlUnits units) {
+  return scenario_pnl(st, shock, vol_terms, units);
+}
+
+/// Per-lane inputs of one block of four scenarios: F', T', σ' of the scalar element.
+__attribute__((noinline)) void shocked_inputs(const InstrumentState& st, const ScenarioShock* const lane[4],
+                                              const VolTermParams& vol_terms, double f1[4], double t1[4],
+                                              double v1[4]) {
+  for (int l = 0; l < 4; ++l) {
+    const ScenarioShock& shock = *lane[l];
+    f1[l] = st.forward * (1.0 + shock.price_move);
+    double t = st.years - shock.days / 365.0;
+    if (t < 0) t = 0;
+    t1[l] = t;
+    v1[l] = shocked_vol(shock, st.vol, st.years * 365.0, vol_terms);
+  }
+}
+
+/// For a cancelling cell with x = ln(F'/K), h = −|x|/s, t = s/2: whether normalised_black_otm
+/// takes its Taylor branch there (and the vector path can follow it: x ≠ 0, h ≥ −36, so that
+/// e^{h²/2}·erfc stays in its direct region), and that branch's start n (0: forward recurrence)
+/// and number of terms K, exactly as the scalar computes them.
+__attribute__((noinline)) bool taylor_terms(double x, double h, double t, int& n, int& K) {
+  n = 0;
+  K = 19;
+  if (!(x != 0) || !(h >= -36.0) || !(h < 0) || !(t < 0.21) || !(t > 0)) return false;
+  if (h >= -2.0) return true;
+  const double per_term = std::log(-h / t);
+  K = 1 + 2 * static_cast<int>(std::ceil(0.5 * 39.2 / per_term));
+  if (K > 19) K = 19;
+  n = K + 12 + static_cast<int>(350.0 / (h * h));
+  return true;
+}
+
+// Dekker's split of 1/√2 (see normal_cdf in models/pricing.hpp).
+constexpr double kCdfHi = pricing_detail::kInvSqrt2;
+constexpr double kCdfLo = -4.8336466567264567e-17;
+constexpr double kSplit = 134217729.0;  // 2^27 + 1
+constexpr double kCdfTimesSplit = kSplit * kCdfHi;
+constexpr double kCdfHead = kCdfTimesSplit - (kCdfTimesSplit - kCdfHi);
+constexpr double kCdfTail = kCdfHi - kCdfHead;
+
+}  // namespace
+
+SimdCellCounts simd_cell_counts() { return {g_vector_cells.load(), g_scalar_cells.load()}; }
+void reset_simd_cell_counts() {
+  g_vector_cells = 0;
+  g_scalar_cells = 0;
+}
+
+#pragma GCC push_options
+#pragma GCC target("avx2")
+
+extern "C" {
+__m256d _ZGVdN4v_erfc(__m256d);  // glibc libmvec, AVX2 variants
+__m256d _ZGVdN4v_exp(__m256d);
+__m256d _ZGVdN4v_log(__m256d);
+}
+
+namespace {
+
+inline __m256d splat(double x) { return _mm256_set1_pd(x); }
+
+/// normal_cdf of models/pricing.hpp on four lanes: 0.5·erfc(−z/√2), with the left-tail
+/// correction of the rounding of −z/√2 below z = −1 and 0 below z = −38.5.
+inline __m256d normal_cdf4(__m256d z) {
+  const __m256d m = _mm256_sub_pd(_mm256_setzero_pd(), z);
+  const __m256d a = _mm256_mul_pd(m, splat(kCdfHi));
+  const __m256d half_erfc = _mm256_mul_pd(splat(0.5), _ZGVdN4v_erfc(a));
+  // Left tail: e = m·c_hi − a exactly (Dekker), δ = e + m·c_lo.
+  const __m256d mt = _mm256_mul_pd(splat(kSplit), m);
+  const __m256d mh = _mm256_sub_pd(mt, _mm256_sub_pd(mt, m));
+  const __m256d ml = _mm256_sub_pd(m, mh);
+  const __m256d e = _mm256_add_pd(
+      _mm256_add_pd(_mm256_add_pd(_mm256_sub_pd(_mm256_mul_pd(mh, splat(kCdfHead)), a),
+                                  _mm256_mul_pd(mh, splat(kCdfTail))),
+                    _mm256_mul_pd(ml, splat(kCdfHead))),
+      _mm256_mul_pd(ml, splat(kCdfTail)));
+  const __m256d delta = _mm256_add_pd(e, _mm256_mul_pd(m, splat(kCdfLo)));
+  const __m256d two_a_delta = _mm256_mul_pd(_mm256_mul_pd(splat(2.0), a), delta);
+  const __m256d inv = _mm256_add_pd(splat(1.0), _mm256_div_pd(splat(0.5), _mm256_mul_pd(a, a)));
+  const __m256d corrected =
+      _mm256_mul_pd(half_erfc, _mm256_sub_pd(splat(1.0), _mm256_mul_pd(two_a_delta, inv)));
+  const __m256d tail = _mm256_blendv_pd(corrected, _mm256_setzero_pd(), _mm256_cmp_pd(z, splat(-38.5), _CMP_LT_OQ));
+  return _mm256_blendv_pd(tail, half_erfc, _mm256_cmp_pd(z, splat(-1.0), _CMP_GE_OQ));
+}
+
+/// e^{x²} of pricing_detail::exp_square on four lanes, x ≥ 0: e^{A}·e^{B} with B = 0 where the
+/// scalar takes e^{x²} at once (x < 2), so those lanes round as it does.
+inline __m256d exp_square4(__m256d x) {
+  const __m256d head = _mm256_div_pd(_mm256_floor_pd(_mm256_mul_pd(x, splat(1024.0))), splat(1024.0));
+  const __m256d tail = _mm256_sub_pd(x, head);
+  const __m256d whole = _mm256_cmp_pd(x, splat(2.0), _CMP_LT_OQ);
+  const __m256d a = _mm256_blendv_pd(_mm256_mul_pd(head, head), _mm256_mul_pd(x, x), whole);
+  const __m256d b = _mm256_blendv_pd(_mm256_mul_pd(tail, _mm256_add_pd(x, head)), _mm256_setzero_pd(), whole);
+  return _mm256_mul_pd(_ZGVdN4v_exp(a), _ZGVdN4v_exp(b));
+}
+
+/// pricing_detail::exp_neg_half_square on four lanes with |z| < 40.
+inline __m256d exp_neg_half_square4(__m256d z) {
+  z = _mm256_andnot_pd(splat(-0.0), z);
+  const __m256d head = _mm256_div_pd(_mm256_floor_pd(_mm256_mul_pd(z, splat(1024.0))), splat(1024.0));
+  const __m256d tail = _mm256_sub_pd(z, head);
+  const __m256d whole = _mm256_cmp_pd(z, splat(2.5), _CMP_LT_OQ);
+  const __m256d a = _mm256_blendv_pd(_mm256_mul_pd(_mm256_mul_pd(splat(-0.5), head), head),
+                                     _mm256_mul_pd(_mm256_mul_pd(splat(-0.5), z), z), whole);
+  const __m256d b = _mm256_blendv_pd(
+      _mm256_mul_pd(_mm256_mul_pd(splat(-0.5), tail), _mm256_add_pd(z, head)), _mm256_setzero_pd(), whole);
+  return _mm256_mul_pd(_ZGVdN4v_exp(a), _ZGVdN4v_exp(b));
+}
+
+constexpr int kTaylorTerms = 19;  // pricing_detail::normalised_black_otm's kMaxTerms
+constexpr int kQueueVectors = 2;  // independent recurrences interleaved: the loop is latency bound
+constexpr int kQueueCells = 4 * kQueueVectors;
+
+/// pricing_detail::normalised_black_otm in its small-t region (t = s/2 < 0.21, −36 ≤ h = x/s <
+/// 0) on kQueueCells lanes: b = (2/√2π)·e^{−h²/2}·e^{−t²/2}·Σ_{k odd ≤ K} Y⁽ᵏ⁾(h) tᵏ/k!. Each
+/// lane runs the scalar's recurrence — forward from Y(h) for h ≥ −2, else Miller's backward
+/// recurrence from its own start n — with the same operations in the same order; a lane whose
+/// backward recurrence has not started yet is held at the starting values.
+void normalised_black_taylor(const __m256d h[kQueueVectors], const __m256d t[kQueueVectors],
+                             const int n[kQueueCells], const int K[kQueueCells], __m256d b[kQueueVectors]) {
+  using namespace pricing_detail;
+  constexpr int V = kQueueVectors;
+  __m256d y[V][kTaylorTerms + 1];
+  __m256d mills[V];
+  for (int v = 0; v < V; ++v) {
+    const __m256d z = _mm256_mul_pd(_mm256_sub_pd(_mm256_setzero_pd(), h[v]), splat(kInvSqrt2));
+    mills[v] = _mm256_mul_pd(splat(kSqrtHalfPi), _mm256_mul_pd(exp_square4(z), _ZGVdN4v_erfc(z)));
+    // Forward recurrence (lanes with h ≥ −2): Y' = 1 + hY, Y⁽ᵏ⁺¹⁾ = hY⁽ᵏ⁾ + kY⁽ᵏ⁻¹⁾.
+    y[v][0] = mills[v];
+    y[v][1] = _mm256_add_pd(splat(1.0), _mm256_mul_pd(h[v], y[v][0]));
+    for (int k = 1; k < kTaylorTerms; ++k)
+      y[v][k + 1] = _mm256_add_pd(_mm256_mul_pd(h[v], y[v][k]), _mm256_mul_pd(splat(static_cast<double>(k)), y[v][k - 1]));
+  }
+  int n_max = 0;
+  for (int l = 0; l < kQueueCells; ++l) n_max = n[l] > n_max ? n[l] : n_max;
+  if (n_max > 0) {
+    // Miller's backward recurrence (lanes with h < −2; n = 0 marks a forward lane).
+    __m256i lane_n[V];
+    __m256d above[V], here[V], back[V][kTaylorTerms + 1];
+    for (int v = 0; v < V; ++v) {
+      lane_n[v] = _mm256_setr_epi64x(n[4 * v], n[4 * v + 1], n[4 * v + 2], n[4 * v + 3]);
+      above[v] = _mm256_setzero_pd();
+      here[v] = splat(1e-30);
+    }
+    for (int k = n_max; k >= 1; --k) {
+      const __m256d inv_k = splat(1.0 / k);
+      const __m256i k_minus_1 = _mm256_set1_epi64x(k - 1);
+      for (int v = 0; v < V; ++v) {
+        const __m256d below = _mm256_mul_pd(_mm256_sub_pd(above[v], _mm256_mul_pd(h[v], here[v])), inv_k);
+        if (k <= kTaylorTerms) back[v][k] = here[v];
+        const __m256d started = _mm256_castsi256_pd(_mm256_cmpgt_epi64(lane_n[v], k_minus_1));
+        above[v] = _mm256_and_pd(here[v], started);
+        here[v] = _mm256_blendv_pd(splat(1e-30), below, started);
+      }
+    }
+    for (int v = 0; v < V; ++v) {
+      const __m256d scale = _mm256_div_pd(mills[v], here[v]);
+      const __m256d backward = _mm256_castsi256_pd(_mm256_cmpgt_epi64(lane_n[v], _mm256_setzero_si256()));
+      for (int k = 1; k <= kTaylorTerms; ++k)
+        y[v][k] = _mm256_blendv_pd(y[v][k], _mm256_mul_pd(back[v][k], scale), backward);
+    }
+  }
+  for (int v = 0; v < V; ++v) {
+    const __m256i lane_K = _mm256_setr_epi64x(K[4 * v], K[4 * v + 1], K[4 * v + 2], K[4 * v + 3]);
+    const __m256d tt = _mm256_mul_pd(t[v], t[v]);
+    __m256d sum = _mm256_setzero_pd(), tk = t[v];
+    for (int k = 1; k <= kTaylorTerms; k += 2) {
+      const __m256d in = _mm256_castsi256_pd(_mm256_cmpgt_epi64(lane_K, _mm256_set1_epi64x(k - 1)));
+      sum = _mm256_add_pd(sum, _mm256_and_pd(_mm256_mul_pd(y[v][k], tk), in));
+      tk = _mm256_mul_pd(tk, _mm256_div_pd(tt, splat((k + 1.0) * (k + 2.0))));
+    }
+    b[v] = _mm256_mul_pd(
+        _mm256_mul_pd(_mm256_mul_pd(splat(2.0 * kInvSqrt2Pi), exp_neg_half_square4(h[v])),
+                      _ZGVdN4v_exp(_mm256_mul_pd(_mm256_mul_pd(splat(-0.5), t[v]), t[v]))),
+        sum);
+  }
+}
+
+/// Cells of one row that the direct formula left, waiting to go kQueueCells at a time through
+/// the normalised value.
+struct CancellingCells {
+  std::size_t scenario[kQueueCells];
+  alignas(32) double f1[kQueueCells], t1[kQueueCells], v1[kQueueCells];
+  int count = 0;
+};
+
+/// What one option row needs, in vectors.
+struct OptionRow {
+  const InstrumentState& st;
+  const RiskArrayArgs& a;
+  const VolTermParams& vt;
+  std::size_t g;
+  double w;
+  double* risk;
+  std::uint64_t vector_cells = 0;
+
+  const ScenarioShock& shock(std::size_t s) const { return a.shocks[s * a.groups + g]; }
+
+  /// P&L of the shocked values, in the row's units.
+  __m256d pnl(__m256d value, __m256d f1) const {
+    if (a.units == PnlUnits::coin)
+      return _mm256_sub_pd(_mm256_div_pd(value, f1), splat(st.base_value / st.forward));
+    return _mm256_sub_pd(value, splat(st.base_value));
+  }
+
+  void scalar(std::size_t s) { risk[s - a.scenario_begin] = scalar_cell(st, shock(s), vt, a.units); }
+
+  /// The queued cells through the normalised value (step 2); padding lanes repeat lane 0.
+  void flush(CancellingCells& q) {
+    if (q.count == 0) return;
+    for (int l = q.count; l < kQueueCells; ++l) {
+      q.f1[l] = q.f1[0];
+      q.t1[l] = q.t1[0];
+      q.v1[l] = q.v1[0];
+    }
+    constexpr int V = kQueueVectors;
+    const __m256d strike = splat(st.strike);
+    __m256d f1[V], discount[V], h[V], t[V], b[V];
+    alignas(32) double h_[kQueueCells], t_[kQueueCells], x_[kQueueCells];
+    for (int v = 0; v < V; ++v) {
+      f1[v] = _mm256_load_pd(q.f1 + 4 * v);
+      const __m256d t1 = _mm256_load_pd(q.t1 + 4 * v), v1 = _mm256_load_pd(q.v1 + 4 * v);
+      discount[v] = _ZGVdN4v_exp(_mm256_mul_pd(splat(-st.rate), t1));
+      const __m256d sd = _mm256_mul_pd(v1, _mm256_sqrt_pd(t1));
+      const __m256d x = _ZGVdN4v_log(_mm256_div_pd(f1[v], strike));
+      h[v] = _mm256_div_pd(_mm256_sub_pd(_mm256_setzero_pd(), _mm256_andnot_pd(splat(-0.0), x)), sd);
+      t[v] = _mm256_mul_pd(splat(0.5), sd);
+      _mm256_store_pd(h_ + 4 * v, h[v]);
+      _mm256_store_pd(t_ + 4 * v, t[v]);
+      _mm256_store_pd(x_ + 4 * v, x);
+    }
+    int n[kQueueCells], K[kQueueCells];
+    bool taylor[kQueueCells];
+    for (int l = 0; l < kQueueCells; ++l) taylor[l] = taylor_terms(x_[l], h_[l], t_[l], n[l], K[l]);
+    normalised_black_taylor(h, t, n, K, b);
+    alignas(32) double out[kQueueCells];
+    for (int v = 0; v < V; ++v) {
+      const __m256d intrinsic = w > 0 ? _mm256_max_pd(_mm256_sub_pd(f1[v], strike), _mm256_setzero_pd())
+                                      : _mm256_max_pd(_mm256_sub_pd(strike, f1[v]), _mm256_setzero_pd());
+      const __m256d undiscounted = _mm256_add_pd(
+          intrinsic, _mm256_mul_pd(_mm256_mul_pd(_mm256_sqrt_pd(f1[v]), _mm256_sqrt_pd(strike)), b[v]));
+      const __m256d value = _mm256_mul_pd(splat(st.contract_size), _mm256_mul_pd(discount[v], undiscounted));
+      _mm256_store_pd(out + 4 * v, pnl(value, f1[v]));
+    }
+    for (int l = 0; l < q.count; ++l) {
+      if (taylor[l]) {
+        risk[q.scenario[l] - a.scenario_begin] = out[l];
+        ++vector_cells;
+      } else {
+        scalar(q.scenario[l]);
+      }
+    }
+    q.count = 0;
+  }
+
+  /// risk[s − s0] for s in [s0, s1).
+  void run() {
+    const __m256d wv = splat(w), strike = splat(st.strike), neg_rate = splat(-st.rate);
+    const __m256d size = splat(st.contract_size);
+    CancellingCells queue;
+    std::size_t s = a.scenario_begin;
+    const bool strike_ok = st.strike > 0 && st.strike < HUGE_VAL;
+    for (; strike_ok && s < a.scenario_end; s += 4) {
+      // A short last block repeats its last scenario in the spare lanes (not stored), so that a
+      // cell's result never depends on where a tile of scenarios begins or ends.
+      const int count = a.scenario_end - s < 4 ? static_cast<int>(a.scenario_end - s) : 4;
+      const ScenarioShock* lane[4];
+      for (int l = 0; l < 4; ++l) lane[l] = &shock(s + static_cast<std::size_t>(l < count ? l : count - 1));
+      alignas(32) double f1_[4], t1_[4], v1_[4];
+      shocked_inputs(st, lane, vt, f1_, t1_, v1_);
+      const __m256d f1 = _mm256_load_pd(f1_), t1 = _mm256_load_pd(t1_), v1 = _mm256_load_pd(v1_);
+      const __m256d discount = _ZGVdN4v_exp(_mm256_mul_pd(neg_rate, t1));
+      const __m256d sd = _mm256_mul_pd(v1, _mm256_sqrt_pd(t1));
+      const __m256d x = _ZGVdN4v_log(_mm256_div_pd(f1, strike));
+      const __m256d d1 = _mm256_add_pd(_mm256_div_pd(x, sd), _mm256_mul_pd(splat(0.5), sd));
+      const __m256d d2 = _mm256_sub_pd(d1, sd);
+      const __m256d pa = _mm256_mul_pd(f1, normal_cdf4(_mm256_mul_pd(wv, d1)));
+      const __m256d pb = _mm256_mul_pd(strike, normal_cdf4(_mm256_mul_pd(wv, d2)));
+      const __m256d direct = _mm256_mul_pd(wv, _mm256_sub_pd(pa, pb));
+      const __m256d floor = _mm256_mul_pd(splat(pricing_detail::kDirectFormulaFloor), w > 0 ? pa : pb);
+      // Valid lanes: F' > 0 and σ'√T' > 0, both finite. The direct formula serves those where
+      // it keeps its digits.
+      __m256d valid = _mm256_cmp_pd(f1, _mm256_setzero_pd(), _CMP_GT_OQ);
+      valid = _mm256_and_pd(valid, _mm256_cmp_pd(f1, splat(HUGE_VAL), _CMP_LT_OQ));
+      valid = _mm256_and_pd(valid, _mm256_cmp_pd(sd, _mm256_setzero_pd(), _CMP_GT_OQ));
+      valid = _mm256_and_pd(valid, _mm256_cmp_pd(sd, splat(HUGE_VAL), _CMP_LT_OQ));
+      const __m256d ok = _mm256_and_pd(valid, _mm256_cmp_pd(direct, floor, _CMP_GT_OQ));
+      const __m256d value = _mm256_mul_pd(size, _mm256_mul_pd(discount, direct));
+      double* out = risk + (s - a.scenario_begin);
+      const int lanes_ok = _mm256_movemask_pd(ok);
+      if (count == 4) {
+        _mm256_storeu_pd(out, pnl(value, f1));
+        if (lanes_ok == 0xF) {
+          vector_cells += 4;
+          continue;
+        }
+      } else {
+        alignas(32) double part[4];
+        _mm256_store_pd(part, pnl(value, f1));
+        for (int l = 0; l < count; ++l) out[l] = part[l];
+      }
+      const int lanes_valid = _mm256_movemask_pd(valid);
+      for (int l = 0; l < count; ++l) {
+        if (lanes_ok & (1 << l)) {
+          ++vector_cells;
+        } else if (lanes_valid & (1 << l)) {
+          queue.scenario[queue.count] = s + static_cast<std::size_t>(l);
+          queue.f1[queue.count] = f1_[l];
+          queue.t1[queue.count] = t1_[l];
+          queue.v1[queue.count] = v1_[l];
+          if (++queue.count == kQueueCells) flush(queue);
+        } else {
+          scalar(s + static_cast<std::size_t>(l));
+        }
+      }
+    }
+    flush(queue);
+    for (; s < a.scenario_end; ++s) scalar(s);
+  }
+};
+
+}  // namespace
+
+void risk_arrays_avx2(const RiskArrayArgs& a) {
+  const std::size_t tile = a.scenario_end - a.scenario_begin;
+  if (a.instrument_count == 0 || tile == 0) return;
+  const auto rows = static_cast<std::ptrdiff_t>(a.instrument_count);
+  std::uint64_t vector_cells = 0;
+#pragma omp parallel for schedule(dynamic, 16) reduction(+ : vector_cells)
+  for (std::ptrdiff_t i = 0; i < rows; ++i) {
+    const InstrumentState& st = a.instruments[i];
+    double* risk = a.risk + static_cast<std::size_t>(i) * tile;
+    if (st.kind == InstrumentKind::option) {
+      const std::size_t g = static_cast<std::size_t>(st.group);
+      OptionRow row{st, a, a.vol_terms[g], g, st.put_call == OptionType::call ? 1.0 : -1.0, risk};
+      row.run();
+      vector_cells += row.vector_cells;
+    } else {
+      const std::size_t g = static_cast<std::size_t>(st.group);
+      for (std::size_t s = a.scenario_begin; s < a.scenario_end; ++s)
+        risk[s - a.scenario_begin] = scalar_cell(st, a.shocks[s * a.groups + g], a.vol_terms[g], a.units);
+    }
+  }
+  const std::uint64_t cells = static_cast<std::uint64_t>(a.instrument_count) * tile;
+  g_vector_cells.fetch_add(vector_cells, std::memory_order_relaxed);
+  g_scalar_cells.fetch_add(cells - vector_cells, std::memory_order_relaxed);
+}
+
+#pragma GCC pop_options
+
+}  // namespace marginet::kernels::simd
