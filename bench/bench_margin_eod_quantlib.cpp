@@ -68,7 +68,11 @@ Methodology eod_methodology(const std::string& model) {
   return m;
 }
 
-void BM_MarginEOD(benchmark::State& state, const char* model) {
+/// The engine end to end. On the CPU backend `simd` picks the risk-array path (the run-time
+/// dispatch of kernels/cpu_simd.hpp); the level in use is the label.
+void BM_MarginEOD(benchmark::State& state, const char* model, kernels::SimdLevel simd) {
+  const kernels::SimdLevel saved = kernels::simd_level();
+  kernels::set_simd_level(simd);
   const GeneratedBook& book = eod_book();
   MarginEngine engine(book.instruments, book.market, eod_methodology(model), bench::backend());
   StageTimes t;
@@ -95,6 +99,7 @@ void BM_MarginEOD(benchmark::State& state, const char* model) {
     state.counters["vector_cell_share"] =
         static_cast<double>(cells.vector_cells) / static_cast<double>(cells.vector_cells + cells.scalar_cells);
   state.SetLabel(std::string("simd=") + kernels::simd_name(kernels::simd_level()));
+  kernels::set_simd_level(saved);
 }
 
 /// QuantLib per-position revaluation, sample of `state.range(0)` positions, every scenario.
@@ -181,10 +186,13 @@ void BM_QuantLibPerPosition(benchmark::State& state, const char* model) {
       per_iteration * static_cast<double>(book.positions.size()) / static_cast<double>(sample);
 }
 
-BENCHMARK_CAPTURE(BM_MarginEOD, span16, "span16")->Unit(benchmark::kSecond)->Iterations(3)->UseRealTime();
-BENCHMARK_CAPTURE(BM_MarginEOD, deribit_pm, "deribit-pm")->Unit(benchmark::kSecond)->Iterations(3)->UseRealTime();
-BENCHMARK_CAPTURE(BM_MarginEOD, hvar, "hvar")->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
-BENCHMARK_CAPTURE(BM_MarginEOD, mc_es, "mc-es")->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
+constexpr auto kBestSimd = marginet::kernels::SimdLevel::avx2;  // clamped to what the CPU runs
+constexpr auto kScalar = marginet::kernels::SimdLevel::scalar;
+BENCHMARK_CAPTURE(BM_MarginEOD, span16, "span16", kBestSimd)->Unit(benchmark::kSecond)->Iterations(3)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MarginEOD, deribit_pm, "deribit-pm", kBestSimd)->Unit(benchmark::kSecond)->Iterations(3)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MarginEOD, hvar, "hvar", kBestSimd)->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MarginEOD, hvar_scalar, "hvar", kScalar)->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MarginEOD, mc_es, "mc-es", kBestSimd)->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
 BENCHMARK_CAPTURE(BM_QuantLibPerPosition, span16, "span16")->Arg(2000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_QuantLibPerPosition, deribit_pm, "deribit-pm")->Arg(2000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_QuantLibPerPosition, hvar, "hvar")->Arg(200)->Unit(benchmark::kMillisecond)->UseRealTime();

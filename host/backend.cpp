@@ -5,6 +5,7 @@
 
 #include <cstdio>
 
+#include "kernels/cpu_simd.hpp"
 #include "models/errors.hpp"
 
 #if MARGINET_HAVE_CUDA
@@ -87,7 +88,8 @@ std::string describe_device(Backend backend) {
                   p.compute_major, p.compute_minor, p.memory_gib, p.peak_bandwidth_gbs);
     return buf;
   }
-  return "CPU, " + std::to_string(cpu_threads()) + " OpenMP threads";
+  return "CPU, " + std::to_string(cpu_threads()) + " OpenMP threads, " +
+         kernels::simd_name(kernels::simd_level()) + " risk arrays";
 }
 
 void set_cpu_threads(int threads) {

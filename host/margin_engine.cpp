@@ -206,6 +206,7 @@ MarginRun MarginEngine::run(const std::vector<Position>& positions, const std::v
     out.times.aggregation_s += seconds_since(t2);
     out.times.aggregation_flops += 2.0 * static_cast<double>(positions.size()) * static_cast<double>(width);
   }
+
   // Stage 3: per-row reduction on the backend.
   auto t3 = Clock::now();
   std::vector<double> worst(rows);

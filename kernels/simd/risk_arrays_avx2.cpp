@@ -39,7 +39,7 @@ __attribute__((noinline)) double scalar_cell(const InstrumentState& st, const Sc
 }
 
 /// Per-lane inputs of one block of four scenarios: F', T', σ' of the scalar element.
-__attribute__((noinline)) void shocked_inputs(const InstrumentState& st, const ScenarioShock* const lane[4],
+void shocked_inputs(const InstrumentState& st, const ScenarioShock* const lane[4],
                                               const VolTermParams& vol_terms, double f1[4], double t1[4],
                                               double v1[4]) {
   for (int l = 0; l < 4; ++l) {
@@ -103,6 +103,8 @@ inline __m256d normal_cdf4(__m256d z) {
   const __m256d m = _mm256_sub_pd(_mm256_setzero_pd(), z);
   const __m256d a = _mm256_mul_pd(m, splat(kCdfHi));
   const __m256d half_erfc = _mm256_mul_pd(splat(0.5), _ZGVdN4v_erfc(a));
+  const __m256d central = _mm256_cmp_pd(z, splat(-1.0), _CMP_GE_OQ);
+  if (_mm256_movemask_pd(central) == 0xF) return half_erfc;
   // Left tail: e = m·c_hi − a exactly (Dekker), δ = e + m·c_lo.
   const __m256d mt = _mm256_mul_pd(splat(kSplit), m);
   const __m256d mh = _mm256_sub_pd(mt, _mm256_sub_pd(mt, m));
@@ -118,7 +120,7 @@ inline __m256d normal_cdf4(__m256d z) {
   const __m256d corrected =
       _mm256_mul_pd(half_erfc, _mm256_sub_pd(splat(1.0), _mm256_mul_pd(two_a_delta, inv)));
   const __m256d tail = _mm256_blendv_pd(corrected, _mm256_setzero_pd(), _mm256_cmp_pd(z, splat(-38.5), _CMP_LT_OQ));
-  return _mm256_blendv_pd(tail, half_erfc, _mm256_cmp_pd(z, splat(-1.0), _CMP_GE_OQ));
+  return _mm256_blendv_pd(tail, half_erfc, central);
 }
 
 /// e^{x²} of pricing_detail::exp_square on four lanes, x ≥ 0: e^{A}·e^{B} with B = 0 where the
@@ -146,7 +148,7 @@ inline __m256d exp_neg_half_square4(__m256d z) {
 }
 
 constexpr int kTaylorTerms = 19;  // pricing_detail::normalised_black_otm's kMaxTerms
-constexpr int kQueueVectors = 2;  // independent recurrences interleaved: the loop is latency bound
+constexpr int kQueueVectors = 4;  // independent recurrences interleaved: the loop is latency bound
 constexpr int kQueueCells = 4 * kQueueVectors;
 
 /// pricing_detail::normalised_black_otm in its small-t region (t = s/2 < 0.21, −36 ≤ h = x/s <
