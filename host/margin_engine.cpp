@@ -105,8 +105,15 @@ MarginRun MarginEngine::run(const std::vector<Position>& positions, const std::v
   std::vector<const std::string*> account_name;
   std::vector<std::int32_t> account_of_position(positions.size());
   for (std::size_t j = 0; j < positions.size(); ++j) {
-    const auto [it, fresh] = account_id.emplace(positions[j].account, static_cast<std::int32_t>(account_name.size()));
-    if (fresh) account_name.push_back(&it->first);
+    if (j > 0 && positions[j].account == positions[j - 1].account) {  // books come grouped by account
+      account_of_position[j] = account_of_position[j - 1];
+      continue;
+    }
+    auto it = account_id.find(positions[j].account);  // look up first: emplace would copy the name
+    if (it == account_id.end()) {
+      it = account_id.emplace(positions[j].account, static_cast<std::int32_t>(account_name.size())).first;
+      account_name.push_back(&it->first);
+    }
     account_of_position[j] = it->second;
   }
   std::vector<std::int32_t> by_name(account_name.size()), rank(account_name.size());

@@ -75,6 +75,7 @@ Prepared Preparer::prepare(const std::vector<Position>& positions, const std::ve
   p.underlyings.assign(unders.begin(), unders.end());
   p.units = methodology_.kind == MethodologyKind::deribit_pm ? PnlUnits::coin : PnlUnits::quote;
   p.joint = is_joint(methodology_.kind);
+  p.expiry_deltas = methodology_.kind == MethodologyKind::deribit_pm;
   p.scenarios = make_scenarios(methodology_, p.underlyings);
   for (const std::string& u : p.underlyings) p.index_price.push_back(market_.underlying(u).index_price);
   p.state_of.assign(instruments_.size(), -1);
@@ -127,7 +128,7 @@ void Preparer::accumulate(const Prepared& p, const Position& pos, RowInputs& row
   }
   row.delta += q * u.delta;
   row.coin_delta += q * u.coin_delta;
-  row.coin_delta_by_expiry[p.states[slot].years] += q * u.coin_delta;
+  if (p.expiry_deltas) row.coin_delta_by_expiry[p.states[slot].years] += q * u.coin_delta;
   if (p.joint) {
     RowInputs::Greeks& g = row.by_group[p.states[slot].group];
     g.delta += q * u.delta;

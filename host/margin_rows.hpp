@@ -20,6 +20,7 @@ struct Prepared {
   ScenarioSet scenarios;
   PnlUnits units = PnlUnits::quote;
   bool joint = false;                          // one row per account (stress, hvar, mc-es)
+  bool expiry_deltas = false;                  // deribit-pm: coin delta per expiry (roll shock)
   std::vector<std::int32_t> state_of;          // instrument index -> slot in `states`, or −1
   std::vector<std::size_t> instrument_of;      // slot -> instrument index
   std::vector<InstrumentState> states;         // slots

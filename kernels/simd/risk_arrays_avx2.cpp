@@ -3,10 +3,11 @@
 // FMA contraction, so every product and sum rounds as in the scalar element), with glibc's
 // libmvec for exp, log and erfc (≤ 4 ulp from the scalar libm):
 //   1. the direct formula ω(F'Φ(ωd1) − KΦ(ωd2)) for four scenarios at a time;
-//   2. lanes where it cancels (short-dated, out of the money) are queued and taken four at a
-//      time through the cancellation-free normalised value in its small-σ√T region (Taylor
-//      series of the Mills ratio, forward or Miller's backward recurrence per lane) — the
-//      costliest part of the scalar element, a serial recurrence of up to ~120 steps;
+//   2. lanes where it cancels (short-dated, out of the money) are queued and taken sixteen at
+//      a time (four interleaved vectors) through the cancellation-free normalised value in its
+//      small-σ√T region (Taylor series of the Mills ratio, forward or Miller's backward
+//      recurrence per lane) — the costliest part of the scalar element, a serial recurrence of
+//      up to ~120 steps;
 //   3. what is left (σ'√T' = 0, x = 0 exactly, invalid inputs, the rare other regions) runs the
 //      scalar element.
 //
@@ -39,9 +40,8 @@ __attribute__((noinline)) double scalar_cell(const InstrumentState& st, const Sc
 }
 
 /// Per-lane inputs of one block of four scenarios: F', T', σ' of the scalar element.
-void shocked_inputs(const InstrumentState& st, const ScenarioShock* const lane[4],
-                                              const VolTermParams& vol_terms, double f1[4], double t1[4],
-                                              double v1[4]) {
+void shocked_inputs(const InstrumentState& st, const ScenarioShock* const lane[4], const VolTermParams& vol_terms,
+                    double f1[4], double t1[4], double v1[4]) {
   for (int l = 0; l < 4; ++l) {
     const ScenarioShock& shock = *lane[l];
     f1[l] = st.forward * (1.0 + shock.price_move);
