@@ -95,9 +95,11 @@ void BM_MarginEOD(benchmark::State& state, const char* model, kernels::SimdLevel
   state.counters["peak_rss_MiB"] = peak_rss_mib();
   // CPU backend: the SIMD level of the risk-array stage and the share of cells it vectorised.
   const kernels::simd::SimdCellCounts cells = kernels::simd::simd_cell_counts();
-  if (cells.vector_cells + cells.scalar_cells > 0)
-    state.counters["vector_cell_share"] =
-        static_cast<double>(cells.vector_cells) / static_cast<double>(cells.vector_cells + cells.scalar_cells);
+  if (cells.vector_cells + cells.scalar_cells > 0) {
+    const double all = static_cast<double>(cells.vector_cells + cells.scalar_cells);
+    state.counters["vector_cell_share"] = static_cast<double>(cells.vector_cells) / all;
+    state.counters["cancelling_cell_share"] = static_cast<double>(cells.cancelling_cells) / all;
+  }
   state.SetLabel(std::string("simd=") + kernels::simd_name(kernels::simd_level()));
   kernels::set_simd_level(saved);
 }

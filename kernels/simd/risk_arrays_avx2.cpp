@@ -31,6 +31,7 @@ namespace marginet::kernels::simd {
 namespace {
 
 std::atomic<std::uint64_t> g_vector_cells{0};
+std::atomic<std::uint64_t> g_cancelling_cells{0};
 std::atomic<std::uint64_t> g_scalar_cells{0};
 
 /// The scalar element, compiled for baseline x86-64.
@@ -78,9 +79,12 @@ constexpr double kCdfTail = kCdfHi - kCdfHead;
 
 }  // namespace
 
-SimdCellCounts simd_cell_counts() { return {g_vector_cells.load(), g_scalar_cells.load()}; }
+SimdCellCounts simd_cell_counts() {
+  return {g_vector_cells.load(), g_cancelling_cells.load(), g_scalar_cells.load()};
+}
 void reset_simd_cell_counts() {
   g_vector_cells = 0;
+  g_cancelling_cells = 0;
   g_scalar_cells = 0;
 }
 
@@ -233,6 +237,7 @@ struct OptionRow {
   double w;
   double* risk;
   std::uint64_t vector_cells = 0;
+  std::uint64_t cancelling_cells = 0;
 
   const ScenarioShock& shock(std::size_t s) const { return a.shocks[s * a.groups + g]; }
 
@@ -286,6 +291,7 @@ struct OptionRow {
       if (taylor[l]) {
         risk[q.scenario[l] - a.scenario_begin] = out[l];
         ++vector_cells;
+        ++cancelling_cells;
       } else {
         scalar(q.scenario[l]);
       }
@@ -365,8 +371,8 @@ void risk_arrays_avx2(const RiskArrayArgs& a) {
   const std::size_t tile = a.scenario_end - a.scenario_begin;
   if (a.instrument_count == 0 || tile == 0) return;
   const auto rows = static_cast<std::ptrdiff_t>(a.instrument_count);
-  std::uint64_t vector_cells = 0;
-#pragma omp parallel for schedule(dynamic, 16) reduction(+ : vector_cells)
+  std::uint64_t vector_cells = 0, cancelling_cells = 0;
+#pragma omp parallel for schedule(dynamic, 16) reduction(+ : vector_cells, cancelling_cells)
   for (std::ptrdiff_t i = 0; i < rows; ++i) {
     const InstrumentState& st = a.instruments[i];
     double* risk = a.risk + static_cast<std::size_t>(i) * tile;
@@ -375,6 +381,7 @@ void risk_arrays_avx2(const RiskArrayArgs& a) {
       OptionRow row{st, a, a.vol_terms[g], g, st.put_call == OptionType::call ? 1.0 : -1.0, risk};
       row.run();
       vector_cells += row.vector_cells;
+      cancelling_cells += row.cancelling_cells;
     } else {
       const std::size_t g = static_cast<std::size_t>(st.group);
       for (std::size_t s = a.scenario_begin; s < a.scenario_end; ++s)
@@ -383,6 +390,7 @@ void risk_arrays_avx2(const RiskArrayArgs& a) {
   }
   const std::uint64_t cells = static_cast<std::uint64_t>(a.instrument_count) * tile;
   g_vector_cells.fetch_add(vector_cells, std::memory_order_relaxed);
+  g_cancelling_cells.fetch_add(cancelling_cells, std::memory_order_relaxed);
   g_scalar_cells.fetch_add(cells - vector_cells, std::memory_order_relaxed);
 }
 

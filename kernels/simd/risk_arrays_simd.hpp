@@ -18,7 +18,8 @@ void risk_arrays_avx2(const RiskArrayArgs& args);
 /// Cells computed by the vector path and by the scalar element since the last reset
 /// (for tests and benchmarks: a vector path that silently falls back is a slow path).
 struct SimdCellCounts {
-  std::uint64_t vector_cells = 0;
+  std::uint64_t vector_cells = 0;      // all cells the vector path computed, of which
+  std::uint64_t cancelling_cells = 0;  //   through the normalised value (step 2)
   std::uint64_t scalar_cells = 0;
 };
 SimdCellCounts simd_cell_counts();
