@@ -20,6 +20,7 @@ TEST(Cli, VersionNamesRevisionBackendsAndDevice) {
   EXPECT_NE(r.output.find("revision: "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("backends built: cpu"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("device: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" risk arrays"), std::string::npos) << r.output;  // the CPU's SIMD level
 }
 
 TEST(Cli, HelpListsSubcommands) {

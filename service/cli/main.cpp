@@ -21,6 +21,7 @@ std::string version_text() {
   text += "backends built: " + backends_built() + "\n";
   text += "thrust: " + thrust_version() + "\n";
   text += "compiler: " + compiler_version() + "\n";
+  text += "cpu backend: " + describe_device(Backend::cpu) + "\n";
   const CudaProbe& cuda = probe_cuda();
   if (cuda.available())
     text += "device: " + describe_device(Backend::cuda) + "\n";
