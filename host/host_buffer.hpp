@@ -18,7 +18,6 @@ template <class T>
 class HostBuffer {
  public:
   HostBuffer() = default;
-  explicit HostBuffer(std::size_t n) { reset(n); }
   HostBuffer(const HostBuffer&) = delete;
   HostBuffer& operator=(const HostBuffer&) = delete;
   HostBuffer(HostBuffer&& other) noexcept { swap(other); }
@@ -45,7 +44,6 @@ class HostBuffer {
     data_ = static_cast<T*>(p);
     size_ = n;
   }
-  void clear() { reset(0); }
   void swap(HostBuffer& other) noexcept {
     std::swap(data_, other.data_);
     std::swap(size_, other.size_);
@@ -55,8 +53,6 @@ class HostBuffer {
   const T* data() const { return data_; }
   std::size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
-  T& operator[](std::size_t i) { return data_[i]; }
-  const T& operator[](std::size_t i) const { return data_[i]; }
   T* begin() { return data_; }
   T* end() { return data_ + size_; }
   const T* begin() const { return data_; }

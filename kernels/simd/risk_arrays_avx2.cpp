@@ -221,10 +221,11 @@ void normalised_black_taylor(const __m256d h[kQueueVectors], const __m256d t[kQu
 }
 
 /// Cells of one row that the direct formula left, waiting to go kQueueCells at a time through
-/// the normalised value.
+/// the normalised value, with what the direct pass already computed for them: F', the
+/// discount e^{−rT'}, s = σ'√T' and x = ln(F'/K).
 struct CancellingCells {
   std::size_t scenario[kQueueCells];
-  alignas(32) double f1[kQueueCells], t1[kQueueCells], v1[kQueueCells];
+  alignas(32) double f1[kQueueCells], discount[kQueueCells], sd[kQueueCells], x[kQueueCells];
   int count = 0;
 };
 
@@ -255,28 +256,25 @@ struct OptionRow {
     if (q.count == 0) return;
     for (int l = q.count; l < kQueueCells; ++l) {
       q.f1[l] = q.f1[0];
-      q.t1[l] = q.t1[0];
-      q.v1[l] = q.v1[0];
+      q.discount[l] = q.discount[0];
+      q.sd[l] = q.sd[0];
+      q.x[l] = q.x[0];
     }
     constexpr int V = kQueueVectors;
     const __m256d strike = splat(st.strike);
-    __m256d f1[V], discount[V], h[V], t[V], b[V];
-    alignas(32) double h_[kQueueCells], t_[kQueueCells], x_[kQueueCells];
+    __m256d f1[V], h[V], t[V], b[V];
+    alignas(32) double h_[kQueueCells], t_[kQueueCells];
     for (int v = 0; v < V; ++v) {
       f1[v] = _mm256_load_pd(q.f1 + 4 * v);
-      const __m256d t1 = _mm256_load_pd(q.t1 + 4 * v), v1 = _mm256_load_pd(q.v1 + 4 * v);
-      discount[v] = _ZGVdN4v_exp(_mm256_mul_pd(splat(-st.rate), t1));
-      const __m256d sd = _mm256_mul_pd(v1, _mm256_sqrt_pd(t1));
-      const __m256d x = _ZGVdN4v_log(_mm256_div_pd(f1[v], strike));
+      const __m256d sd = _mm256_load_pd(q.sd + 4 * v), x = _mm256_load_pd(q.x + 4 * v);
       h[v] = _mm256_div_pd(_mm256_sub_pd(_mm256_setzero_pd(), _mm256_andnot_pd(splat(-0.0), x)), sd);
       t[v] = _mm256_mul_pd(splat(0.5), sd);
       _mm256_store_pd(h_ + 4 * v, h[v]);
       _mm256_store_pd(t_ + 4 * v, t[v]);
-      _mm256_store_pd(x_ + 4 * v, x);
     }
     int n[kQueueCells], K[kQueueCells];
     bool taylor[kQueueCells];
-    for (int l = 0; l < kQueueCells; ++l) taylor[l] = taylor_terms(x_[l], h_[l], t_[l], n[l], K[l]);
+    for (int l = 0; l < kQueueCells; ++l) taylor[l] = taylor_terms(q.x[l], h_[l], t_[l], n[l], K[l]);
     normalised_black_taylor(h, t, n, K, b);
     alignas(32) double out[kQueueCells];
     for (int v = 0; v < V; ++v) {
@@ -284,7 +282,8 @@ struct OptionRow {
                                       : _mm256_max_pd(_mm256_sub_pd(strike, f1[v]), _mm256_setzero_pd());
       const __m256d undiscounted = _mm256_add_pd(
           intrinsic, _mm256_mul_pd(_mm256_mul_pd(_mm256_sqrt_pd(f1[v]), _mm256_sqrt_pd(strike)), b[v]));
-      const __m256d value = _mm256_mul_pd(splat(st.contract_size), _mm256_mul_pd(discount[v], undiscounted));
+      const __m256d discount = _mm256_load_pd(q.discount + 4 * v);
+      const __m256d value = _mm256_mul_pd(splat(st.contract_size), _mm256_mul_pd(discount, undiscounted));
       _mm256_store_pd(out + 4 * v, pnl(value, f1[v]));
     }
     for (int l = 0; l < q.count; ++l) {
@@ -346,14 +345,19 @@ struct OptionRow {
         for (int l = 0; l < count; ++l) out[l] = part[l];
       }
       const int lanes_valid = _mm256_movemask_pd(valid);
+      alignas(32) double discount_[4], sd_[4], x_[4];
+      _mm256_store_pd(discount_, discount);
+      _mm256_store_pd(sd_, sd);
+      _mm256_store_pd(x_, x);
       for (int l = 0; l < count; ++l) {
         if (lanes_ok & (1 << l)) {
           ++vector_cells;
         } else if (lanes_valid & (1 << l)) {
           queue.scenario[queue.count] = s + static_cast<std::size_t>(l);
           queue.f1[queue.count] = f1_[l];
-          queue.t1[queue.count] = t1_[l];
-          queue.v1[queue.count] = v1_[l];
+          queue.discount[queue.count] = discount_[l];
+          queue.sd[queue.count] = sd_[l];
+          queue.x[queue.count] = x_[l];
           if (++queue.count == kQueueCells) flush(queue);
         } else {
           scalar(s + static_cast<std::size_t>(l));
