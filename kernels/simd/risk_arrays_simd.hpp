@@ -9,10 +9,11 @@
 
 namespace marginet::kernels::simd {
 
-/// Risk arrays with options revalued four scenarios at a time (AVX2). Lanes the direct
-/// Black-76 formula cannot take to full precision (expired within the horizon, σ√T = 0, heavy
-/// cancellation deep out of the money, invalid inputs) and non-option rows run the scalar
-/// element, models/revaluation.hpp's scenario_pnl. Call only where simd_supported() ≥ avx2.
+/// Risk arrays with options revalued four scenarios at a time (AVX2). Lanes where the direct
+/// Black-76 formula cancels go through a vector copy of the scalar's cancellation-free Taylor
+/// branch; lanes outside both (expired within the horizon, σ√T = 0, x = 0, invalid inputs, the
+/// rare other regions) and non-option rows run the scalar element, models/revaluation.hpp's
+/// scenario_pnl. Call only where simd_supported() ≥ avx2.
 void risk_arrays_avx2(const RiskArrayArgs& args);
 
 /// Cells computed by the vector path and by the scalar element since the last reset
