@@ -203,7 +203,8 @@ TEST_P(RiskArraysSimd, HvarAndDeribitMarginMatchTheReference) {
   spec.seed = 77;
   const GeneratedBook book = generate_book(spec);
   Methodology hvar = load_methodology("hvar");
-  hvar.hvar.returns = ::testing::TempDir() + "simd_returns.csv";
+  // One file per level: ctest runs the instances in parallel processes.
+  hvar.hvar.returns = ::testing::TempDir() + "simd_returns_" + kernels::simd_name(GetParam()) + ".csv";
   write_returns_history(hvar.hvar.returns, book.underlyings, 301, 1719561600.0, 5, false);
   for (const Methodology& m : {hvar, load_methodology("deribit-pm"), load_methodology("span16")}) {
     SCOPED_TRACE(m.name);
