@@ -20,9 +20,9 @@
 
 #include "bench/bench_context.hpp"
 #include "models/settlement_cycle.hpp"
-#include "service/ledger.hpp"
-#include "service/settlement_scheduler.hpp"
-#include "service/sim_chain.hpp"
+#include "service/settlement/ledger.hpp"
+#include "service/settlement/scheduler.hpp"
+#include "service/settlement/chains/sim_chain.hpp"
 
 namespace {
 

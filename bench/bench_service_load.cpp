@@ -1,5 +1,5 @@
 // Loopback load test of the margin service (issue 7): a MarginServer in this process on
-// tcp://127.0.0.1:*, many concurrent DEALER clients (service/margin_client.hpp) in closed loop.
+// tcp://127.0.0.1:*, many concurrent DEALER clients (service/margin/client.hpp) in closed loop.
 //
 //   BM_MarginLoad/batching:0|1/clients:N   margin requests (one 25-position account each,
 //       deribit-pm) — requests/s and p50/p99 latency; batching off (max batch 1, no window) is
@@ -22,8 +22,8 @@
 
 #include "bench/bench_context.hpp"
 #include "host/book_generator.hpp"
-#include "service/margin_client.hpp"
-#include "service/margin_server.hpp"
+#include "service/margin/client.hpp"
+#include "service/margin/server.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// libFuzzer target for the service's request decoder (service/protocol.hpp): any bytes must end
+// libFuzzer target for the service's request decoder (service/margin/protocol.hpp): any bytes must end
 // in a decoded request or a protocol_error (turned into a well-formed `error` reply) — never a
 // crash, a leak, undefined behaviour or another exception (which libFuzzer reports as a crash).
 // Built with clang only: scripts/fuzz.sh (or fuzz/CMakeLists.txt when the compiler is clang).
@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "service/protocol.hpp"
+#include "service/margin/protocol.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace marginet::protocol;

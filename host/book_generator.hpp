@@ -1,7 +1,10 @@
 #pragma once
-// A seeded generator of realistic books for tests, benchmarks and the demo: option chains
-// across expiries and strikes with a volatility smile, dated futures and a perpetual per
-// underlying, accounts of power-law sizes holding near-the-money positions.
+// Sample data, not part of the margin pipeline: a seeded generator of realistic books
+// (instruments, market, positions) for the demo (`marginet demo`), the tests and the
+// benchmarks. The same spec and seed always give the same book.
+//
+// The books: option chains across expiries and strikes with a volatility smile, dated futures
+// and a perpetual per underlying, accounts of power-law sizes holding near-the-money positions.
 // BTC and ETH are Deribit style (inverse, quantities in coin); other underlyings are linear.
 
 #include <cstddef>

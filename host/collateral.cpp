@@ -23,14 +23,20 @@ double collateral_price(const std::string& asset, const MarketSnapshot& market) 
   throw input_error("collateral: no price for asset '" + asset + "' (not USD, USDC, USDT or an underlying in market.csv)");
 }
 
-void apply_collateral(MarginRun& run, const std::vector<CollateralHolding>& holdings, const MarketSnapshot& market,
-                      const Methodology& m) {
+std::map<std::string, double> collateral_values(const std::vector<CollateralHolding>& holdings,
+                                                const MarketSnapshot& market, const Methodology& m) {
   std::map<std::string, double> value;
   for (const CollateralHolding& h : holdings) {
     const auto it = m.haircuts.find(h.asset);
     const double haircut = it == m.haircuts.end() ? m.default_haircut : it->second;
     value[h.account] += h.amount * collateral_price(h.asset, market) * (1.0 - haircut);
   }
+  return value;
+}
+
+void apply_collateral(MarginRun& run, const std::vector<CollateralHolding>& holdings, const MarketSnapshot& market,
+                      const Methodology& m) {
+  const std::map<std::string, double> value = collateral_values(holdings, market, m);
   for (AccountMargin& a : run.accounts) {
     const auto it = value.find(a.account);
     a.collateral_value = it == value.end() ? 0.0 : it->second;

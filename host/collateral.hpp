@@ -24,6 +24,10 @@ std::vector<CollateralHolding> read_collateral(const std::string& path);
 /// Price of one unit of `asset` in the settlement currency; input_error for an unknown asset.
 double collateral_price(const std::string& asset, const MarketSnapshot& market);
 
+/// Collateral value after haircuts per account, in the settlement currency.
+std::map<std::string, double> collateral_values(const std::vector<CollateralHolding>& holdings,
+                                                const MarketSnapshot& market, const Methodology& methodology);
+
 /// Fills collateral_value and call_minor of every account in `run`.
 void apply_collateral(MarginRun& run, const std::vector<CollateralHolding>& holdings,
                       const MarketSnapshot& market, const Methodology& methodology);

@@ -172,10 +172,10 @@ PortfolioLayout layout(const InstrumentTable& instruments, const GreeksTable& gr
   l.instrument.resize(positions.size());
   l.quantity.resize(positions.size());
   for (std::size_t p = 0; p < positions.size(); ++p) {
-    const std::size_t slot = next[account_of[p]]++;
+    const std::size_t at = next[account_of[p]]++;
     const Instrument& ins = instruments[positions[p].instrument];
-    l.instrument[slot] = static_cast<std::uint32_t>(positions[p].instrument);
-    l.quantity[slot] = positions[p].quantity * ins.contract_size;
+    l.instrument[at] = static_cast<std::uint32_t>(positions[p].instrument);
+    l.quantity[at] = positions[p].quantity * ins.contract_size;
   }
   l.result.values.assign(l.result.accounts.size() * l.result.underlyings.size() *
                              kernels::kGreeksColumns,

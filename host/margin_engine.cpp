@@ -7,7 +7,8 @@
 
 #include "host/dispatch.hpp"
 #include "host/host_buffer.hpp"
-#include "host/margin_rows.hpp"
+#include "host/margin_reduce.hpp"
+#include "host/margin_setup.hpp"
 #include "kernels/portfolio_pnl.hpp"
 #include "kernels/risk_arrays.hpp"
 #include "kernels/scenario_reduce.hpp"
@@ -42,13 +43,39 @@ PublishedRiskArrays read_risk_arrays(const std::string& path, std::size_t scenar
 }
 
 struct MarginEngine::Cache {
-  Prepared prep;
-  HostBuffer<double> risk;                  // slots × scenarios (empty when too large to keep)
+  RunSetup setup;
+  HostBuffer<double> risk;                  // R: states × scenarios (empty when too large to keep)
   std::map<RowKey, std::size_t> row_of;     // (account, group) -> row
-  std::vector<RowKey> rows;
-  HostBuffer<double> pnl;                   // rows × scenarios
+  std::vector<RowKey> rows;                 // the rows of P, by account then group
+  HostBuffer<double> pnl;                   // P: rows × scenarios
   std::vector<RowInputs> inputs;            // per row
   std::vector<RowReduction> reductions;     // per row
+  /// Rows opened by commit_trades() after the run (an account or underlying new to the book).
+  struct ExtraRow {
+    std::vector<double> pnl;
+    RowInputs inputs;
+    RowReduction reduction;
+  };
+  std::map<RowKey, ExtraRow> extra_rows;
+};
+
+/// The positions as a sparse matrix over the rows: row r holds positions [offsets[r],
+/// offsets[r + 1]), each a state index (row of R) and a quantity, in book order within a row.
+struct MarginEngine::PositionsCsr {
+  std::vector<std::int64_t> offsets;        // rows + 1
+  std::vector<std::int32_t> state;          // per CSR entry: state index
+  std::vector<double> quantity;             // per CSR entry, signed
+  std::vector<std::size_t> row_of_position; // per position of the book: its row
+};
+
+/// How stages 1 and 2 walk the scenarios: in tiles of `width` scenarios, which bound the device
+/// memory a pass needs, and the buffers the tiles work in.
+struct MarginEngine::ScenarioTiling {
+  std::size_t width = 0;                    // scenarios per tile (the last may be narrower)
+  bool keep_risk = false;                   // R is small enough to cache for what-if
+  bool in_place = false;                    // one tile covers all scenarios: no tile copies
+  HostBuffer<double> risk_tile, pnl_tile;   // R and P of one tile, when not in place
+  HostBuffer<double> published_risk;        // published R over all scenarios, read once
 };
 
 MarginEngine::MarginEngine(const InstrumentTable& instruments, const MarketSnapshot& market,
@@ -65,21 +92,56 @@ void MarginEngine::use_published_risk_arrays(PublishedRiskArrays arrays) {
 
 const ScenarioSet& MarginEngine::scenarios() const {
   MARGINET_EXPECTS(cache_ != nullptr, "run() before scenarios()");
-  return cache_->prep.scenarios;
+  return cache_->setup.scenarios;
 }
 
 namespace {
 
-/// R for the given slots from published arrays: R = −loss (losses per one long unit).
-void fill_published(const Prepared& prep, const InstrumentTable& instruments,
-                    const PublishedRiskArrays& published, std::size_t first_slot, double* risk) {
-  const std::size_t S = prep.scenarios.count;
-  for (std::size_t slot = first_slot; slot < prep.states.size(); ++slot) {
-    const std::string& id = instruments[prep.instrument_of[slot]].id;
+/// R for the states from `first_state` on, from published arrays: R = −loss (losses per one
+/// long unit).
+void fill_published(const RunSetup& setup, const InstrumentTable& instruments,
+                    const PublishedRiskArrays& published, std::size_t first_state, double* risk) {
+  const std::size_t S = setup.scenarios.count;
+  for (std::size_t state = first_state; state < setup.states.size(); ++state) {
+    const std::string& id = instruments[setup.instrument_of[state]].id;
     const auto it = published.find(id);
     if (it == published.end()) throw input_error("risk arrays: no risk array for instrument '" + id + "'");
-    for (std::size_t s = 0; s < S; ++s) risk[slot * S + s] = -it->second[s];
+    for (std::size_t s = 0; s < S; ++s) risk[state * S + s] = -it->second[s];
   }
+}
+
+/// The accounts of a book, numbered in order of first appearance and ranked by name. Interning
+/// them once makes 10^6 positions cost hash lookups, not string comparisons.
+struct InternedAccounts {
+  std::unordered_map<std::string, std::int32_t> id_of;  // name -> account id
+  std::vector<const std::string*> name;                 // per account id (keys of id_of)
+  std::vector<std::int32_t> of_position;                // per position: account id
+  std::vector<std::int32_t> by_name;                    // account ids in name order
+  std::vector<std::int32_t> rank;                       // per account id: place in name order
+};
+
+InternedAccounts intern_accounts(const std::vector<Position>& positions) {
+  InternedAccounts a;
+  a.of_position.resize(positions.size());
+  for (std::size_t j = 0; j < positions.size(); ++j) {
+    if (j > 0 && positions[j].account == positions[j - 1].account) {  // books come grouped by account
+      a.of_position[j] = a.of_position[j - 1];
+      continue;
+    }
+    auto it = a.id_of.find(positions[j].account);  // look up first: emplace would copy the name
+    if (it == a.id_of.end()) {
+      it = a.id_of.emplace(positions[j].account, static_cast<std::int32_t>(a.name.size())).first;
+      a.name.push_back(&it->first);
+    }
+    a.of_position[j] = it->second;
+  }
+  a.by_name.resize(a.name.size());
+  a.rank.resize(a.name.size());
+  for (std::size_t i = 0; i < a.by_name.size(); ++i) a.by_name[i] = static_cast<std::int32_t>(i);
+  std::sort(a.by_name.begin(), a.by_name.end(),
+            [&](std::int32_t x, std::int32_t y) { return *a.name[x] < *a.name[y]; });
+  for (std::size_t r = 0; r < a.by_name.size(); ++r) a.rank[static_cast<std::size_t>(a.by_name[r])] = static_cast<std::int32_t>(r);
+  return a;
 }
 
 }  // namespace
@@ -88,262 +150,345 @@ MarginRun MarginEngine::run(const std::vector<Position>& positions, const std::v
   const auto t_start = Clock::now();
   MarginRun out;
   auto cache = std::make_unique<Cache>();
-  Preparer preparer(instruments_, market_, methodology_);
-  cache->prep = preparer.prepare(positions, also_cover);
-  Prepared& prep = cache->prep;
-  // Published risk arrays already carry the cover fraction of the extreme scenarios.
-  if (!published_.empty()) std::fill(prep.scenarios.weights.begin(), prep.scenarios.weights.end(), 1.0);
-  const ScenarioSet& set = prep.scenarios;
-  const std::size_t S = set.count;
-  const std::size_t slots = prep.states.size();
-  if (!published_.empty() && S != 16) MARGINET_FAIL("published risk arrays need the 16 span scenarios");
+  prepare_instruments(*cache, positions, also_cover);
+  const PositionsCsr csr = build_positions_csr(*cache, positions);
+  collect_row_inputs(*cache, positions, csr);
+  out.times.prepare_s = seconds_since(t_start);
 
-  // Rows: (account, group) pairs in (account name, group) order; CSR over positions. Accounts
-  // are interned once, so that 10^6 positions cost hash lookups, not string comparisons.
-  const std::size_t G = prep.joint ? 1 : std::max<std::size_t>(1, set.underlyings.size());
-  std::unordered_map<std::string, std::int32_t> account_id;
-  std::vector<const std::string*> account_name;
-  std::vector<std::int32_t> account_of_position(positions.size());
-  for (std::size_t j = 0; j < positions.size(); ++j) {
-    if (j > 0 && positions[j].account == positions[j - 1].account) {  // books come grouped by account
-      account_of_position[j] = account_of_position[j - 1];
-      continue;
-    }
-    auto it = account_id.find(positions[j].account);  // look up first: emplace would copy the name
-    if (it == account_id.end()) {
-      it = account_id.emplace(positions[j].account, static_cast<std::int32_t>(account_name.size())).first;
-      account_name.push_back(&it->first);
-    }
-    account_of_position[j] = it->second;
+  // Stages 1 and 2, tile by tile over the scenarios: risk arrays R, then portfolio P&L P.
+  const std::size_t S = cache->setup.scenarios.count;
+  ScenarioTiling tiling = plan_scenario_tiles(*cache);
+  for (std::size_t s0 = 0; s0 < S; s0 += tiling.width) {
+    const std::size_t s1 = std::min(S, s0 + tiling.width);
+    ++out.times.scenario_tiles;
+    const double* risk = compute_risk_arrays(*cache, tiling, s0, s1, out.times);
+    compute_portfolio_pnl(*cache, csr, tiling, risk, s0, s1, out.times);
   }
-  std::vector<std::int32_t> by_name(account_name.size()), rank(account_name.size());
-  for (std::size_t a = 0; a < by_name.size(); ++a) by_name[a] = static_cast<std::int32_t>(a);
-  std::sort(by_name.begin(), by_name.end(), [&](std::int32_t x, std::int32_t y) { return *account_name[x] < *account_name[y]; });
-  for (std::size_t r = 0; r < by_name.size(); ++r) rank[static_cast<std::size_t>(by_name[r])] = static_cast<std::int32_t>(r);
-  std::vector<std::int64_t> row_of_key(account_name.size() * G, -1);
+
+  // Stage 3 and the account results.
+  const auto t_reduce = Clock::now();
+  reduce_rows(*cache);
+  out.accounts = assemble_accounts(*cache);
+  out.times.reduction_s = seconds_since(t_reduce);
+  out.times.total_s = seconds_since(t_start);
+  cache_ = std::move(cache);
+  return out;
+}
+
+/// The run's underlyings, scenario set and instrument states.
+void MarginEngine::prepare_instruments(Cache& cache, const std::vector<Position>& positions,
+                                       const std::vector<std::size_t>& also_cover) const {
+  cache.setup = RunSetupBuilder(instruments_, market_, methodology_).build(positions, also_cover);
+  ScenarioSet& set = cache.setup.scenarios;
+  // Published risk arrays already carry the cover fraction of the extreme scenarios.
+  if (!published_.empty()) std::fill(set.weights.begin(), set.weights.end(), 1.0);
+  if (!published_.empty() && set.count != 16) MARGINET_FAIL("published risk arrays need the 16 span scenarios");
+}
+
+/// The rows of the P&L matrix, (account, group) pairs in (account name, group) order, and the
+/// positions as CSR over them.
+MarginEngine::PositionsCsr MarginEngine::build_positions_csr(Cache& cache,
+                                                             const std::vector<Position>& positions) const {
+  const RunSetup& setup = cache.setup;
+  const InternedAccounts accounts = intern_accounts(positions);
+  // Row key: the account's rank by name × G + the group; −1 while no position has it.
+  const std::size_t G = setup.joint ? 1 : std::max<std::size_t>(1, setup.scenarios.underlyings.size());
+  std::vector<std::int64_t> row_of_key(accounts.name.size() * G, -1);
   auto key_of = [&](std::size_t j) {
-    const auto group = static_cast<std::size_t>(
-        row_group(prep, prep.states[static_cast<std::size_t>(prep.state_of[positions[j].instrument])].group));
-    return static_cast<std::size_t>(rank[static_cast<std::size_t>(account_of_position[j])]) * G + group;
+    const auto state = static_cast<std::size_t>(setup.state_of[positions[j].instrument]);
+    const auto group = static_cast<std::size_t>(row_group(setup, setup.states[state].group));
+    return static_cast<std::size_t>(accounts.rank[static_cast<std::size_t>(accounts.of_position[j])]) * G + group;
   };
   for (std::size_t j = 0; j < positions.size(); ++j) row_of_key[key_of(j)] = 0;
   for (std::size_t k = 0; k < row_of_key.size(); ++k) {
     if (row_of_key[k] < 0) continue;
-    row_of_key[k] = static_cast<std::int64_t>(cache->rows.size());
-    const RowKey key{*account_name[static_cast<std::size_t>(by_name[k / G])], static_cast<std::int32_t>(k % G)};
-    cache->rows.push_back(key);
-    cache->row_of.emplace_hint(cache->row_of.end(), key, cache->rows.size() - 1);
+    row_of_key[k] = static_cast<std::int64_t>(cache.rows.size());
+    const RowKey key{*accounts.name[static_cast<std::size_t>(accounts.by_name[k / G])], static_cast<std::int32_t>(k % G)};
+    cache.rows.push_back(key);
+    cache.row_of.emplace_hint(cache.row_of.end(), key, cache.rows.size() - 1);
   }
-  const std::size_t rows = cache->rows.size();
-  std::vector<std::int64_t> offsets(rows + 1, 0);
-  std::vector<std::size_t> row_of_position(positions.size());
+
+  const std::size_t rows = cache.rows.size();
+  PositionsCsr csr;
+  csr.offsets.assign(rows + 1, 0);
+  csr.row_of_position.resize(positions.size());
   for (std::size_t j = 0; j < positions.size(); ++j) {
-    row_of_position[j] = static_cast<std::size_t>(row_of_key[key_of(j)]);
-    ++offsets[row_of_position[j] + 1];
+    csr.row_of_position[j] = static_cast<std::size_t>(row_of_key[key_of(j)]);
+    ++csr.offsets[csr.row_of_position[j] + 1];
   }
-  for (std::size_t r = 0; r < rows; ++r) offsets[r + 1] += offsets[r];
-  std::vector<std::int32_t> csr_slot(positions.size());
-  std::vector<double> csr_quantity(positions.size());
-  {
-    std::vector<std::int64_t> fill(offsets.begin(), offsets.end() - 1);
-    for (std::size_t j = 0; j < positions.size(); ++j) {
-      const auto at = static_cast<std::size_t>(fill[row_of_position[j]]++);
-      csr_slot[at] = prep.state_of[positions[j].instrument];
-      csr_quantity[at] = positions[j].quantity;
-    }
+  for (std::size_t r = 0; r < rows; ++r) csr.offsets[r + 1] += csr.offsets[r];
+  csr.state.resize(positions.size());
+  csr.quantity.resize(positions.size());
+  std::vector<std::int64_t> fill(csr.offsets.begin(), csr.offsets.end() - 1);
+  for (std::size_t j = 0; j < positions.size(); ++j) {
+    const auto at = static_cast<std::size_t>(fill[csr.row_of_position[j]]++);
+    csr.state[at] = setup.state_of[positions[j].instrument];
+    csr.quantity[at] = positions[j].quantity;
   }
-  cache->inputs.assign(rows, RowInputs{});
+  return csr;
+}
+
+/// The add-on inputs of every row, from its positions in book order.
+void MarginEngine::collect_row_inputs(Cache& cache, const std::vector<Position>& positions,
+                                      const PositionsCsr& csr) const {
+  cache.inputs.assign(cache.rows.size(), RowInputs{});
   for (std::size_t j = 0; j < positions.size(); ++j)
-    preparer.accumulate(prep, positions[j], cache->inputs[row_of_position[j]]);
-  out.times.prepare_s = seconds_since(t_start);
+    add_position_inputs(cache.setup, positions[j], cache.inputs[csr.row_of_position[j]]);
+}
 
-  // Stages 1 and 2, tiled over scenarios. The tile bounds the device memory a pass needs. On
-  // the CPU backend, host memory is device memory: with the risk arrays cached (as what-if
-  // needs them), one pass writes them and the P&L rows in place, with no tile copies.
-  const bool keep_risk = slots * S * sizeof(double) <= kMaxCachedRiskBytes;
-  cache->pnl.reset(rows * S);
-  if (keep_risk) cache->risk.reset(slots * S);
+/// Sizes the scenario tiles and allocates P (and R, when it is kept for what-if). On the CPU
+/// backend host memory is device memory: with R cached, one tile covers all scenarios and the
+/// kernels write R and P in place, with no tile copies.
+MarginEngine::ScenarioTiling MarginEngine::plan_scenario_tiles(Cache& cache) const {
+  const std::size_t S = cache.setup.scenarios.count;
+  const std::size_t states = cache.setup.states.size();
+  ScenarioTiling tiling;
+  tiling.keep_risk = states * S * sizeof(double) <= kMaxCachedRiskBytes;
+  cache.pnl.reset(cache.rows.size() * S);
+  if (tiling.keep_risk) cache.risk.reset(states * S);
   std::size_t tile_bytes = tile_bytes_;
-  if (tile_bytes == 0) tile_bytes = backend_ == Backend::cpu && keep_risk ? kMaxCachedRiskBytes : kDefaultTileBytes;
-  std::size_t tile = slots ? std::max<std::size_t>(1, tile_bytes / (slots * sizeof(double))) : S;
-  tile = std::min(tile, std::max<std::size_t>(S, 1));
-  const bool in_place = tile >= S;
-  HostBuffer<double> risk_tile, pnl_tile, published_risk;
-  if (!published_.empty()) {  // read once; each tile copies its columns
-    published_risk.reset(slots * S);
-    fill_published(prep, instruments_, published_, 0, published_risk.data());
+  if (tile_bytes == 0)
+    tile_bytes = backend_ == Backend::cpu && tiling.keep_risk ? kMaxCachedRiskBytes : kDefaultTileBytes;
+  const std::size_t width = states ? std::max<std::size_t>(1, tile_bytes / (states * sizeof(double))) : S;
+  tiling.width = std::min(width, std::max<std::size_t>(S, 1));
+  tiling.in_place = tiling.width >= S;
+  if (!published_.empty()) {
+    tiling.published_risk.reset(states * S);
+    fill_published(cache.setup, instruments_, published_, 0, tiling.published_risk.data());
   }
-  for (std::size_t s0 = 0; s0 < S; s0 += tile) {
-    const std::size_t s1 = std::min(S, s0 + tile), width = s1 - s0;
-    ++out.times.scenario_tiles;
-    auto t1 = Clock::now();
-    double* risk = nullptr;
-    if (in_place && keep_risk) {
-      risk = cache->risk.data();
-    } else {
-      if (risk_tile.size() != slots * width) risk_tile.reset(slots * width);
-      risk = risk_tile.data();
-    }
-    if (!published_.empty()) {
-      for (std::size_t i = 0; i < slots; ++i)
-        std::copy(published_risk.data() + i * S + s0, published_risk.data() + i * S + s1, risk + i * width);
-    } else {
-      const kernels::RiskArrayArgs args{prep.states.data(), slots, set.shocks.data(), set.underlyings.size(),
-                                        set.vol_terms.data(), s0, s1, prep.units, risk};
-      MARGINET_DISPATCH(backend_, risk_arrays, args);
-      out.times.revaluations += slots * width;
-    }
-    if (keep_risk && risk != cache->risk.data())
-      for (std::size_t i = 0; i < slots; ++i)
-        std::copy(risk + i * width, risk + (i + 1) * width, cache->risk.data() + i * S + s0);
-    out.times.risk_arrays_s += seconds_since(t1);
+  return tiling;
+}
 
-    auto t2 = Clock::now();
-    double* pnl = cache->pnl.data();
-    if (!in_place) {
-      if (pnl_tile.size() != rows * width) pnl_tile.reset(rows * width);
-      pnl = pnl_tile.data();
-    }
-    const kernels::PortfolioPnlArgs pargs{offsets.data(), rows, csr_slot.data(), csr_quantity.data(),
-                                          positions.size(), risk, slots, width, pnl};
-    MARGINET_DISPATCH(backend_, portfolio_pnl, pargs);
-    if (!in_place)
-      for (std::size_t r = 0; r < rows; ++r)
-        std::copy(pnl + r * width, pnl + (r + 1) * width, cache->pnl.data() + r * S + s0);
-    out.times.aggregation_s += seconds_since(t2);
-    out.times.aggregation_flops += 2.0 * static_cast<double>(positions.size()) * static_cast<double>(width);
+/// Stage 1 for scenarios [s0, s1): R of the tile (states × (s1 − s0)), revalued on the backend
+/// or copied from the published arrays; copied into the cached R when that is kept.
+const double* MarginEngine::compute_risk_arrays(Cache& cache, ScenarioTiling& tiling, std::size_t s0,
+                                                std::size_t s1, StageTimes& times) const {
+  const auto t0 = Clock::now();
+  const RunSetup& setup = cache.setup;
+  const ScenarioSet& set = setup.scenarios;
+  const std::size_t S = set.count, states = setup.states.size(), width = s1 - s0;
+  double* risk = nullptr;
+  if (tiling.in_place && tiling.keep_risk) {
+    risk = cache.risk.data();
+  } else {
+    if (tiling.risk_tile.size() != states * width) tiling.risk_tile.reset(states * width);
+    risk = tiling.risk_tile.data();
   }
+  if (!published_.empty()) {
+    const double* published = tiling.published_risk.data();
+    for (std::size_t i = 0; i < states; ++i)
+      std::copy(published + i * S + s0, published + i * S + s1, risk + i * width);
+  } else {
+    const kernels::RiskArrayArgs args{setup.states.data(), states, set.shocks.data(), set.underlyings.size(),
+                                      set.vol_terms.data(), s0, s1, setup.units, risk};
+    MARGINET_DISPATCH(backend_, risk_arrays, args);
+    times.revaluations += states * width;
+  }
+  if (tiling.keep_risk && risk != cache.risk.data())
+    for (std::size_t i = 0; i < states; ++i)
+      std::copy(risk + i * width, risk + (i + 1) * width, cache.risk.data() + i * S + s0);
+  times.risk_arrays_s += seconds_since(t0);
+  return risk;
+}
 
-  // Stage 3: per-row reduction on the backend.
-  auto t3 = Clock::now();
-  std::vector<double> worst(rows);
-  std::vector<std::int32_t> worst_s(rows);
-  cache->reductions.resize(rows);
-  const bool tails = methodology_.kind == MethodologyKind::hvar || methodology_.kind == MethodologyKind::mc_es;
-  if (tails) {
+/// Stage 2 for scenarios [s0, s1): P = Q · R over the tile's risk arrays, into the cached P.
+void MarginEngine::compute_portfolio_pnl(Cache& cache, const PositionsCsr& csr, ScenarioTiling& tiling,
+                                         const double* risk, std::size_t s0, std::size_t s1,
+                                         StageTimes& times) const {
+  const auto t0 = Clock::now();
+  const std::size_t S = cache.setup.scenarios.count, rows = cache.rows.size(), width = s1 - s0;
+  const std::size_t positions = csr.state.size();
+  double* pnl = cache.pnl.data();
+  if (!tiling.in_place) {
+    if (tiling.pnl_tile.size() != rows * width) tiling.pnl_tile.reset(rows * width);
+    pnl = tiling.pnl_tile.data();
+  }
+  const kernels::PortfolioPnlArgs args{csr.offsets.data(), rows, csr.state.data(), csr.quantity.data(),
+                                       positions, risk, cache.setup.states.size(), width, pnl};
+  MARGINET_DISPATCH(backend_, portfolio_pnl, args);
+  if (!tiling.in_place)
+    for (std::size_t r = 0; r < rows; ++r)
+      std::copy(pnl + r * width, pnl + (r + 1) * width, cache.pnl.data() + r * S + s0);
+  times.aggregation_s += seconds_since(t0);
+  times.aggregation_flops += 2.0 * static_cast<double>(positions) * static_cast<double>(width);
+}
+
+/// Stage 3 on the backend: each row of P reduced over its scenarios, by the methodology's
+/// measure (tail risk, deribit worst case, or weighted worst loss).
+void MarginEngine::reduce_rows(Cache& cache) const {
+  const RunSetup& setup = cache.setup;
+  const ScenarioSet& set = setup.scenarios;
+  const std::size_t S = set.count, rows = cache.rows.size();
+  cache.reductions.resize(rows);
+  if (methodology_.kind == MethodologyKind::hvar || methodology_.kind == MethodologyKind::mc_es) {
     std::vector<TailRisk> base(rows), stress(rows);
     const std::size_t base_n = set.stress_offset ? set.stress_offset : S;
-    const kernels::TailRiskArgs args{cache->pnl.data(), rows, S, base_n, tail_k_base(prep, methodology_),
-                                     tail_k_stress(prep, methodology_), base.data(), stress.data()};
+    const kernels::TailRiskArgs args{cache.pnl.data(), rows, S, base_n, tail_k_base(setup, methodology_),
+                                     tail_k_stress(setup, methodology_), base.data(), stress.data()};
     MARGINET_DISPATCH(backend_, tail_risk, args);
     for (std::size_t r = 0; r < rows; ++r)
-      cache->reductions[r] = tail_reduction(methodology_, base[r], set.stress_offset ? &stress[r] : nullptr);
-  } else if (methodology_.kind == MethodologyKind::deribit_pm) {
+      cache.reductions[r] = tail_reduction(methodology_, base[r], set.stress_offset ? &stress[r] : nullptr);
+    return;
+  }
+  std::vector<double> worst(rows);
+  std::vector<std::int32_t> worst_s(rows);
+  if (methodology_.kind == MethodologyKind::deribit_pm) {
     const std::size_t G = set.underlyings.size();
     const std::size_t standard = deribit_standard_count(methodology_.deribit);
     std::vector<std::int32_t> group(rows);
-    for (std::size_t r = 0; r < rows; ++r) group[r] = cache->rows[r].group;
+    for (std::size_t r = 0; r < rows; ++r) group[r] = cache.rows[r].group;
     std::vector<double> moves(G * S);
     for (std::size_t g = 0; g < G; ++g)
       for (std::size_t s = 0; s < S; ++s) moves[g * S + s] = set.shock(s, g).price_move;
     std::vector<std::uint8_t> extended(S);
     for (std::size_t s = 0; s < S; ++s) extended[s] = s >= standard;
     std::vector<DeribitRowParams> params(G);
-    for (std::size_t g = 0; g < G; ++g) params[g] = deribit_params(prep, methodology_, static_cast<std::int32_t>(g));
-    const kernels::DeribitWorstArgs args{cache->pnl.data(), rows, S, group.data(), moves.data(),
+    for (std::size_t g = 0; g < G; ++g) params[g] = deribit_params(setup, methodology_, static_cast<std::int32_t>(g));
+    const kernels::DeribitWorstArgs args{cache.pnl.data(), rows, S, group.data(), moves.data(),
                                          extended.data(), params.data(), G, worst.data(), worst_s.data()};
     MARGINET_DISPATCH(backend_, deribit_worst_case, args);
   } else {
-    const kernels::WorstLossArgs args{cache->pnl.data(), rows, S, set.weights.data(), worst.data(), worst_s.data()};
+    const kernels::WorstLossArgs args{cache.pnl.data(), rows, S, set.weights.data(), worst.data(), worst_s.data()};
     MARGINET_DISPATCH(backend_, weighted_worst_loss, args);
   }
-  if (!tails)
-    for (std::size_t r = 0; r < rows; ++r) cache->reductions[r] = RowReduction{worst[r], worst_s[r], 0, 0, 0};
+  for (std::size_t r = 0; r < rows; ++r) cache.reductions[r] = RowReduction{worst[r], worst_s[r], 0, 0, 0};
+}
 
-  // Accounts: rows are sorted by account, then group.
+/// One result per account, from its reduced rows (rows are sorted by account, then group).
+std::vector<AccountMargin> MarginEngine::assemble_accounts(const Cache& cache) const {
+  const std::size_t S = cache.setup.scenarios.count, rows = cache.rows.size();
+  std::vector<AccountMargin> accounts;
   for (std::size_t r0 = 0; r0 < rows;) {
     std::size_t r1 = r0;
     std::vector<std::int32_t> groups;
     std::vector<const double*> pnl;
-    std::vector<RowReduction> reds;
-    std::vector<RowInputs> ins;
-    while (r1 < rows && cache->rows[r1].account == cache->rows[r0].account) {
-      groups.push_back(cache->rows[r1].group);
-      pnl.push_back(cache->pnl.data() + r1 * S);
-      reds.push_back(cache->reductions[r1]);
-      ins.push_back(cache->inputs[r1]);
-      ++r1;
+    std::vector<RowReduction> reductions;
+    std::vector<RowInputs> inputs;
+    for (; r1 < rows && cache.rows[r1].account == cache.rows[r0].account; ++r1) {
+      groups.push_back(cache.rows[r1].group);
+      pnl.push_back(cache.pnl.data() + r1 * S);
+      reductions.push_back(cache.reductions[r1]);
+      inputs.push_back(cache.inputs[r1]);
     }
-    out.accounts.push_back(finish_account(prep, methodology_, cache->rows[r0].account, groups, pnl, reds, ins));
+    accounts.push_back(assemble_account(cache.setup, methodology_, cache.rows[r0].account, groups, pnl,
+                                        reductions, inputs));
     r0 = r1;
   }
-  out.times.reduction_s = seconds_since(t3);
-  out.times.total_s = seconds_since(t_start);
-  cache_ = std::move(cache);
-  return out;
+  return accounts;
 }
 
-WhatIfResult MarginEngine::whatif(const std::string& account, const std::vector<Position>& trades) {
-  if (!cache_) throw usage_error("what-if needs a margin run first");
-  Cache& c = *cache_;
-  Prepared& prep = c.prep;
-  const std::size_t S = prep.scenarios.count;
-  Preparer preparer(instruments_, market_, methodology_);
-  WhatIfResult result;
-
-  // The account's cached rows.
+/// One account's rows by group: P&L over the scenarios, add-on inputs, reduction.
+struct MarginEngine::AccountRows {
   std::map<std::int32_t, std::vector<double>> pnl;
   std::map<std::int32_t, RowInputs> inputs;
   std::map<std::int32_t, RowReduction> reductions;
+};
+
+MarginEngine::AccountRows MarginEngine::load_account_rows(const std::string& account) const {
+  if (!cache_) throw usage_error("what-if needs a margin run first");
+  const Cache& c = *cache_;
+  const std::size_t S = c.setup.scenarios.count;
+  AccountRows rows;
   for (auto it = c.row_of.lower_bound(RowKey{account, -1}); it != c.row_of.end() && it->first.account == account; ++it) {
     const std::size_t r = it->second;
-    pnl[it->first.group].assign(c.pnl.begin() + static_cast<std::ptrdiff_t>(r * S),
-                                c.pnl.begin() + static_cast<std::ptrdiff_t>((r + 1) * S));
-    inputs[it->first.group] = c.inputs[r];
-    reductions[it->first.group] = c.reductions[r];
+    rows.pnl[it->first.group].assign(c.pnl.begin() + static_cast<std::ptrdiff_t>(r * S),
+                                     c.pnl.begin() + static_cast<std::ptrdiff_t>((r + 1) * S));
+    rows.inputs[it->first.group] = c.inputs[r];
+    rows.reductions[it->first.group] = c.reductions[r];
   }
-  auto finish = [&] {
-    std::vector<std::int32_t> groups;
-    std::vector<const double*> rows;
-    std::vector<RowReduction> reds;
-    std::vector<RowInputs> ins;
-    for (const auto& [g, row] : pnl) {
-      groups.push_back(g);
-      rows.push_back(row.data());
-      reds.push_back(reductions[g]);
-      ins.push_back(inputs[g]);
-    }
-    return finish_account(prep, methodology_, account, groups, rows, reds, ins);
-  };
-  result.before = finish();
+  // Rows that committed trades opened after the run (not in the flat matrix).
+  for (auto it = c.extra_rows.lower_bound(RowKey{account, -1}); it != c.extra_rows.end() && it->first.account == account;
+       ++it) {
+    rows.pnl[it->first.group] = it->second.pnl;
+    rows.inputs[it->first.group] = it->second.inputs;
+    rows.reductions[it->first.group] = it->second.reduction;
+  }
+  return rows;
+}
 
-  // Apply the trades: P'[a,s] = P[a,s] + q·R[i,s].
+std::size_t MarginEngine::add_trades(AccountRows& rows, const std::vector<Position>& trades) {
+  Cache& c = *cache_;
+  RunSetup& setup = c.setup;
+  const std::size_t S = setup.scenarios.count;
+  const RunSetupBuilder builder(instruments_, market_, methodology_);
+  std::size_t revalued = 0;
   std::vector<double> risk_row(S);
   for (const Position& t : trades) {
-    const bool known = t.instrument < prep.state_of.size() && prep.state_of[t.instrument] >= 0;
-    const std::int32_t slot = preparer.add_state(prep, t.instrument);
-    const InstrumentState& st = prep.states[static_cast<std::size_t>(slot)];
+    const auto state = static_cast<std::size_t>(builder.add_instrument(setup, t.instrument));
+    const InstrumentState& st = setup.states[state];
     const double* r = nullptr;
-    if (known && !c.risk.empty()) {
-      r = c.risk.data() + static_cast<std::size_t>(slot) * S;
+    // Cached R covers the states of the run; a state added since (an instrument the run did
+    // not hold) is revalued on each use.
+    if ((state + 1) * S <= c.risk.size()) {
+      r = c.risk.data() + state * S;
     } else {
       if (!published_.empty()) {
-        std::vector<double> tmp(prep.states.size() * S);
-        fill_published(prep, instruments_, published_, static_cast<std::size_t>(slot), tmp.data());
-        std::copy(tmp.begin() + static_cast<std::ptrdiff_t>(slot * S),
-                  tmp.begin() + static_cast<std::ptrdiff_t>((slot + 1) * S), risk_row.begin());
+        std::vector<double> tmp(setup.states.size() * S);
+        fill_published(setup, instruments_, published_, state, tmp.data());
+        std::copy(tmp.begin() + static_cast<std::ptrdiff_t>(state * S),
+                  tmp.begin() + static_cast<std::ptrdiff_t>((state + 1) * S), risk_row.begin());
       } else {
-        const auto& set = prep.scenarios;
+        const auto& set = setup.scenarios;
         for (std::size_t s = 0; s < S; ++s)
           risk_row[s] = scenario_pnl(st, set.shock(s, static_cast<std::size_t>(st.group)),
-                                     set.vol_terms[static_cast<std::size_t>(st.group)], prep.units);
+                                     set.vol_terms[static_cast<std::size_t>(st.group)], setup.units);
       }
       r = risk_row.data();
-      ++result.instruments_revalued;
+      ++revalued;
     }
-    const std::int32_t g = row_group(prep, st.group);
-    auto& row = pnl[g];
+    const std::int32_t g = row_group(setup, st.group);
+    auto& row = rows.pnl[g];
     if (row.empty()) row.assign(S, 0.0);
     for (std::size_t s = 0; s < S; ++s) row[s] += t.quantity * r[s];
-    Position p = t;
-    p.account = account;
-    preparer.accumulate(prep, p, inputs[g]);
+    add_position_inputs(setup, t, rows.inputs[g]);
   }
-  for (auto& [g, row] : pnl) reductions[g] = reduce_row(prep, methodology_, g, row.data());
-  result.after = finish();
+  for (auto& [g, row] : rows.pnl) rows.reductions[g] = reduce_row(setup, methodology_, g, row.data());
+  return revalued;
+}
+
+AccountMargin MarginEngine::assemble_rows(const std::string& account, AccountRows& rows) const {
+  std::vector<std::int32_t> groups;
+  std::vector<const double*> pnl;
+  std::vector<RowReduction> reductions;
+  std::vector<RowInputs> inputs;
+  for (const auto& [g, row] : rows.pnl) {
+    groups.push_back(g);
+    pnl.push_back(row.data());
+    reductions.push_back(rows.reductions[g]);
+    inputs.push_back(rows.inputs[g]);
+  }
+  return assemble_account(cache_->setup, methodology_, account, groups, pnl, reductions, inputs);
+}
+
+WhatIfResult MarginEngine::whatif(const std::string& account, const std::vector<Position>& trades) {
+  AccountRows rows = load_account_rows(account);
+  WhatIfResult result;
+  result.before = assemble_rows(account, rows);
+  result.instruments_revalued = add_trades(rows, trades);
+  result.after = assemble_rows(account, rows);
   result.im_change = result.after.im - result.before.im;
   result.mm_change = result.after.mm - result.before.mm;
   return result;
+}
+
+void MarginEngine::commit_trades(const std::string& account, const std::vector<Position>& trades) {
+  AccountRows rows = load_account_rows(account);
+  add_trades(rows, trades);
+  Cache& c = *cache_;
+  const std::size_t S = c.setup.scenarios.count;
+  for (auto& [g, row] : rows.pnl) {
+    const auto flat = c.row_of.find(RowKey{account, g});
+    if (flat != c.row_of.end()) {
+      std::copy(row.begin(), row.end(), c.pnl.begin() + static_cast<std::ptrdiff_t>(flat->second * S));
+      c.inputs[flat->second] = rows.inputs[g];
+      c.reductions[flat->second] = rows.reductions[g];
+    } else {
+      Cache::ExtraRow& x = c.extra_rows[RowKey{account, g}];
+      x.pnl = std::move(row);
+      x.inputs = rows.inputs[g];
+      x.reduction = rows.reductions[g];
+    }
+  }
 }
 
 }  // namespace marginet

@@ -100,12 +100,39 @@ class MarginEngine {
   /// revaluation of instruments already in the cache.
   WhatIfResult whatif(const std::string& account, const std::vector<Position>& trades);
 
+  /// Adds `trades` to `account`'s cached rows for good (the book changed: a captured trade, a
+  /// cancel): later what-ifs start from them. The same arithmetic as whatif(), so a what-if after
+  /// a commit equals the what-if of the trades together. run() again starts from its own book.
+  void commit_trades(const std::string& account, const std::vector<Position>& trades);
+
   const ScenarioSet& scenarios() const;
   const Methodology& methodology() const { return methodology_; }
   Backend backend() const { return backend_; }
 
  private:
-  struct Cache;
+  struct Cache;           // the last run, kept for what-if
+  struct PositionsCsr;
+  struct ScenarioTiling;
+  struct AccountRows;     // one account's rows, copied out of the cache (what-if, commit)
+
+  AccountRows load_account_rows(const std::string& account) const;
+  /// P'[a,s] = P[a,s] + q·R[i,s] for each trade; returns the instruments that had to be revalued.
+  std::size_t add_trades(AccountRows& rows, const std::vector<Position>& trades);
+  AccountMargin assemble_rows(const std::string& account, AccountRows& rows) const;
+
+  // The steps of run(), in pipeline order (host/margin_engine.cpp).
+  void prepare_instruments(Cache& cache, const std::vector<Position>& positions,
+                           const std::vector<std::size_t>& also_cover) const;
+  PositionsCsr build_positions_csr(Cache& cache, const std::vector<Position>& positions) const;
+  void collect_row_inputs(Cache& cache, const std::vector<Position>& positions, const PositionsCsr& csr) const;
+  ScenarioTiling plan_scenario_tiles(Cache& cache) const;
+  const double* compute_risk_arrays(Cache& cache, ScenarioTiling& tiling, std::size_t s0, std::size_t s1,
+                                    StageTimes& times) const;
+  void compute_portfolio_pnl(Cache& cache, const PositionsCsr& csr, ScenarioTiling& tiling, const double* risk,
+                             std::size_t s0, std::size_t s1, StageTimes& times) const;
+  void reduce_rows(Cache& cache) const;
+  std::vector<AccountMargin> assemble_accounts(const Cache& cache) const;
+
   const InstrumentTable& instruments_;
   const MarketSnapshot& market_;
   Methodology methodology_;

@@ -6,7 +6,8 @@
 #include <map>
 
 #include "host/margin_engine.hpp"
-#include "host/margin_rows.hpp"
+#include "host/margin_reduce.hpp"
+#include "host/margin_setup.hpp"
 #include "models/errors.hpp"
 
 namespace marginet {
@@ -17,17 +18,16 @@ MarginRun reference_margin(const InstrumentTable& instruments, const MarketSnaps
                            const Methodology& methodology, const std::vector<Position>& positions,
                            const PublishedRiskArrays* published) {
   MarginRun out;
-  Preparer preparer(instruments, market, methodology);
-  Prepared prep = preparer.prepare(positions);
-  if (published) std::fill(prep.scenarios.weights.begin(), prep.scenarios.weights.end(), 1.0);
-  const ScenarioSet& set = prep.scenarios;
+  RunSetup setup = RunSetupBuilder(instruments, market, methodology).build(positions);
+  if (published) std::fill(setup.scenarios.weights.begin(), setup.scenarios.weights.end(), 1.0);
+  const ScenarioSet& set = setup.scenarios;
   const std::size_t S = set.count;
 
   // account -> group -> positions
   std::map<std::string, std::map<std::int32_t, std::vector<const Position*>>> book;
   for (const Position& p : positions) {
-    const auto& st = prep.states[static_cast<std::size_t>(prep.state_of[p.instrument])];
-    book[p.account][row_group(prep, st.group)].push_back(&p);
+    const auto& st = setup.states[static_cast<std::size_t>(setup.state_of[p.instrument])];
+    book[p.account][row_group(setup, st.group)].push_back(&p);
   }
   for (const auto& [account, groups] : book) {
     std::vector<std::int32_t> gs;
@@ -38,7 +38,7 @@ MarginRun reference_margin(const InstrumentTable& instruments, const MarketSnaps
       std::vector<double> row(S, 0.0);
       RowInputs in;
       for (const Position* p : list) {
-        const InstrumentState& st = prep.states[static_cast<std::size_t>(prep.state_of[p->instrument])];
+        const InstrumentState& st = setup.states[static_cast<std::size_t>(setup.state_of[p->instrument])];
         for (std::size_t s = 0; s < S; ++s) {
           double r;
           if (published) {
@@ -48,20 +48,20 @@ MarginRun reference_margin(const InstrumentTable& instruments, const MarketSnaps
             r = -it->second[s];
           } else {
             const auto ug = static_cast<std::size_t>(st.group);  // the instrument's own underlying
-            r = scenario_pnl(st, set.shock(s, ug), set.vol_terms[ug], prep.units);
+            r = scenario_pnl(st, set.shock(s, ug), set.vol_terms[ug], setup.units);
           }
           row[s] += p->quantity * r;
         }
-        preparer.accumulate(prep, *p, in);
+        add_position_inputs(setup, *p, in);
       }
       gs.push_back(g);
-      reds.push_back(reduce_row(prep, methodology, g, row.data()));
+      reds.push_back(reduce_row(setup, methodology, g, row.data()));
       ins.push_back(in);
       rows.push_back(std::move(row));
     }
     std::vector<const double*> ptrs;
     for (const auto& r : rows) ptrs.push_back(r.data());
-    out.accounts.push_back(finish_account(prep, methodology, account, gs, ptrs, reds, ins));
+    out.accounts.push_back(assemble_account(setup, methodology, account, gs, ptrs, reds, ins));
   }
   return out;
 }

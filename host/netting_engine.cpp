@@ -179,8 +179,8 @@ std::vector<MarginCall> read_margin_calls_csv(const std::string& path, const Ass
                                             csv.line(), "amount", Rounding::ceiling);
     if (amount < 0) csv.fail("amount", "a margin call must not be negative");
     if (amount == 0) continue;
-    std::int64_t& slot = sums[{account, *asset}];
-    if (!checked_add(slot, amount, slot))
+    std::int64_t& total = sums[{account, *asset}];
+    if (!checked_add(total, amount, total))
       csv.fail("amount", "total calls of " + account + " in " + asset_name + " exceed the int64 range");
   }
   std::vector<MarginCall> calls;

@@ -6,8 +6,8 @@
 namespace marginet {
 
 namespace {
-void add_to(std::int64_t& slot, std::int64_t amount) {
-  if (!checked_add(slot, amount, slot)) MARGINET_FAIL("reference netting: int64 overflow");
+void add_to(std::int64_t& total, std::int64_t amount) {
+  if (!checked_add(total, amount, total)) MARGINET_FAIL("reference netting: int64 overflow");
 }
 }  // namespace
 

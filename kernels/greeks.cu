@@ -99,7 +99,7 @@ struct ResidentGreeksBatch::Impl {
 };
 
 ResidentGreeksBatch::ResidentGreeksBatch(const GreeksInputs& in) {
-  detail::guarded("ResidentGreeksBatch", [&] {
+  detail::run_translating_errors("ResidentGreeksBatch", [&] {
     const std::size_t n = in.count;
     impl_ = std::unique_ptr<Impl>(new Impl{n,
                                            detail::to_device(in.kind, n),
@@ -120,7 +120,7 @@ std::size_t ResidentGreeksBatch::count() const { return impl_->count; }
 
 void ResidentGreeksBatch::run() {
   if (impl_->count == 0) return;
-  detail::guarded("price_greeks", [&] {
+  detail::run_translating_errors("price_greeks", [&] {
     thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), impl_->count,
                        impl_->view());
 #if defined(__CUDACC__)
@@ -137,7 +137,7 @@ void ResidentGreeksBatch::run() {
 void ResidentGreeksBatch::download(const GreeksOutputs& out) const {
   const std::size_t n = impl_->count;
   if (n == 0) return;
-  detail::guarded("price_greeks download", [&] {
+  detail::run_translating_errors("price_greeks download", [&] {
     double* const columns[kGreeksColumns] = {out.price, out.price_coin, out.delta, out.delta_coin,
                                              out.gamma, out.vega,       out.theta, out.rho,
                                              out.vanna, out.volga};
@@ -157,7 +157,7 @@ void price_greeks(const GreeksInputs& in, const GreeksOutputs& out) {
 void portfolio_greeks(const PortfolioGreeksArgs& a) {
   const std::size_t cells = a.accounts * a.underlyings * kGreeksColumns;
   if (cells == 0) return;
-  detail::guarded("portfolio_greeks", [&] {
+  detail::run_translating_errors("portfolio_greeks", [&] {
     const std::size_t positions = a.row_offsets[a.accounts];
     auto offsets = detail::to_device(a.row_offsets, a.accounts + 1);
     auto instrument = detail::to_device(a.instrument, positions);

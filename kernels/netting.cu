@@ -292,7 +292,7 @@ std::size_t sum_by_key(std::size_t n, KeyOf key_of, AmountOf amount_of, std::uin
 
 void net_obligations(const NetObligationsArgs& a) {
   const std::size_t cells = cells_of(a);
-  detail::guarded("net_obligations", [&] {
+  detail::run_translating_errors("net_obligations", [&] {
     DeviceOutput<std::int64_t> net(a.net, cells);
     if (a.trades.trades == 0 || cells == 0) {
       thrust::fill_n(thrust::device, net.ptr, cells, std::int64_t{0});
@@ -314,7 +314,7 @@ void net_obligations(const NetObligationsArgs& a) {
 
 void net_obligations_sort_reduce(const NetObligationsArgs& a) {
   const std::size_t cells = cells_of(a);
-  detail::guarded("net_obligations_sort_reduce", [&] {
+  detail::run_translating_errors("net_obligations_sort_reduce", [&] {
     DeviceOutput<std::int64_t> net(a.net, cells);
     thrust::fill_n(thrust::device, net.ptr, cells, std::int64_t{0});
     if (a.trades.trades > 0 && cells > 0) {
@@ -341,7 +341,7 @@ std::vector<BilateralNet> bilateral_obligations(const TradeColumns& trades, std:
   MARGINET_EXPECTS(assets >= 0 && assets < kBilateralMaxAssets, "assets fit the bilateral key");
   std::vector<BilateralNet> out;
   if (trades.trades == 0) return out;
-  return detail::guarded("bilateral_obligations", [&] {
+  return detail::run_translating_errors("bilateral_obligations", [&] {
     DeviceTrades device(trades);
     const TradeColumns t = device.view(trades.trades);
     const std::size_t n = 2 * t.trades;

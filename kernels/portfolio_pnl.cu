@@ -51,7 +51,7 @@ struct PnlOfRow {
 
 void portfolio_pnl(const PortfolioPnlArgs& a) {
   if (a.rows == 0 || a.scenarios == 0) return;
-  detail::guarded("portfolio_pnl", [&] {
+  detail::run_translating_errors("portfolio_pnl", [&] {
 #if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
     auto offsets = detail::to_device(a.row_offsets, a.rows + 1);
     auto instrument = detail::to_device(a.instrument, a.positions);

@@ -35,7 +35,7 @@ struct RevalueCell {
 void risk_arrays(const RiskArrayArgs& a) {
   const std::size_t tile = a.scenario_end - a.scenario_begin;
   if (a.instrument_count == 0 || tile == 0) return;
-  detail::guarded("risk_arrays", [&] {
+  detail::run_translating_errors("risk_arrays", [&] {
 #if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
     auto instruments = detail::to_device(a.instruments, a.instrument_count);
     auto shocks = detail::to_device(a.shocks, a.scenario_end * a.groups);  // up to the tile's end

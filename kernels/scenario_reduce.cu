@@ -63,7 +63,7 @@ struct TailOfRow {
 void tail_risk(const TailRiskArgs& a) {
   if (a.rows == 0) return;
   const std::size_t stride = a.k_base > a.k_stress ? a.k_base : a.k_stress;
-  detail::guarded("tail_risk", [&] {
+  detail::run_translating_errors("tail_risk", [&] {
     thrust::device_vector<double> heaps(a.rows * (stride ? stride : 1));
 #if THRUST_DEVICE_SYSTEM != THRUST_DEVICE_SYSTEM_CUDA
     thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows,
@@ -84,7 +84,7 @@ void tail_risk(const TailRiskArgs& a) {
 
 void deribit_worst_case(const DeribitWorstArgs& a) {
   if (a.rows == 0) return;
-  detail::guarded("deribit_worst_case", [&] {
+  detail::run_translating_errors("deribit_worst_case", [&] {
 #if THRUST_DEVICE_SYSTEM != THRUST_DEVICE_SYSTEM_CUDA
     thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows,
                        DeribitWorstOfRow{a.pnl, a.scenarios, a.row_group, a.moves, a.extended,
@@ -113,7 +113,7 @@ void deribit_worst_case(const DeribitWorstArgs& a) {
 
 void weighted_worst_loss(const WorstLossArgs& a) {
   if (a.rows == 0) return;
-  detail::guarded("weighted_worst_loss", [&] {
+  detail::run_translating_errors("weighted_worst_loss", [&] {
 #if THRUST_DEVICE_SYSTEM != THRUST_DEVICE_SYSTEM_CUDA
     // Host memory is device memory here: work in place, no copies.
     thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows,

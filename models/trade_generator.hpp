@@ -1,6 +1,7 @@
 #pragma once
-// A seeded generator of trade sets for tests and benchmarks: many members, a few assets, skewed
-// activity (a few members and assets carry most of the trades, as on a real venue).
+// Sample data, not part of the netting pipeline: a seeded generator of trade sets for the tests
+// and the benchmarks. Many members, a few assets, skewed activity (a few members and assets
+// carry most of the trades, as on a real venue).
 //
 //   TradeGeneratorConfig cfg;  cfg.trades = 1'000'000;  cfg.members = 5000;  cfg.assets = 10;
 //   TradeSet trades = generate_trades(cfg);                  // columnar, ready for netting

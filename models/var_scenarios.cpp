@@ -170,6 +170,7 @@ ScenarioSet monte_carlo_scenarios(const McEsConfig& c, const std::vector<std::st
   set.shocks.resize(c.paths * U);
   set.weights.assign(c.paths, 1.0);
   set.labels.resize(c.paths);
+  // Each path is drawn from its own Philox counter: the set is the same on any thread count.
 #pragma omp parallel for schedule(static)
   for (std::size_t p = 0; p < c.paths; ++p) {
     std::vector<double> z(U);

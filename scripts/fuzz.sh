@@ -11,7 +11,7 @@ CXX="${CXX_FUZZ:-clang++}"
 OUT=build-fuzz
 mkdir -p "$OUT/corpus" "$OUT/seeds"
 "$CXX" -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -DMSGPACK_NO_BOOST -I. fuzz/fuzz_protocol.cpp service/protocol.cpp models/csv.cpp models/errors.cpp models/money.cpp \
+  -DMSGPACK_NO_BOOST -I. fuzz/fuzz_protocol.cpp service/margin/protocol.cpp models/csv.cpp models/errors.cpp models/money.cpp \
   -o "$OUT/fuzz_protocol"
 # Debian's interpreter has python3-msgpack (a python3 earlier on PATH may not).
 PYTHON="${PYTHON:-/usr/bin/python3}"

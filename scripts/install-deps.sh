@@ -10,7 +10,7 @@ packages=(
   libsqlite3-dev sqlite3 libsodium-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev
   libquantlib0-dev
-  python3 python3-zmq python3-msgpack
+  python3 python3-zmq python3-msgpack python3-nacl
 )
 
 # Thrust/CUB: the CUDA toolkit's CCCL when present, else Debian's packages.

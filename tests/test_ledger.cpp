@@ -12,8 +12,8 @@
 #include <string>
 
 #include "models/errors.hpp"
-#include "service/ledger.hpp"
-#include "service/merkle.hpp"
+#include "service/settlement/ledger.hpp"
+#include "service/settlement/merkle.hpp"
 #include "tests/run_command.hpp"
 
 namespace {

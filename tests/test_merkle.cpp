@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "service/merkle.hpp"
+#include "service/settlement/merkle.hpp"
 
 namespace {
 

@@ -1,4 +1,4 @@
-// The service's msgpack decoder (service/protocol.hpp) against hostile frames: truncated frames,
+// The service's msgpack decoder (service/margin/protocol.hpp) against hostile frames: truncated frames,
 // wrong types, huge declared lengths, deep nesting, trailing bytes, unknown types and versions,
 // and 10,000 random byte strings. Every bad frame must end in a protocol_error with the right
 // code (which the server turns into an `error` reply) — never a crash, never another exception.
@@ -11,7 +11,7 @@
 #include <random>
 #include <string>
 
-#include "service/protocol.hpp"
+#include "service/margin/protocol.hpp"
 
 namespace marginet::protocol {
 namespace {

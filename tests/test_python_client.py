@@ -104,5 +104,76 @@ class PythonClient(unittest.TestCase):
         self.assertIn("error reply: code=unknown_instrument", out.stdout)
 
 
+class PythonTradeCapture(unittest.TestCase):
+    """Signed trades from Python: the server (a C++ canonical encoding) accepts the signature the
+    Python client computed, refuses an unsigned or tampered trade of a member with a key, and
+    records a package whole. Needs python3-nacl (PyNaCl) for the signing."""
+
+    @classmethod
+    def setUpClass(cls):
+        import tempfile
+        try:
+            import nacl.signing
+        except ImportError:
+            raise unittest.SkipTest("python3-nacl not installed: signed trades not tested")
+        cls.dir = tempfile.mkdtemp(prefix="marginet_py_capture_")
+        cls.store = os.path.join(cls.dir, "clearing.sqlite")
+        seed = bytes(range(32))
+        cls.secret = seed.hex()
+        with open(os.path.join(cls.dir, "MM.sign.pub"), "w") as f:
+            f.write(nacl.signing.SigningKey(seed).verify_key.encode().hex() + "\n")
+        for args in (["members", "add", "MM", "--pubkey", os.path.join(cls.dir, "MM.sign.pub")],
+                     ["accounts", "add", "MM-1", "--member", "MM"]):
+            subprocess.run([EXE, *args, "--store", cls.store], check=True, capture_output=True, timeout=60)
+        cls.server = subprocess.Popen(
+            [EXE, "serve", "--bind", "tcp://127.0.0.1:*", "--device", "cpu", "--quiet", "--model", "span16",
+             "--store", cls.store] + REF, stdout=subprocess.PIPE, text=True)
+        line = cls.server.stdout.readline()
+        if "listening on " not in line:
+            cls.server.kill()
+            raise RuntimeError(f"server did not start: {line!r}")
+        cls.client = Client(line.split("listening on ", 1)[1].strip(), timeout_ms=30000)
+        with open(f"{DATA}/instruments.csv") as f:
+            rows = [r for r in f if r.strip() and not r.startswith("#")]
+        cls.instrument = rows[1].split(",")[0]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.server.send_signal(signal.SIGTERM)
+        try:
+            cls.server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            cls.server.kill()
+            cls.server.wait()
+
+    def trade(self, trade_id, quantity="1.5", **extra):
+        t = {"source": "py", "trade_id": trade_id, "account": "MM-1", "instrument": self.instrument,
+             "quantity": quantity, "price": "0.0125", "time": "2024-06-28T08:00:00Z"}
+        t.update(extra)
+        return t
+
+    def test_signed_trade_is_recorded(self):
+        reply = self.client.submit_trade(self.trade("PY-1", side="sell", quantity="2.50"), signing_key=self.secret)
+        self.assertEqual(reply["type"], "trade.submit.result", reply)
+        self.assertEqual(reply["outcome"], "recorded")
+        rows = self.client.positions("MM-1")["rows"]
+        self.assertIn(["MM-1", self.instrument, "-2.5"], rows)
+
+    def test_unsigned_and_tampered_are_refused(self):
+        self.assertEqual(self.client.submit_trade(self.trade("PY-2"))["code"], "bad_signature")
+        from marginet_client import sign_trade
+        leg = self.trade("PY-3")
+        leg["signature"] = sign_trade(leg, self.secret)
+        leg["quantity"] = "15"
+        self.assertEqual(self.client.call({"type": "trade.submit", "trade": leg})["code"], "bad_signature")
+
+    def test_signed_package(self):
+        reply = self.client.submit_package("PY-RFQ", [self.trade("PY-4a", "1"), self.trade("PY-4b", "-1", price="0.02")],
+                                           signing_key=self.secret)
+        self.assertEqual(reply["outcome"], "recorded", reply)
+        self.assertEqual([leg["trade_id"] for leg in reply["legs"]], ["PY-4a", "PY-4b"])
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -13,9 +13,9 @@
 #include <string>
 
 #include "models/errors.hpp"
-#include "service/ledger.hpp"
-#include "service/settlement_scheduler.hpp"
-#include "service/sim_chain.hpp"
+#include "service/settlement/ledger.hpp"
+#include "service/settlement/scheduler.hpp"
+#include "service/settlement/chains/sim_chain.hpp"
 
 namespace {
 

@@ -21,7 +21,7 @@
 #include <thread>
 
 #include "models/settlement_cycle.hpp"
-#include "service/ledger.hpp"
+#include "service/settlement/ledger.hpp"
 #include "tests/run_command.hpp"
 
 extern char** environ;

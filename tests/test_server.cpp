@@ -1,4 +1,4 @@
-// The real `marginet serve` on a loopback port, driven from C++ (service/margin_client.hpp) and
+// The real `marginet serve` on a loopback port, driven from C++ (service/margin/client.hpp) and
 // through `marginet client`: results identical to the offline commands on the same files;
 // dynamic batching; priorities; busy; ping during a long batch; hostile frames over the wire;
 // market.update; the PUSH to the scheduler; graceful shutdown; CURVE with an allow-list.
@@ -16,8 +16,8 @@
 #include <thread>
 
 #include "host/book_generator.hpp"
-#include "service/margin_client.hpp"
-#include "service/settlement_wire.hpp"
+#include "service/margin/client.hpp"
+#include "service/settlement/wire.hpp"
 #include "tests/run_command.hpp"
 #include "tests/server_process.hpp"
 
@@ -218,7 +218,9 @@ TEST_F(Server, HostileFramesGetErrorRepliesAndTheServerStaysUp) {
 #if defined(__SANITIZE_ADDRESS__)
   (void)rss_before, (void)rss_after;  // ASan's quarantine keeps freed memory: RSS says nothing here
 #else
-  if (rss_before > 0 && rss_after > 0) EXPECT_LT(rss_after - rss_before, 64 * 1024) << "KiB grown";
+  ASSERT_GT(rss_before, 0) << "the server's resident size could not be read";
+  ASSERT_GT(rss_after, 0) << "the server's resident size could not be read";
+  EXPECT_LT(rss_after - rss_before, 64 * 1024) << "KiB grown";
 #endif
 }
 

@@ -1,4 +1,4 @@
-// The msgpack settlement messages (service/settlement_wire.hpp) and the scheduler's ZeroMQ
+// The msgpack settlement messages (service/settlement/wire.hpp) and the scheduler's ZeroMQ
 // PULL socket end to end: a cycle pushed twice is recorded once and acknowledged twice
 // (recorded, duplicate), a bad frame is rejected without harm, and the cycle settles.
 
@@ -18,8 +18,8 @@
 #include <zmq.hpp>
 
 #include "models/errors.hpp"
-#include "service/ledger.hpp"
-#include "service/settlement_wire.hpp"
+#include "service/settlement/ledger.hpp"
+#include "service/settlement/wire.hpp"
 #include "tests/run_command.hpp"
 
 extern char** environ;

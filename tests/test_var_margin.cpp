@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -216,11 +217,10 @@ TEST_P(VarMargin, WhatIfOnHvar) {
   with.push_back(trades[0]);
   MarginEngine fresh(book.instruments, book.market, m, backend());
   const MarginRun rerun = fresh.run(with);
-  for (const auto& a : rerun.accounts) {
-    if (a.account == acc) {
-      EXPECT_TRUE(testing::near_relative(w.after.im, a.im, 1e-12, 1e-9));
-    }
-  }
+  const auto a = std::find_if(rerun.accounts.begin(), rerun.accounts.end(),
+                              [&acc](const AccountMargin& r) { return r.account == acc; });
+  ASSERT_NE(a, rerun.accounts.end()) << acc << " missing from the re-run";
+  EXPECT_TRUE(testing::near_relative(w.after.im, a->im, 1e-12, 1e-9));
 }
 
 MARGINET_INSTANTIATE_BACKENDS(VarMargin);

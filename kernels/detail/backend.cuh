@@ -27,7 +27,7 @@ namespace marginet::kernels::detail {
 /// Run a kernel body, turning Thrust/CUDA failures into marginet::cuda_error. A failure that
 /// leaves the context unusable (a sticky error) is reported as not recoverable.
 template <class Body>
-auto guarded(const char* stage, Body&& body) -> decltype(body()) {
+auto run_translating_errors(const char* stage, Body&& body) -> decltype(body()) {
   try {
     return body();
   } catch (const thrust::system_error& e) {

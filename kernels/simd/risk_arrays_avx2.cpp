@@ -88,8 +88,12 @@ void reset_simd_cell_counts() {
   g_scalar_cells = 0;
 }
 
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2")
+#endif
 
 extern "C" {
 __m256d _ZGVdN4v_erfc(__m256d);  // glibc libmvec, AVX2 variants
@@ -398,6 +402,10 @@ void risk_arrays_avx2(const RiskArrayArgs& a) {
   g_scalar_cells.fetch_add(cells - vector_cells, std::memory_order_relaxed);
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 
 }  // namespace marginet::kernels::simd

@@ -12,9 +12,21 @@ Uses Debian's python3-zmq and python3-msgpack only::
 Every request is one msgpack map {"v": 1, "type": ..., "id": ...}; replies are matched to
 requests by id. An ``error`` reply raises ServiceError (with ``code``); no reply within the
 timeout raises TimeoutError.
+
+Trade capture (a server started with ``--store``)::
+
+    trade = {"source": "desk-a", "trade_id": "T-1", "account": "ACC1",
+             "instrument": "BTC-PERPETUAL", "quantity": "-1.5", "price": "64250.5",
+             "time": "2024-06-28T08:00:00Z"}
+    c.submit_trade(trade, signing_key=open("ACC1.sign.key").read())   # signing: python3-nacl
+    c.submit_package("RFQ-7", [leg1, leg2])                            # all legs or none
+
+Signing a trade needs Debian's python3-nacl (PyNaCl); everything else needs only python3-zmq
+and python3-msgpack.
 """
 
 import csv
+import decimal
 import itertools
 import time
 
@@ -23,7 +35,44 @@ import zmq
 
 PROTOCOL_VERSION = 1
 
-__all__ = ["Client", "ServiceError", "read_positions_csv", "portfolios", "PROTOCOL_VERSION"]
+__all__ = ["Client", "ServiceError", "read_positions_csv", "portfolios", "canonical_decimal",
+           "canonical_trade_bytes", "sign_trade", "PROTOCOL_VERSION"]
+
+QUANTITY_SCALE = 8  # decimals of a quantity (service/clearing/trade.hpp kQuantityScale)
+
+
+def canonical_decimal(text):
+    """Decimal text in the canonical form of the clearing store: no '+', no leading zeros, no
+    trailing zeros or point, never '-0' ("064250.50" -> "64250.5")."""
+    d = decimal.Decimal(str(text).strip())
+    if not d.is_finite():
+        raise ValueError(f"not a decimal: {text!r}")
+    s = format(d, "f")
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    if s in ("-0", ""):
+        s = "0"
+    return s
+
+
+def canonical_trade_bytes(trade, package_id=""):
+    """The bytes a trade's Ed25519 signature covers (service/clearing/trade.hpp): a msgpack array
+    of nine strings. ``trade``: a leg as sent (quantity signed, or positive with ``side``)."""
+    quantity = canonical_decimal(trade["quantity"])
+    if trade.get("side") == "sell":
+        quantity = canonical_decimal("-" + quantity)
+    return msgpack.packb(["marginet-trade-v1", trade["source"], trade["trade_id"], trade["account"],
+                          trade["instrument"], quantity, canonical_decimal(trade["price"]), trade["time"],
+                          package_id or trade.get("package_id", "")], use_bin_type=True)
+
+
+def sign_trade(trade, signing_key, package_id=""):
+    """Hex Ed25519 signature of a trade. ``signing_key``: the hex secret key of
+    ``marginet members keygen`` (128 digits) or its 32-byte seed (64 digits). Needs python3-nacl."""
+    import nacl.signing  # Debian: python3-nacl
+    key = bytes.fromhex(signing_key.strip())
+    signer = nacl.signing.SigningKey(key[:32])
+    return signer.sign(canonical_trade_bytes(trade, package_id)).signature.hex()
 
 
 class ServiceError(Exception):
@@ -153,6 +202,38 @@ class Client:
                    "trades": [[str(x) for x in t] for t in trades]}
         if cycle_id:
             request["cycle_id"] = cycle_id
+        return self._checked(request)
+
+    # -- trade capture (server with --store) ----------------------------------------------------
+    def submit_trade(self, trade, signing_key=None):
+        """One trade (a dict: source, trade_id, account, instrument, quantity, price, time[, side]).
+        Returns the reply: ``trade.submit.result`` or an ``error`` (conflict, bad_signature, ...)."""
+        leg = {k: str(v) for k, v in trade.items()}
+        if signing_key:
+            leg["signature"] = sign_trade(leg, signing_key)
+        return self.call({"type": "trade.submit", "trade": leg})
+
+    def submit_package(self, package_id, legs, signing_key=None):
+        """The legs of an RFQ or block trade, recorded all or nothing (the pre-trade check applies)."""
+        out = []
+        for trade in legs:
+            leg = {k: str(v) for k, v in trade.items()}
+            leg["package_id"] = package_id
+            if signing_key:
+                leg["signature"] = sign_trade(leg, signing_key, package_id)
+            out.append(leg)
+        return self.call({"type": "trade.submit", "package": {"package_id": package_id, "legs": out}})
+
+    def cancel_trade(self, source, trade_id, reason=None):
+        request = {"type": "trade.cancel", "source": source, "trade_id": trade_id}
+        if reason:
+            request["reason"] = reason
+        return self.call(request)
+
+    def positions(self, account=None):
+        request = {"type": "positions.query"}
+        if account:
+            request["account"] = account
         return self._checked(request)
 
     def market_update(self, underlyings=None, marks=None):

@@ -11,6 +11,11 @@
 //   whatif  --account A --trades F [--positions F]   (without --positions: the server's book)
 //   greeks  [--instrument ID ...]
 //   net     --trades F --assets F [--cycle-id ID]
+//   submit  --trades F [--sign-key NAME.sign.key]   trade capture: one trade.submit per trade or
+//                                           package of the file (service/clearing/trade_csv.hpp);
+//                                           one row per submission: line, outcome, seqs or why;
+//                                           exit 2 when any was refused
+//   positions [--account A]                 the kept positions of a server with --store
 
 #include <chrono>
 #include <iostream>
@@ -19,9 +24,11 @@
 
 #include "models/errors.hpp"
 #include "models/money.hpp"
+#include "models/trade.hpp"
 #include "service/cli/common.hpp"
 #include "service/cli/table.hpp"
-#include "service/margin_client.hpp"
+#include "service/clearing/trade_csv.hpp"
+#include "service/margin/client.hpp"
 
 namespace marginet::cli {
 
@@ -29,7 +36,7 @@ namespace {
 
 struct ClientCliOptions {
   ClientOptions connection;
-  std::string positions, trades, assets, account, priority = "normal", cycle_id, collateral;
+  std::string positions, trades, assets, account, priority = "normal", cycle_id, collateral, sign_key;
   std::vector<std::string> instruments;
 };
 
@@ -214,6 +221,66 @@ void add_client_command(CLI::App& app, CommonOptions& common) {
     nlohmann::ordered_json r;
     talking([&] { r = c.net(o->trades, o->assets, o->cycle_id); });
     print_net(common, r);
+  });
+
+  CLI::App* submit = client->add_subcommand("submit", "Trade capture: submit a trades file (a server with --store)");
+  add_connection_options(submit, *o);
+  submit->add_option("--trades", o->trades, "source,trade_id,account,instrument,quantity,price,time[,side][,package_id]")
+      ->required();
+  submit->add_option("--sign-key", o->sign_key, "Sign every leg with this Ed25519 key file (marginet members keygen)");
+  submit->callback([&common, o] {
+    std::vector<std::vector<long>> lines;
+    const std::vector<Submission> subs = read_trade_submissions_csv(o->trades, &lines);
+    std::string key;
+    if (!o->sign_key.empty()) {
+      key = read_file_text(o->sign_key);
+      key.erase(key.find_last_not_of(" \t\r\n") + 1);
+    }
+    MarginClient c(o->connection);
+    Table table;
+    table.columns = {"line", "trade_id", "outcome", "journal_seqs", "message"};
+    std::size_t refused = 0;
+    for (std::size_t i = 0; i < subs.size(); ++i) {
+      const Submission& s = subs[i];
+      const std::string package = s.legs.size() > 1 || !s.legs[0].package_id.empty() ? s.legs[0].package_id : "";
+      nlohmann::ordered_json r;
+      try {
+        r = c.submit_trades(s.legs, package, key);
+      } catch (const input_error& e) {
+        throw input_error(o->trades, lines[i][0], e.field(), e.what());
+      }
+      std::string outcome, seqs, message;
+      long line = lines[i][0];
+      if (r.at("type") == "error") {
+        ++refused;
+        outcome = r.at("code").get<std::string>();
+        message = r.at("message").get<std::string>();
+        if (r.contains("leg")) line = lines[i].at(r.at("leg").get<std::size_t>());
+      } else {
+        outcome = r.at("outcome").get<std::string>();
+        for (const auto& l : r.at("legs")) seqs += (seqs.empty() ? "" : " ") + std::to_string(l.at("journal_seq").get<std::int64_t>());
+      }
+      table.add_row({static_cast<std::int64_t>(line), package.empty() ? s.legs[0].trade_id : package, outcome, seqs, message});
+    }
+    OutputSink sink(common.out);
+    write_table(sink.stream(), table, common.format);
+    if (refused) throw input_error(o->trades, 0, "", std::to_string(refused) + " of " + std::to_string(subs.size()) +
+                                                      " submissions refused (see the table)");
+  });
+
+  CLI::App* positions = client->add_subcommand("positions", "Kept positions of a server with a clearing store");
+  add_connection_options(positions, *o);
+  positions->add_option("--account", o->account, "Only this account");
+  positions->callback([&common, o] {
+    MarginClient c(o->connection);
+    nlohmann::ordered_json r;
+    talking([&] { r = c.positions(o->account); });
+    Table table;
+    table.columns = {"account", "instrument", "quantity"};
+    for (const auto& row : r.at("rows"))
+      table.add_row({row.at(0).get<std::string>(), row.at(1).get<std::string>(), row.at(2).get<std::string>()});
+    OutputSink sink(common.out);
+    write_table(sink.stream(), table, common.format);
   });
 }
 

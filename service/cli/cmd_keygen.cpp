@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "service/cli/common.hpp"
-#include "service/curve.hpp"
+#include "service/margin/curve.hpp"
 
 namespace marginet::cli {
 

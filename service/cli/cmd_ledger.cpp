@@ -16,7 +16,7 @@
 #include "models/errors.hpp"
 #include "service/cli/common.hpp"
 #include "service/cli/table.hpp"
-#include "service/ledger.hpp"
+#include "service/settlement/ledger.hpp"
 
 namespace marginet::cli {
 

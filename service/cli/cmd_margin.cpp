@@ -1,12 +1,14 @@
 // `marginet margin` (the end-of-day run) and `marginet whatif` (incremental margin of proposed
 // trades for one account), SPEC §2 and §5.
 //
-//   marginet margin --instruments F --market F --marks F --positions F --model NAME|FILE
+//   marginet margin --instruments F --market F --marks F --positions F|--store S --model NAME|FILE
 //                   [--risk-arrays F] [--device] [--format csv|json] [--out F]
 //                   [--collateral F] [--returns F] [--stress-returns F] [--paths N] [--seed N]
 //     CSV: account,model,im,mm,worst_scenario,delta,gamma,vega,collateral_value,call
 //          (im, mm, collateral_value in the quote currency; call exact, in the settlement asset)
 //     JSON: the same plus per-underlying breakdown and the five worst scenarios with their P&L.
+//     --store S reads the positions kept by a clearing store (opened as reader) instead of a
+//     positions file: exactly one of the two.
 //   marginet whatif --account A --trades F ... (same reference data and model)
 //     trades.csv: instrument,quantity  (an optional account column must name A)
 //
@@ -14,6 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -26,6 +29,7 @@
 #include "models/reference_data.hpp"
 #include "service/cli/common.hpp"
 #include "service/cli/table.hpp"
+#include "service/clearing/clearing_store.hpp"
 
 namespace marginet::cli {
 
@@ -37,13 +41,22 @@ struct MarginOptions {
   std::size_t paths = 0;
   long long seed = -1;
   std::string account, trades;  // whatif
+  std::string store;            // margin: positions from a clearing store instead of --positions
 };
 
-void add_reference_options(CLI::App* cmd, MarginOptions& o) {
+void add_reference_options(CLI::App* cmd, MarginOptions& o, bool positions_from_store = false) {
   cmd->add_option("--instruments", o.instruments, "instruments.csv")->required();
   cmd->add_option("--market", o.market, "market.csv")->required();
   cmd->add_option("--marks", o.marks, "marks.csv")->required();
-  cmd->add_option("--positions", o.positions, "positions.csv (account,instrument,quantity)")->required();
+  CLI::Option* positions =
+      cmd->add_option("--positions", o.positions, "positions.csv (account,instrument,quantity)");
+  if (positions_from_store) {
+    CLI::Option* store =
+        cmd->add_option("--store", o.store, "Clearing store (SQLite file): its kept positions instead of --positions");
+    positions->excludes(store);
+  } else {
+    positions->required();
+  }
   cmd->add_option("--model", o.model, "Methodology: span16, deribit-pm, or a JSON file")->capture_default_str();
   cmd->add_option("--risk-arrays", o.risk_arrays,
                   "span16 only: published risk arrays (instrument,s1..s16 losses per long unit)");
@@ -78,6 +91,23 @@ void naming_marks(const MarginOptions& o, Body&& body) {
 }
 
 std::int64_t scenario_id(std::int32_t index) { return index + 1; }
+
+/// The positions kept by a clearing store, for the risk engine: quantity = units / 1e8, through
+/// the exact decimal text (strtod of "1.5" is the double nearest to the decimal). An instrument
+/// of the store that the instruments file lacks is an input error naming the store.
+std::vector<Position> store_positions(const MarginOptions& o, const InstrumentTable& instruments) {
+  auto store = open_clearing_store(o.store, OpenMode::reader);
+  std::vector<Position> out;
+  for (const PositionRow& row : store->positions()) {
+    if (!instruments.contains(row.instrument))
+      throw input_error(o.store, 0, "instrument",
+                        "position of account '" + row.account + "' in instrument '" + row.instrument +
+                            "', which " + o.instruments + " does not list");
+    const std::string text = quantity_text(row.quantity_units);
+    out.push_back(Position{row.account, instruments.index_of(row.instrument), std::strtod(text.c_str(), nullptr)});
+  }
+  return out;
+}
 
 nlohmann::ordered_json account_json(const AccountMargin& a, const ScenarioSet& set, int settlement_scale) {
   nlohmann::ordered_json j;
@@ -135,8 +165,11 @@ void log_times(const CommonOptions& common, const MarginRun& run, std::size_t po
 
 void run_margin(const CommonOptions& common, const MarginOptions& o) {
   const Backend backend = resolve_backend(common);
+  if (o.positions.empty() == o.store.empty())
+    throw usage_error("margin: give exactly one of --positions FILE or --store STORE");
   const ReferenceData ref = load_reference_data(o.instruments, o.market, o.marks);
-  const std::vector<Position> positions = read_positions(o.positions, ref.instruments);
+  const std::vector<Position> positions =
+      o.store.empty() ? read_positions(o.positions, ref.instruments) : store_positions(o, ref.instruments);
   const Methodology m = methodology_of(o);
   MarginEngine engine(ref.instruments, ref.market, m, backend);
   if (!o.risk_arrays.empty()) engine.use_published_risk_arrays(read_risk_arrays(o.risk_arrays));
@@ -222,7 +255,7 @@ void run_whatif(const CommonOptions& common, const MarginOptions& o) {
 void add_margin_command(CLI::App& app, CommonOptions& common) {
   auto o = std::make_shared<MarginOptions>();
   CLI::App* cmd = app.add_subcommand("margin", "Margin of accounts' positions under a methodology (EOD run)");
-  add_reference_options(cmd, *o);
+  add_reference_options(cmd, *o, /*positions_from_store=*/true);
   cmd->callback([&common, o] { run_margin(common, *o); });
 }
 

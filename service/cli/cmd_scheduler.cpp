@@ -7,7 +7,7 @@
 //   marginet scheduler status --ledger FILE.sqlite
 //
 // Cycles come from --cycle-file (JSON, models/settlement_cycle.hpp) and/or msgpack frames on a
-// ZeroMQ PULL socket bound at --pull (service/settlement_wire.hpp). A cycle is acknowledged
+// ZeroMQ PULL socket bound at --pull (service/settlement/wire.hpp). A cycle is acknowledged
 // (log line; msgpack settlement.ack PUSHed to --ack) only after it is durably recorded. Without
 // --pull the scheduler settles what it was given and exits when idle; with --pull it runs until
 // SIGINT/SIGTERM (or, with --until-idle, until every received cycle is closed).
@@ -28,10 +28,10 @@
 #include "models/settlement_cycle.hpp"
 #include "service/cli/common.hpp"
 #include "service/cli/table.hpp"
-#include "service/ledger.hpp"
-#include "service/settlement_scheduler.hpp"
-#include "service/settlement_wire.hpp"
-#include "service/sim_chain.hpp"
+#include "service/settlement/ledger.hpp"
+#include "service/settlement/scheduler.hpp"
+#include "service/settlement/wire.hpp"
+#include "service/settlement/chains/sim_chain.hpp"
 
 namespace marginet::cli {
 

@@ -1,7 +1,7 @@
 // `marginet serve`: the ZeroMQ margin service (SPEC §7; docs/protocol.md).
 //
 //   marginet serve --bind tcp://127.0.0.1:7400 --instruments F --market F --marks F
-//                  [--positions F] [--model span16|deribit-pm|hvar|mc-es|FILE] [--risk-arrays F]
+//                  [--positions F | --store FILE.sqlite [--collateral F]] [--model span16|deribit-pm|hvar|mc-es|FILE] [--risk-arrays F]
 //                  [--returns F] [--stress-returns F] [--paths N] [--seed N]
 //                  [--scheduler tcp://HOST:PORT] [--batch-window-us N] [--max-batch N]
 //                  [--queue-capacity N] [--max-frame-bytes N]
@@ -17,7 +17,7 @@
 #include <memory>
 
 #include "service/cli/common.hpp"
-#include "service/margin_server.hpp"
+#include "service/margin/server.hpp"
 
 namespace marginet::cli {
 
@@ -29,6 +29,9 @@ void add_serve_command(CLI::App& app, CommonOptions& common) {
   cmd->add_option("--market", o->market, "market.csv")->required();
   cmd->add_option("--marks", o->marks, "marks.csv")->required();
   cmd->add_option("--positions", o->positions, "positions.csv: the book margined at start, the base of what-if");
+  cmd->add_option("--store", o->store,
+                  "Clearing store (SQLite, created when absent): trade capture; its positions are the book");
+  cmd->add_option("--collateral", o->collateral, "collateral.csv: collateral of the pre-trade check of RFQ packages");
   cmd->add_option("--model", o->model, "Methodology: span16, deribit-pm, or a JSON file")->capture_default_str();
   cmd->add_option("--risk-arrays", o->risk_arrays, "span16 only: published risk arrays");
   cmd->add_option("--returns", o->returns, "hvar: daily returns (date,underlying,return[,vol_return])");

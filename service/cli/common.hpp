@@ -65,5 +65,9 @@ void add_greeks_command(CLI::App& app, CommonOptions& opts);
 void add_serve_command(CLI::App& app, CommonOptions& opts);
 void add_client_command(CLI::App& app, CommonOptions& opts);
 void add_keygen_command(CLI::App& app, CommonOptions& opts);
+void add_trades_command(CLI::App& app, CommonOptions& opts);     // cmd_trades.cpp
+void add_positions_command(CLI::App& app, CommonOptions& opts);  // cmd_trades.cpp
+void add_members_command(CLI::App& app, CommonOptions& opts);    // cmd_members.cpp
+void add_accounts_command(CLI::App& app, CommonOptions& opts);   // cmd_members.cpp
 
 }  // namespace marginet::cli

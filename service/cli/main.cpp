@@ -55,6 +55,10 @@ int main(int argc, char** argv) {
   marginet::cli::add_serve_command(app, common);
   marginet::cli::add_client_command(app, common);
   marginet::cli::add_keygen_command(app, common);
+  marginet::cli::add_trades_command(app, common);
+  marginet::cli::add_positions_command(app, common);
+  marginet::cli::add_members_command(app, common);
+  marginet::cli::add_accounts_command(app, common);
 
   try {
     app.parse(argc, argv);

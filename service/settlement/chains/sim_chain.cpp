@@ -1,10 +1,10 @@
-#include "service/sim_chain.hpp"
+#include "service/settlement/chains/sim_chain.hpp"
 
 #include <cmath>
 #include <functional>
 
 #include "models/errors.hpp"
-#include "service/ledger.hpp"
+#include "service/settlement/ledger.hpp"
 
 namespace marginet {
 

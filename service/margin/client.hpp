@@ -17,8 +17,9 @@
 #include <string>
 #include <vector>
 
-#include "service/curve.hpp"
-#include "service/protocol.hpp"
+#include "service/clearing/trade.hpp"
+#include "service/margin/curve.hpp"
+#include "service/margin/protocol.hpp"
 
 namespace marginet {
 
@@ -73,6 +74,19 @@ class MarginClient {
   nlohmann::ordered_json net(const std::string& trades_csv_path, const std::string& assets_csv_path,
                              const std::string& cycle_id = "");
   nlohmann::ordered_json market_update(const nlohmann::ordered_json& update);
+
+  // Trade capture (a server with --store). Refusals (conflict, bad_signature,
+  // insufficient_margin, ...) are answers, not failures: these return the reply as it came.
+  /// One trade (`package_id` empty, one leg) or a package of legs recorded all or nothing. With
+  /// a signing key (128 hex digits, or a 64-hex-digit seed: `marginet members keygen`) every leg
+  /// is signed over its canonical encoding (service/clearing/trade.hpp); input_error when a leg
+  /// is malformed and cannot be signed.
+  nlohmann::ordered_json submit_trades(std::vector<TradeInput> legs, const std::string& package_id = "",
+                                       const std::string& signing_key_hex = "");
+  nlohmann::ordered_json cancel_trade(const std::string& source, const std::string& trade_id,
+                                      const std::string& reason = "");
+  nlohmann::ordered_json positions(const std::string& account = "");
+  nlohmann::ordered_json trades(const std::string& account = "", std::int64_t after_seq = 0, std::int64_t limit = 1000);
 
   /// Throws service_error when `reply` is an `error`.
   static const nlohmann::ordered_json& checked(const nlohmann::ordered_json& reply);

@@ -1,4 +1,4 @@
-#include "service/margin_client.hpp"
+#include "service/margin/client.hpp"
 
 #include <chrono>
 #include <map>
@@ -180,6 +180,59 @@ nlohmann::ordered_json MarginClient::net(const std::string& trades_path, const s
 nlohmann::ordered_json MarginClient::market_update(const nlohmann::ordered_json& update) {
   nlohmann::ordered_json req = update;
   req["type"] = "market.update";
+  nlohmann::ordered_json r = call(std::move(req));
+  checked(r);
+  return r;
+}
+
+namespace {
+nlohmann::ordered_json trade_leg_json(const TradeInput& t) {
+  nlohmann::ordered_json j{{"source", t.source},       {"trade_id", t.trade_id}, {"account", t.account},
+                           {"instrument", t.instrument}, {"quantity", t.quantity_text}, {"price", t.price_text},
+                           {"time", t.time}};
+  if (t.side) j["side"] = *t.side == Side::buy ? "buy" : "sell";
+  if (!t.signature_hex.empty()) j["signature"] = t.signature_hex;
+  return j;
+}
+}  // namespace
+
+nlohmann::ordered_json MarginClient::submit_trades(std::vector<TradeInput> legs, const std::string& package_id,
+                                                   const std::string& signing_key_hex) {
+  if (legs.empty()) throw usage_error("submit_trades: no trade");
+  if (package_id.empty() && legs.size() != 1) throw usage_error("submit_trades: several trades need a package id");
+  for (TradeInput& leg : legs) {
+    leg.package_id = package_id;
+    if (!signing_key_hex.empty()) leg.signature_hex = sign_trade_hex(parse_trade(leg), signing_key_hex);
+  }
+  nlohmann::ordered_json req{{"type", "trade.submit"}};
+  if (package_id.empty()) {
+    req["trade"] = trade_leg_json(legs[0]);
+  } else {
+    nlohmann::ordered_json arr = nlohmann::ordered_json::array();
+    for (const TradeInput& leg : legs) arr.push_back(trade_leg_json(leg));
+    req["package"] = {{"package_id", package_id}, {"legs", std::move(arr)}};
+  }
+  return call(std::move(req));
+}
+
+nlohmann::ordered_json MarginClient::cancel_trade(const std::string& source, const std::string& trade_id,
+                                                  const std::string& reason) {
+  nlohmann::ordered_json req{{"type", "trade.cancel"}, {"source", source}, {"trade_id", trade_id}};
+  if (!reason.empty()) req["reason"] = reason;
+  return call(std::move(req));
+}
+
+nlohmann::ordered_json MarginClient::positions(const std::string& account) {
+  nlohmann::ordered_json req{{"type", "positions.query"}};
+  if (!account.empty()) req["account"] = account;
+  nlohmann::ordered_json r = call(std::move(req));
+  checked(r);
+  return r;
+}
+
+nlohmann::ordered_json MarginClient::trades(const std::string& account, std::int64_t after_seq, std::int64_t limit) {
+  nlohmann::ordered_json req{{"type", "trades.query"}, {"after_seq", after_seq}, {"limit", limit}};
+  if (!account.empty()) req["account"] = account;
   nlohmann::ordered_json r = call(std::move(req));
   checked(r);
   return r;

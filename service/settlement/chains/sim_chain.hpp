@@ -26,7 +26,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "service/chain_adapter.hpp"
+#include "service/settlement/chain_adapter.hpp"
 
 namespace marginet {
 

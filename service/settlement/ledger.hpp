@@ -13,8 +13,6 @@
 // The ledger shares its SQLite connection with the scheduler's state tables, so one
 // transaction records a batch of state changes and their entries together (durable or absent).
 
-#include <sqlite3.h>
-
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -22,59 +20,10 @@
 #include <string_view>
 #include <vector>
 
-#include "service/merkle.hpp"
+#include "service/db/sqlite.hpp"
+#include "service/settlement/merkle.hpp"
 
 namespace marginet {
-
-/// A thin RAII wrapper over one sqlite3 connection (WAL, synchronous=FULL, busy timeout).
-class SqliteDb {
- public:
-  /// Opens (creating when allowed) the database file. input_error when it cannot be opened.
-  explicit SqliteDb(const std::string& path, bool create = true);
-  ~SqliteDb();
-  SqliteDb(const SqliteDb&) = delete;
-  SqliteDb& operator=(const SqliteDb&) = delete;
-
-  sqlite3* handle() const { return db_; }
-  const std::string& path() const { return path_; }
-  void exec(const std::string& sql);
-  void begin() { exec("BEGIN IMMEDIATE"); }
-  void commit() { exec("COMMIT"); }
-  void rollback() noexcept;
-  bool in_transaction() const { return sqlite3_get_autocommit(db_) == 0; }
-
- private:
-  sqlite3* db_ = nullptr;
-  std::string path_;
-};
-
-/// A prepared statement; bind by 1-based index, step, read columns by 0-based index.
-class SqliteStatement {
- public:
-  SqliteStatement(const SqliteDb& db, const std::string& sql);
-  ~SqliteStatement();
-  SqliteStatement(const SqliteStatement&) = delete;
-  SqliteStatement& operator=(const SqliteStatement&) = delete;
-
-  SqliteStatement& bind(int i, std::int64_t v);
-  SqliteStatement& bind(int i, double v);
-  SqliteStatement& bind(int i, std::string_view v);
-  SqliteStatement& bind_null(int i);
-  /// true while a row is available; false when done. Throws on error.
-  bool step();
-  /// step() once and reset; for statements without a result.
-  void run();
-  void reset();
-
-  std::int64_t int64(int col) const;
-  double real(int col) const;
-  std::string text(int col) const;
-  bool is_null(int col) const;
-
- private:
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
 
 struct LedgerEntry {
   std::int64_t seq = 0;

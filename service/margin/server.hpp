@@ -2,7 +2,7 @@
 // The margin service (SPEC §7, docs/protocol.md): a ZeroMQ ROUTER front end and one compute
 // thread that owns the engines.
 //
-//   socket thread   ROUTER on --bind: decodes every frame (service/protocol.hpp), answers
+//   socket thread   ROUTER on --bind: decodes every frame (service/margin/protocol.hpp), answers
 //                   ping/status itself (also while a batch runs), rejects bad frames with an
 //                   `error` reply, puts compute work on two bounded queues (high, normal) and
 //                   answers `busy` when a queue is full; forwards the compute thread's replies
@@ -14,6 +14,10 @@
 //                   pass; what-if runs from the cached P&L rows of the book loaded at start;
 //                   market.update re-runs the book and recomputes greeks; margin and net
 //                   results are PUSHed to the scheduler as settlement cycles when one is given.
+//                   With a clearing store (--store): trade.submit / trade.cancel record trades
+//                   durably (contiguous submits share one commit), the book is the store's
+//                   positions and its cached P&L rows follow every recorded trade; packages of
+//                   accounts with a pre-trade headroom are checked by what-if first.
 //
 // Shutdown (stop() or SIGINT/SIGTERM): queued work is rejected with `busy` replies, the running
 // job finishes and is answered, then sockets close with linger 0.
@@ -26,8 +30,8 @@
 #include <string>
 
 #include "host/backend.hpp"
-#include "service/curve.hpp"
-#include "service/protocol.hpp"
+#include "service/margin/curve.hpp"
+#include "service/margin/protocol.hpp"
 
 namespace marginet {
 
@@ -35,6 +39,9 @@ struct ServerOptions {
   std::string bind = "tcp://127.0.0.1:7400";
   std::string instruments, market, marks;  // reference data (required)
   std::string positions;                   // optional book: margined at start, the what-if base
+  std::string store;                       // clearing store (SQLite; created when absent): the
+                                           // book is its positions; trade capture enabled
+  std::string collateral;                  // collateral.csv: the pre-trade check's collateral
   std::string model = "span16";
   std::string risk_arrays;                 // span16 published risk arrays (optional)
   std::string returns, stress_returns;     // hvar: returns files (override the model's)

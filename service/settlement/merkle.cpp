@@ -1,4 +1,4 @@
-#include "service/merkle.hpp"
+#include "service/settlement/merkle.hpp"
 
 #include <sodium.h>
 

@@ -1,4 +1,4 @@
-#include "service/settlement_wire.hpp"
+#include "service/settlement/wire.hpp"
 
 #include <msgpack.hpp>
 

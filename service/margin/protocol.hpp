@@ -24,7 +24,13 @@ namespace marginet::protocol {
 
 inline constexpr int kVersion = 1;
 
-enum class ErrorCode { bad_request, unsupported_version, unknown_instrument, too_large, busy, internal };
+enum class ErrorCode {
+  bad_request, unsupported_version, unknown_instrument, too_large, busy, internal,
+  // trade capture (docs/clearing.md): a resend of (source, trade_id) with other contents, a
+  // missing or invalid signature of a member with a key, a package refused by the pre-trade
+  // check, a cancel of a trade never recorded, a request that needs the clearing store.
+  conflict, bad_signature, insufficient_margin, not_found, no_store
+};
 const char* error_code_name(ErrorCode code);
 
 /// A request that cannot be served; `id_raw` is the request's id (msgpack bytes) when it could
@@ -49,8 +55,12 @@ struct Limits {
   std::size_t max_string = 4096;                       // bytes of one string
 };
 
-enum class RequestType { ping, status, greeks, margin, whatif, net, market_update };
-/// "ping", "status", "greeks", "margin", "whatif", "net", "market.update".
+enum class RequestType {
+  ping, status, greeks, margin, whatif, net, market_update,
+  trade_submit, trade_cancel, trades_query, positions_query
+};
+/// "ping", "status", "greeks", "margin", "whatif", "net", "market.update", "trade.submit",
+/// "trade.cancel", "trades.query", "positions.query".
 const char* request_type_name(RequestType type);
 
 enum class Priority { normal, high };
@@ -115,6 +125,32 @@ struct MarketUpdate {
   std::vector<MarkUpdate> marks;
 };
 
+/// One trade (or one leg of a package) as submitted: exact decimals stay text.
+struct TradeLeg {
+  std::string source, trade_id, account, instrument;
+  std::string quantity;                   // signed decimal, or positive with `side`
+  std::string side;                       // "", "buy" or "sell"
+  std::string price, time;                // decimal text; ISO 8601 UTC
+  std::string package_id;                 // the package's id for its legs, else ""
+  std::string signature;                  // hex Ed25519 signature, "" = none
+};
+/// trade.submit: one trade, or one package (RFQ / block trade) recorded all or nothing.
+struct TradeSubmitRequest {
+  std::vector<TradeLeg> legs;             // one entry for a single trade
+  bool is_package = false;
+};
+struct TradeCancelRequest {
+  std::string source, trade_id, reason, time;
+};
+struct TradesQueryRequest {
+  std::string account, instrument;        // "" = any
+  std::int64_t after_seq = 0;
+  std::int64_t limit = 1000;              // 1..10,000
+};
+struct PositionsQueryRequest {
+  std::string account;                    // "" = every account
+};
+
 struct Request {
   int version = kVersion;
   RequestType type = RequestType::ping;
@@ -125,6 +161,10 @@ struct Request {
   GreeksRequest greeks;
   NetRequest net;
   MarketUpdate market;
+  TradeSubmitRequest trade_submit;
+  TradeCancelRequest trade_cancel;
+  TradesQueryRequest trades_query;
+  PositionsQueryRequest positions_query;
 };
 
 /// Decodes and validates one frame. Throws protocol_error (never anything else for bad bytes).
@@ -188,6 +228,40 @@ struct NetAssetRow {
 std::string encode_net_result(std::string_view id_raw, const std::vector<NetRow>& nets,
                               const std::vector<NetAssetRow>& assets, const std::string& cycle_id,
                               std::size_t instructions);
+
+// --- trade capture replies (docs/protocol.md "Trade capture") ---
+
+/// The pre-trade check of a package: figures in the methodology's quote currency (USD).
+struct PretradeCheck {
+  double im_before = 0, im_after = 0, collateral_value = 0, headroom = 0;
+  std::string units = "USD";
+};
+struct RecordedLeg {
+  std::string trade_id;
+  std::int64_t journal_seq = 0;
+};
+/// outcome: "recorded" or "duplicate".
+std::string encode_trade_submit_result(std::string_view id_raw, std::string_view outcome,
+                                       const std::string& package_id, const std::vector<RecordedLeg>& legs,
+                                       const PretradeCheck* pretrade, double store_us);
+/// An `error` reply of a refused submission: code and message, the leg at fault (−1: none) and,
+/// for insufficient_margin, the figures.
+std::string encode_trade_refused(std::string_view id_raw, ErrorCode code, std::string_view message, int leg,
+                                 const PretradeCheck* pretrade);
+/// outcome: "cancelled" or "duplicate".
+std::string encode_trade_cancel_result(std::string_view id_raw, std::string_view outcome, std::int64_t journal_seq);
+
+struct TradeRow {
+  std::int64_t seq = 0;
+  std::string kind, source, trade_id, account, instrument, quantity, price, time, package_id;
+  bool signed_ = false;
+};
+std::string encode_trades_query_result(std::string_view id_raw, const std::vector<TradeRow>& rows, bool more);
+
+struct PositionRowText {
+  std::string account, instrument, quantity;  // quantity: exact decimal text
+};
+std::string encode_positions_query_result(std::string_view id_raw, const std::vector<PositionRowText>& rows);
 
 std::string encode_market_update_result(std::string_view id_raw, std::size_t underlyings, std::size_t marks,
                                         double recompute_us, std::size_t book_accounts);

@@ -1,4 +1,4 @@
-#include "service/margin_server.hpp"
+#include "service/margin/server.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -28,7 +28,8 @@
 #include "models/positions.hpp"
 #include "models/reference_data.hpp"
 #include "models/trade.hpp"
-#include "service/settlement_wire.hpp"
+#include "service/clearing/clearing_store.hpp"
+#include "service/settlement/wire.hpp"
 
 namespace marginet {
 
@@ -59,6 +60,35 @@ struct Job {
 /// in the scenario set; other traded instruments are revalued on demand).
 constexpr std::size_t kCoverAllInstruments = 20'000;
 
+/// trade.submit requests queued back to back are recorded in one store transaction (one
+/// durable commit) of at most this many submissions.
+constexpr std::size_t kMaxTradeBatch = 1024;
+
+TradeInput to_trade_input(const protocol::TradeLeg& leg) {
+  TradeInput t;
+  t.source = leg.source;
+  t.trade_id = leg.trade_id;
+  t.account = leg.account;
+  t.instrument = leg.instrument;
+  t.quantity_text = leg.quantity;
+  if (!leg.side.empty()) t.side = leg.side == "buy" ? Side::buy : Side::sell;
+  t.price_text = leg.price;
+  t.time = leg.time;
+  t.package_id = leg.package_id;
+  t.signature_hex = leg.signature;
+  return t;
+}
+
+ErrorCode error_code_of(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::conflict: return ErrorCode::conflict;
+    case Outcome::bad_signature: return ErrorCode::bad_signature;
+    case Outcome::unknown_instrument: return ErrorCode::unknown_instrument;
+    case Outcome::not_found: return ErrorCode::not_found;
+    default: return ErrorCode::bad_request;
+  }
+}
+
 std::uint64_t fnv1a(std::string_view text, std::uint64_t h = 1469598103934665603ull) {
   for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
   return h;
@@ -88,6 +118,8 @@ struct MarginServer::Impl {
   PublishedRiskArrays published;
   std::vector<Position> book;
   std::vector<std::size_t> cover;
+  std::unique_ptr<ClearingStore> store;    // --store: trade capture, the book's positions
+  std::vector<CollateralHolding> collateral;  // --collateral: the pre-trade check's collateral
   std::unique_ptr<MarginEngine> batch_engine, book_engine;
   std::size_t book_accounts = 0;
   bool greeks_valid = false;
@@ -122,7 +154,15 @@ struct MarginServer::Impl {
     if ((!opt.returns.empty() || !opt.stress_returns.empty()) && method.kind != MethodologyKind::hvar)
       throw usage_error("--returns / --stress-returns apply to hvar only");
     if (!opt.risk_arrays.empty()) published = read_risk_arrays(opt.risk_arrays);
+    if (!opt.positions.empty() && !opt.store.empty())
+      throw usage_error("serve: give --positions or --store, not both (the store's positions are the book)");
     if (!opt.positions.empty()) book = read_positions(opt.positions, ref.instruments);
+    if (!opt.collateral.empty()) collateral = read_collateral(opt.collateral);
+    if (!opt.store.empty()) {
+      ClearingStoreOptions so;
+      so.instruments = instrument_ids(ref.instruments);
+      store = open_clearing_store(opt.store, OpenMode::writer, std::move(so));
+    }
     if (ref.instruments.size() <= kCoverAllInstruments) {
       for (std::size_t i = 0; i < ref.instruments.size(); ++i) cover.push_back(i);
     } else {
@@ -177,7 +217,19 @@ struct MarginServer::Impl {
 
   // ------------------------------------------------------------------ compute thread
 
+  /// The store's positions as the engine's book (quantities from exact decimal text).
+  std::vector<Position> positions_from_store() const {
+    std::vector<Position> out;
+    for (const PositionRow& p : store->positions()) {
+      const Instrument* inst = ref.instruments.find(p.instrument);
+      if (!inst) throw input_error(store->path(), 0, "instrument", "position in unknown instrument '" + p.instrument + "'");
+      out.push_back(Position{p.account, ref.instruments.index_of(p.instrument), std::strtod(quantity_text(p.quantity_units).c_str(), nullptr)});
+    }
+    return out;
+  }
+
   void rebuild_engines() {
+    if (store) book = positions_from_store();
     auto make = [&] {
       auto e = std::make_unique<MarginEngine>(ref.instruments, ref.market, method, opt.backend);
       if (!published.empty()) e->use_published_risk_arrays(published);
@@ -186,7 +238,7 @@ struct MarginServer::Impl {
     batch_engine = make();
     book_engine.reset();
     book_accounts = 0;
-    if (!book.empty()) {
+    if (!book.empty() || store) {  // with a store the book engine exists from the first trade on
       auto e = make();
       const MarginRun run = e->run(book, cover);
       book_accounts = run.accounts.size();
@@ -228,7 +280,7 @@ struct MarginServer::Impl {
 
   /// Runs `body` for `job`, turning every failure into an error reply.
   template <class Body>
-  void guarded(const Job& job, Body&& body) {
+  void reply_on_failure(const Job& job, Body&& body) {
     try {
       body();
     } catch (const protocol::protocol_error& e) {
@@ -305,7 +357,7 @@ struct MarginServer::Impl {
     std::vector<const Job*> ok;
     std::vector<std::vector<Position>> positions;
     for (const Job& job : batch)
-      guarded(job, [&] {
+      reply_on_failure(job, [&] {
         positions.push_back(resolve(job.request.margin.positions));
         ok.push_back(&job);
       });
@@ -314,12 +366,12 @@ struct MarginServer::Impl {
       run_margin_jobs(ok, positions);
     } catch (const std::exception& e) {
       if (ok.size() == 1) {
-        guarded(*ok[0], [&]() -> void { throw; });
+        reply_on_failure(*ok[0], [&]() -> void { throw; });
         return;
       }
       // One bad portfolio must not fail the others: run each alone.
       for (std::size_t i = 0; i < ok.size(); ++i)
-        guarded(*ok[i], [&] { run_margin_jobs({ok[i]}, {positions[i]}); });
+        reply_on_failure(*ok[i], [&] { run_margin_jobs({ok[i]}, {positions[i]}); });
     }
   }
 
@@ -456,17 +508,220 @@ struct MarginServer::Impl {
                                                      micros(Clock::now() - t0), book_accounts));
   }
 
+  // ---------------------------------------------------------------- trade capture
+
+  ClearingStore& need_store() {
+    if (!store) throw protocol::protocol_error(ErrorCode::no_store, "this server keeps no clearing store (start it with --store FILE)");
+    return *store;
+  }
+
+  /// The pre-trade check of a package (docs/clearing.md): for every account of its legs with a
+  /// headroom configured, IM after the legs (what-if on the cached rows) must not exceed the
+  /// collateral value × (1 + headroom). Returns the figures of the last account checked (nullopt
+  /// when no account has a check); throws the refusal.
+  std::optional<protocol::PretradeCheck> pretrade_check(const Job& job) {
+    const auto& legs = job.request.trade_submit.legs;
+    std::optional<protocol::PretradeCheck> last;
+    std::map<std::string, double> values;
+    bool valued = false;
+    std::vector<std::string> accounts;
+    for (const auto& l : legs)
+      if (std::find(accounts.begin(), accounts.end(), l.account) == accounts.end()) accounts.push_back(l.account);
+    for (const std::string& account : accounts) {
+      const std::optional<double> headroom = store->pretrade_headroom(account);
+      if (!headroom) continue;
+      std::vector<Position> trades;
+      int first_leg = -1;
+      for (std::size_t i = 0; i < legs.size(); ++i) {
+        if (legs[i].account != account) continue;
+        if (first_leg < 0) first_leg = static_cast<int>(i);
+        Trade t;
+        if (validate_trade(to_trade_input(legs[i]), t) || !ref.instruments.contains(t.instrument))
+          return std::nullopt;  // the store refuses the package, naming the leg and field
+        const double quantity = std::strtod(t.quantity().c_str(), nullptr);
+        trades.push_back(Position{account, ref.instruments.index_of(legs[i].instrument), quantity});
+      }
+      if (!valued) values = collateral_values(collateral, ref.market, method), valued = true;
+      const WhatIfResult w = book_engine->whatif(account, trades);
+      protocol::PretradeCheck check;
+      check.im_before = w.before.im;
+      check.im_after = w.after.im;
+      const auto v = values.find(account);
+      check.collateral_value = v == values.end() ? 0.0 : v->second;
+      check.headroom = *headroom;
+      if (check.im_after > check.collateral_value * (1.0 + check.headroom)) {
+        char msg[256];
+        std::snprintf(msg, sizeof msg,
+                      "account %s: IM after the package %.2f USD exceeds collateral value %.2f USD x (1 + %g headroom)",
+                      account.substr(0, 64).c_str(), check.im_after, check.collateral_value, check.headroom);
+        reply(job, protocol::encode_trade_refused(job.request.id_raw, ErrorCode::insufficient_margin, msg, first_leg, &check));
+        ++compute_errors;
+        throw PretradeRefused{};
+      }
+      last = check;
+    }
+    return last;
+  }
+  struct PretradeRefused {};
+
+  /// The cached P&L rows follow the kept positions: every recorded trade (or cancel) is added to
+  /// its account's rows, so the next what-if and pre-trade check start from the new book.
+  void follow_recorded(const std::string& account, const std::string& instrument, std::int64_t quantity_units) {
+    const Instrument* inst = ref.instruments.find(instrument);
+    if (!inst || !book_engine) return;
+    const Position t{account, ref.instruments.index_of(instrument), std::strtod(quantity_text(quantity_units).c_str(), nullptr)};
+    book_engine->commit_trades(account, {t});
+  }
+
+  /// Contiguous trade.submit requests: one store transaction. A package with a pre-trade check
+  /// is checked against the rows as they stand after everything before it was recorded.
+  void process_trade_submits(std::vector<Job>& batch) {
+    if (!store) {
+      for (const Job& job : batch) reply_on_failure(job, [&] { need_store(); });
+      return;
+    }
+    ClearingStore& st = *store;
+    std::size_t begin = 0;
+    while (begin < batch.size()) {
+      // Up to (not including) the next package of an account with a pre-trade check.
+      std::size_t end = begin;
+      std::vector<std::optional<protocol::PretradeCheck>> checks;
+      std::vector<bool> refused;
+      while (end < batch.size()) {
+        const auto& req = batch[end].request.trade_submit;
+        bool needs_check = false;
+        if (req.is_package)
+          for (const auto& l : req.legs)
+            if (st.pretrade_headroom(l.account)) needs_check = true;
+        if (needs_check && end > begin) break;  // record what comes before it first
+        std::optional<protocol::PretradeCheck> check;
+        bool refused_here = false;
+        if (needs_check) {
+          try {
+            check = pretrade_check(batch[end]);
+          } catch (const PretradeRefused&) {
+            refused_here = true;  // answered with the figures
+          } catch (const std::exception&) {
+            reply_on_failure(batch[end], [&]() -> void { throw; });
+            refused_here = true;
+          }
+        }
+        checks.push_back(check);
+        refused.push_back(refused_here);
+        ++end;
+        if (needs_check) break;
+      }
+      std::vector<Submission> subs;
+      std::vector<std::size_t> job_of;
+      for (std::size_t k = begin; k < end; ++k) {
+        if (refused[k - begin]) continue;
+        Submission s;
+        for (const auto& l : batch[k].request.trade_submit.legs) s.legs.push_back(to_trade_input(l));
+        subs.push_back(std::move(s));
+        job_of.push_back(k);
+      }
+      const auto t0 = Clock::now();
+      std::vector<SubmitResult> results;
+      try {
+        results = st.submit(subs);
+      } catch (const std::exception& e) {
+        for (std::size_t k : job_of) reply_on_failure(batch[k], [&]() -> void { throw; });
+        begin = end;
+        continue;
+      }
+      const double store_us = micros(Clock::now() - t0);
+      for (std::size_t j = 0; j < results.size(); ++j) {
+        const Job& job = batch[job_of[j]];
+        const SubmitResult& r = results[j];
+        const auto& legs = job.request.trade_submit.legs;
+        if (r.outcome != Outcome::recorded && r.outcome != Outcome::duplicate) {
+          ++compute_errors;
+          reply(job, protocol::encode_trade_refused(job.request.id_raw, error_code_of(r.outcome), r.message, r.bad_leg, nullptr));
+          continue;
+        }
+        std::vector<protocol::RecordedLeg> out;
+        for (std::size_t i = 0; i < legs.size(); ++i)
+          out.push_back({legs[i].trade_id, i < r.journal_seqs.size() ? r.journal_seqs[i] : 0});
+        if (r.outcome == Outcome::recorded) {
+          for (const auto& leg : legs) {
+            Trade t;  // validated by the store already: the same rules give the same units
+            if (!validate_trade(to_trade_input(leg), t)) follow_recorded(t.account, t.instrument, t.quantity_units);
+          }
+        }
+        const auto& check = checks[job_of[j] - begin];
+        reply(job, protocol::encode_trade_submit_result(job.request.id_raw, to_string(r.outcome),
+                                                        job.request.trade_submit.is_package ? legs[0].package_id : std::string(),
+                                                        out, check ? &*check : nullptr, store_us));
+      }
+      begin = end;
+    }
+  }
+
+  /// The journal entry `seq` (a cancel just recorded: its quantity is the reversal).
+  static std::optional<JournalEntry> journal_entry(const ClearingStore& st, std::int64_t seq) {
+    JournalFilter f;
+    f.after_seq = seq - 1;
+    f.limit = 1;
+    std::vector<JournalEntry> e = st.trades(f);
+    if (e.empty() || e[0].seq != seq) return std::nullopt;
+    return std::move(e[0]);
+  }
+
+  void process_trade_cancel(const Job& job) {
+    ClearingStore& st = need_store();
+    const auto& req = job.request.trade_cancel;
+    const SubmitResult r = st.cancel(CancelRequest{req.source, req.trade_id, req.reason, req.time});
+    if (r.outcome != Outcome::recorded && r.outcome != Outcome::duplicate)
+      throw protocol::protocol_error(error_code_of(r.outcome), r.message);
+    const std::int64_t seq = r.journal_seqs.empty() ? 0 : r.journal_seqs[0];
+    if (r.outcome == Outcome::recorded)
+      if (const auto e = journal_entry(st, seq)) follow_recorded(e->account, e->instrument, e->quantity_units);
+    reply(job, protocol::encode_trade_cancel_result(job.request.id_raw, r.outcome == Outcome::recorded ? "cancelled" : "duplicate", seq));
+  }
+
+  void process_trades_query(const Job& job) {
+    ClearingStore& st = need_store();
+    const auto& req = job.request.trades_query;
+    JournalFilter f;
+    f.account = req.account;
+    f.instrument = req.instrument;
+    f.after_seq = req.after_seq;
+    f.limit = req.limit + 1;  // one more tells whether there is more
+    std::vector<JournalEntry> entries = st.trades(f);
+    const bool more = static_cast<std::int64_t>(entries.size()) > req.limit;
+    if (more) entries.pop_back();
+    std::vector<protocol::TradeRow> rows;
+    rows.reserve(entries.size());
+    for (const JournalEntry& e : entries)
+      rows.push_back({e.seq, to_string(e.kind), e.source, e.trade_id, e.account, e.instrument, quantity_text(e.quantity_units),
+                      e.price, e.time, e.package_id, !e.signature_hex.empty()});
+    reply(job, protocol::encode_trades_query_result(job.request.id_raw, rows, more));
+  }
+
+  void process_positions_query(const Job& job) {
+    ClearingStore& st = need_store();
+    std::vector<protocol::PositionRowText> rows;
+    for (const PositionRow& p : st.positions(job.request.positions_query.account))
+      rows.push_back({p.account, p.instrument, quantity_text(p.quantity_units)});
+    reply(job, protocol::encode_positions_query_result(job.request.id_raw, rows));
+  }
+
   void process(std::vector<Job>& batch) {
     if (batch.front().request.type == RequestType::margin) {
       process_margin(batch);
+    } else if (batch.front().request.type == RequestType::trade_submit) {
+      process_trade_submits(batch);
     } else {
       for (const Job& job : batch) {
-        guarded(job, [&] {
+        reply_on_failure(job, [&] {
           switch (job.request.type) {
             case RequestType::whatif: process_whatif(job); break;
             case RequestType::greeks: process_greeks(job); break;
             case RequestType::net: process_net(job); break;
             case RequestType::market_update: process_market_update(job); break;
+            case RequestType::trade_cancel: process_trade_cancel(job); break;
+            case RequestType::trades_query: process_trades_query(job); break;
+            case RequestType::positions_query: process_positions_query(job); break;
             default: MARGINET_FAIL("not a compute request");
           }
         });
@@ -516,6 +771,12 @@ struct MarginServer::Impl {
             cv.wait_until(lk, deadline);
           }
           if (batch.empty()) continue;
+        } else if (batch.front().request.type == RequestType::trade_submit) {
+          // Submits queued back to back share one durable commit; no window: what is queued now.
+          while (batch.size() < kMaxTradeBatch && !q.empty() && q.front().request.type == RequestType::trade_submit) {
+            batch.push_back(std::move(q.front()));
+            q.pop_front();
+          }
         }
         computing = true;
       }

@@ -1,4 +1,4 @@
-#include "service/curve.hpp"
+#include "service/margin/curve.hpp"
 
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>

@@ -1,6 +1,6 @@
 #pragma once
 // The one interface between the settlement scheduler and a chain (SPEC §8). `sim` implements
-// it now (service/sim_chain.hpp); a real chain client implements the same calls later:
+// it now (chains/sim_chain.hpp); a real chain client implements the same calls later:
 //
 //   submit(transfer)   asynchronous and idempotent by transfer key: it returns at once; a
 //                      second submit of the same key changes nothing and reports the first

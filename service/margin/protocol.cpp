@@ -1,4 +1,4 @@
-#include "service/protocol.hpp"
+#include "service/margin/protocol.hpp"
 
 #include <msgpack.hpp>
 
@@ -21,6 +21,11 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::too_large: return "too_large";
     case ErrorCode::busy: return "busy";
     case ErrorCode::internal: return "internal";
+    case ErrorCode::conflict: return "conflict";
+    case ErrorCode::bad_signature: return "bad_signature";
+    case ErrorCode::insufficient_margin: return "insufficient_margin";
+    case ErrorCode::not_found: return "not_found";
+    case ErrorCode::no_store: return "no_store";
   }
   return "internal";
 }
@@ -34,6 +39,10 @@ const char* request_type_name(RequestType type) {
     case RequestType::whatif: return "whatif";
     case RequestType::net: return "net";
     case RequestType::market_update: return "market.update";
+    case RequestType::trade_submit: return "trade.submit";
+    case RequestType::trade_cancel: return "trade.cancel";
+    case RequestType::trades_query: return "trades.query";
+    case RequestType::positions_query: return "positions.query";
   }
   return "?";
 }
@@ -307,6 +316,73 @@ void decode_market_update(const MapView& m, MarketUpdate& r) {
   if (r.underlyings.empty() && r.marks.empty()) bad("market.update: needs 'underlyings' or 'marks'");
 }
 
+std::string optional_string(const MapView& m, std::string_view key) {
+  const object* o = m.find(key);
+  if (!o || o->type == mt::NIL) return {};
+  return as_string(*o, m.field(key));
+}
+
+TradeLeg as_trade_leg(const object& o, const std::string& where) {
+  MapView x(o, where);
+  TradeLeg t;
+  t.source = as_nonempty_string(x.at("source"), x.field("source"));
+  t.trade_id = as_nonempty_string(x.at("trade_id"), x.field("trade_id"));
+  t.account = as_nonempty_string(x.at("account"), x.field("account"));
+  t.instrument = as_nonempty_string(x.at("instrument"), x.field("instrument"));
+  // Exact decimals: text or an integer, never a float (it would not be exact).
+  t.quantity = as_decimal_text(x.at("quantity"), x.field("quantity"));
+  t.side = optional_string(x, "side");
+  if (!t.side.empty() && t.side != "buy" && t.side != "sell") bad(x.field("side") + ": expected \"buy\" or \"sell\"");
+  t.price = as_decimal_text(x.at("price"), x.field("price"));
+  t.time = as_nonempty_string(x.at("time"), x.field("time"));
+  t.package_id = optional_string(x, "package_id");
+  t.signature = optional_string(x, "signature");
+  return t;
+}
+
+void decode_trade_submit(const MapView& m, TradeSubmitRequest& r) {
+  const object* trade = m.find("trade");
+  const object* package = m.find("package");
+  if ((trade != nullptr) == (package != nullptr)) bad("trade.submit: give exactly one of 'trade' and 'package'");
+  if (trade) {
+    r.legs.push_back(as_trade_leg(*trade, "trade"));
+    if (!r.legs[0].package_id.empty()) bad("trade.package_id: a single trade has no package (send a 'package')");
+    return;
+  }
+  r.is_package = true;
+  MapView p(*package, "package");
+  const std::string package_id = as_nonempty_string(p.at("package_id"), p.field("package_id"));
+  const auto& legs = as_array(p.at("legs"), p.field("legs"));
+  if (legs.size == 0) bad("package.legs: must not be empty");
+  for (std::uint32_t i = 0; i < legs.size; ++i) {
+    TradeLeg leg = as_trade_leg(legs.ptr[i], "package.legs[" + std::to_string(i) + "]");
+    if (!leg.package_id.empty() && leg.package_id != package_id)
+      bad("package.legs[" + std::to_string(i) + "].package_id: differs from the package's");
+    leg.package_id = package_id;
+    r.legs.push_back(std::move(leg));
+  }
+}
+
+void decode_trade_cancel(const MapView& m, TradeCancelRequest& r) {
+  r.source = as_nonempty_string(m.at("source"), "source");
+  r.trade_id = as_nonempty_string(m.at("trade_id"), "trade_id");
+  r.reason = optional_string(m, "reason");
+  r.time = optional_string(m, "time");
+}
+
+void decode_trades_query(const MapView& m, TradesQueryRequest& r) {
+  r.account = optional_string(m, "account");
+  r.instrument = optional_string(m, "instrument");
+  if (const object* a = m.find("after_seq"); a && a->type != mt::NIL) {
+    r.after_seq = as_integer(*a, "after_seq");
+    if (r.after_seq < 0) bad("after_seq: must be >= 0");
+  }
+  if (const object* l = m.find("limit"); l && l->type != mt::NIL) {
+    r.limit = as_integer(*l, "limit");
+    if (r.limit < 1 || r.limit > 10'000) bad("limit: must be 1..10000");
+  }
+}
+
 std::string pack_object(const object& o) {
   msgpack::sbuffer buf;
   msgpack::pack(buf, o);
@@ -409,6 +485,20 @@ Request decode_request(std::string_view frame, const Limits& limits) {
     } else if (type == "market.update") {
       r.type = RequestType::market_update;
       decode_market_update(m, r.market);
+    } else if (type == "trade.submit") {
+      r.type = RequestType::trade_submit;
+      if (!m.find("priority")) r.priority = Priority::high;  // capture latency is intraday work
+      decode_trade_submit(m, r.trade_submit);
+    } else if (type == "trade.cancel") {
+      r.type = RequestType::trade_cancel;
+      if (!m.find("priority")) r.priority = Priority::high;
+      decode_trade_cancel(m, r.trade_cancel);
+    } else if (type == "trades.query") {
+      r.type = RequestType::trades_query;
+      decode_trades_query(m, r.trades_query);
+    } else if (type == "positions.query") {
+      r.type = RequestType::positions_query;
+      r.positions_query.account = optional_string(m, "account");
     } else {
       bad("unknown request type '" + type.substr(0, 64) + "'");
     }
@@ -680,6 +770,106 @@ std::string encode_net_result(std::string_view id_raw, const std::vector<NetRow>
   }
   kv(pk, "cycle_id", cycle_id);
   kv(pk, "instructions", static_cast<std::uint64_t>(instructions));
+  return take(buf);
+}
+
+namespace {
+void pack_pretrade(Packer& pk, const PretradeCheck& p) {
+  pk.pack(std::string_view("pretrade"));
+  pk.pack_map(5);
+  kv(pk, "im_before", p.im_before);
+  kv(pk, "im_after", p.im_after);
+  kv(pk, "collateral_value", p.collateral_value);
+  kv(pk, "headroom", p.headroom);
+  kv(pk, "units", p.units);
+}
+}  // namespace
+
+std::string encode_trade_submit_result(std::string_view id_raw, std::string_view outcome, const std::string& package_id,
+                                       const std::vector<RecordedLeg>& legs, const PretradeCheck* pretrade,
+                                       double store_us) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  begin_reply(pk, id_raw, "trade.submit.result", 3 + (package_id.empty() ? 0 : 1) + (pretrade ? 1 : 0));
+  kv(pk, "outcome", outcome);
+  if (!package_id.empty()) kv(pk, "package_id", package_id);
+  pk.pack(std::string_view("legs"));
+  pk.pack_array(static_cast<std::uint32_t>(legs.size()));
+  for (const RecordedLeg& l : legs) {
+    pk.pack_map(2);
+    kv(pk, "trade_id", l.trade_id);
+    kv(pk, "journal_seq", l.journal_seq);
+  }
+  if (pretrade) pack_pretrade(pk, *pretrade);
+  kv(pk, "store_us", store_us);
+  return take(buf);
+}
+
+std::string encode_trade_refused(std::string_view id_raw, ErrorCode code, std::string_view message, int leg,
+                                 const PretradeCheck* pretrade) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  begin_reply(pk, id_raw, "error", 2 + (leg >= 0 ? 1 : 0) + (pretrade ? 1 : 0));
+  kv(pk, "code", error_code_name(code));
+  kv(pk, "message", message.substr(0, 1024));
+  if (leg >= 0) kv(pk, "leg", static_cast<std::int64_t>(leg));
+  if (pretrade) pack_pretrade(pk, *pretrade);
+  return take(buf);
+}
+
+std::string encode_trade_cancel_result(std::string_view id_raw, std::string_view outcome, std::int64_t journal_seq) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  begin_reply(pk, id_raw, "trade.cancel.result", 2);
+  kv(pk, "outcome", outcome);
+  kv(pk, "journal_seq", journal_seq);
+  return take(buf);
+}
+
+std::string encode_trades_query_result(std::string_view id_raw, const std::vector<TradeRow>& rows, bool more) {
+  static const char* const kColumns[] = {"seq",        "kind",     "source", "trade_id", "account", "instrument",
+                                         "quantity",   "price",    "time",   "package_id", "signed"};
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  begin_reply(pk, id_raw, "trades.query.result", 3);
+  pk.pack(std::string_view("columns"));
+  pk.pack_array(11);
+  for (const char* col : kColumns) pk.pack(std::string_view(col));
+  pk.pack(std::string_view("rows"));
+  pk.pack_array(static_cast<std::uint32_t>(rows.size()));
+  for (const TradeRow& r : rows) {
+    pk.pack_array(11);
+    pk.pack(r.seq);
+    pk.pack(r.kind);
+    pk.pack(r.source);
+    pk.pack(r.trade_id);
+    pk.pack(r.account);
+    pk.pack(r.instrument);
+    pk.pack(r.quantity);
+    pk.pack(r.price);
+    pk.pack(r.time);
+    pk.pack(r.package_id);
+    pk.pack(r.signed_);
+  }
+  kv(pk, "more", more);
+  return take(buf);
+}
+
+std::string encode_positions_query_result(std::string_view id_raw, const std::vector<PositionRowText>& rows) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  begin_reply(pk, id_raw, "positions.query.result", 2);
+  pk.pack(std::string_view("columns"));
+  pk.pack_array(3);
+  for (const char* col : {"account", "instrument", "quantity"}) pk.pack(std::string_view(col));
+  pk.pack(std::string_view("rows"));
+  pk.pack_array(static_cast<std::uint32_t>(rows.size()));
+  for (const PositionRowText& r : rows) {
+    pk.pack_array(3);
+    pk.pack(r.account);
+    pk.pack(r.instrument);
+    pk.pack(r.quantity);
+  }
   return take(buf);
 }
 

@@ -24,6 +24,9 @@
 // - crash safety: each tick (one block per chain) is one SQLite transaction holding the state
 //   changes and their ledger entries; a restart reloads the state; chain submissions are
 //   idempotent by key "<instruction_id>#<attempt>", so a resubmission never pays twice.
+//
+// The configuration (chains file), the instruction states' names and the status read from a
+// scheduler database are in scheduler_config.hpp; this file is the state machine.
 
 #include <cstdint>
 #include <map>
@@ -34,62 +37,16 @@
 #include <vector>
 
 #include "models/settlement_cycle.hpp"
-#include "service/chain_adapter.hpp"
-#include "service/ledger.hpp"
-#include "service/sim_chain.hpp"
+#include "service/settlement/chain_adapter.hpp"
+#include "service/settlement/ledger.hpp"
+#include "service/settlement/scheduler_config.hpp"
 
 namespace marginet {
-
-enum class InstructionState : std::uint8_t { instructed, submitted, confirmed, final, failed, rolled, defaulted };
-const char* instruction_state_name(InstructionState s);
-std::optional<InstructionState> parse_instruction_state(std::string_view s);
-bool is_terminal(InstructionState s);
-
-enum class MissedDeadlineAction : std::uint8_t { roll, default_management };
-
-struct SettlementAssetConfig {
-  int scale = 0;
-  std::int64_t ccp_liquidity = 0;  // minor units
-};
-
-/// The scheduler's settings and its chains (`--chains FILE.json`, see examples/chains.json).
-struct SchedulerConfig {
-  std::string ccp_address = "CCP";
-  MissedDeadlineAction on_missed_deadline = MissedDeadlineAction::roll;
-  int max_payout_attempts = 3;
-  std::map<std::string, SettlementAssetConfig> assets;
-  std::vector<SimChainConfig> sim_chains;  // adapter "sim"
-};
-
-/// Reads the chains file. input_error naming file and field on bad input.
-SchedulerConfig load_scheduler_config(const std::string& path);
-SchedulerConfig parse_scheduler_config(const std::string& json_text, const std::string& name);
-
-/// Exact decimal text -> int64 minor units of `scale` (no rounding: more decimals than the
-/// scale, overflow or junk are errors). nullopt when malformed.
-std::optional<std::int64_t> parse_minor_units(std::string_view text, int scale);
-/// int64 minor units -> decimal text with `scale` decimals.
-std::string format_minor_units(std::int64_t minor, int scale);
 
 /// A canonical digest of a cycle (identity for duplicate detection), hex SHA-256.
 std::string settlement_cycle_digest(const SettlementCycle& cycle);
 
 enum class CycleReceipt : std::uint8_t { recorded, duplicate };
-
-struct SchedulerStatus {
-  std::int64_t cycles_open = 0, cycles_queued = 0, cycles_closed = 0;
-  std::string open_cycle;
-  std::map<std::string, std::int64_t> instructions_per_state;  // state name -> count
-  std::map<std::string, std::int64_t> value_pending;           // asset -> minor units not yet final
-  std::map<std::string, std::int64_t> carried;                 // asset -> minor units waiting for a cycle
-  std::map<std::string, std::int64_t> shortfall;               // asset -> minor units held at the last deadline
-  std::map<std::string, std::int64_t> liquidity;               // asset -> CCP liquidity available
-  std::map<std::string, int> scales;                           // asset -> decimals
-  std::int64_t ledger_entries = 0;
-};
-
-/// Reads the status from a scheduler database (no chains needed).
-SchedulerStatus read_scheduler_status(SqliteDb& db);
 
 struct TickReport {
   std::size_t state_changes = 0;

@@ -1,0 +1,330 @@
+// Trade capture through the service (issue 13): a MarginServer with a clearing store in this
+// process on tcp://127.0.0.1:*, DEALER clients (service/margin/client.hpp) in closed loop.
+//
+//   BM_StoreOneTradePerCommit      baseline: ClearingStore::submit of one trade per transaction,
+//                                  in process — one durable commit (fsync) per trade
+//   BM_TradeSubmit/clients:N       trade.submit of single trades over loopback; contiguous
+//                                  submits share one commit — trades/s, p50/p99 µs
+//   BM_PackagePretrade             a two-leg RFQ package of an account with a pre-trade headroom:
+//                                  what-if on the cached rows, then recorded — p50/p99 µs;
+//                                  beside it BM_WhatIfSameAccount, the what-if alone (no store)
+//   BM_EodFromFiles / BM_EodFromStore
+//                                  the end-of-day book (MARGINET_EOD_POSITIONS, default 1M
+//                                  positions; span16) loaded from positions.csv or from the
+//                                  store's kept positions, then margined — load and run timed
+//
+//   bench_capture_service [--device=cpu|cuda] [--benchmark_format=json]
+//
+// The store lives in the system temp folder; its fsync is the floor of every durable figure.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <vector>
+
+#include "bench/bench_context.hpp"
+#include "host/book_generator.hpp"
+#include "host/margin_engine.hpp"
+#include "models/reference_data.hpp"
+#include "service/clearing/clearing_store.hpp"
+#include "service/margin/client.hpp"
+#include "service/margin/server.hpp"
+
+namespace {
+
+using namespace marginet;
+using Clock = std::chrono::steady_clock;
+using json = nlohmann::ordered_json;
+
+const std::string kDir = std::filesystem::temp_directory_path().string() + "/marginet_bench_capture";
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  const auto k = std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
+}
+double micros_since(Clock::time_point t0) { return std::chrono::duration<double, std::micro>(Clock::now() - t0).count(); }
+
+/// Reference data of the small book (examples-sized: 2 underlyings, 400 instruments).
+const GeneratedBook& small_book() {
+  static const GeneratedBook book = [] {
+    BookSpec spec;
+    spec.underlyings = 2;
+    spec.instruments = 400;
+    spec.accounts = 8;
+    spec.positions = 1600;
+    spec.seed = 5;
+    GeneratedBook b = generate_book(spec);
+    write_book(b, kDir + "/small");
+    return b;
+  }();
+  return book;
+}
+
+struct LiveServer {
+  std::unique_ptr<MarginServer> server;
+  std::thread thread;
+  explicit LiveServer(ServerOptions o) {
+    o.bind = "tcp://127.0.0.1:*";
+    o.backend = bench::backend();
+    o.quiet = true;
+    server = std::make_unique<MarginServer>(std::move(o));
+    thread = std::thread([this] { server->run(); });
+  }
+  ~LiveServer() {
+    server->stop();
+    thread.join();
+  }
+};
+
+ServerOptions small_server(const std::string& store) {
+  small_book();
+  ServerOptions o;
+  o.instruments = kDir + "/small/instruments.csv";
+  o.market = kDir + "/small/market.csv";
+  o.marks = kDir + "/small/marks.csv";
+  o.model = "span16";
+  o.store = store;
+  return o;
+}
+
+std::string fresh_store(const std::string& name) {
+  std::filesystem::create_directories(kDir);
+  const std::string path = kDir + "/" + name + ".sqlite";
+  for (const char* suffix : {"", "-wal", "-shm", "-writer.lock"}) std::filesystem::remove(path + suffix);
+  return path;
+}
+
+TradeInput make_trade(const std::string& id, const std::string& account, const std::string& instrument,
+                      const std::string& quantity) {
+  TradeInput t;
+  t.source = "bench";
+  t.trade_id = id;
+  t.account = account;
+  t.instrument = instrument;
+  t.quantity_text = quantity;
+  t.price_text = "0.0125";
+  t.time = "2024-06-28T08:00:00Z";
+  return t;
+}
+
+void BM_StoreOneTradePerCommit(benchmark::State& state) {
+  const GeneratedBook& book = small_book();
+  auto store = open_clearing_store(fresh_store("one_per_commit"), OpenMode::writer);
+  std::size_t n = 0;
+  for (auto _ : state) {
+    const auto r = store->submit({Submission::trade(make_trade("T" + std::to_string(n), "ACC", book.instruments[n % 50].id, "1"))});
+    if (r[0].outcome != Outcome::recorded) state.SkipWithError(r[0].message.c_str());
+    ++n;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(n));
+}
+
+void BM_TradeSubmit(benchmark::State& state) {
+  const GeneratedBook& book = small_book();
+  const auto clients = static_cast<std::size_t>(state.range(0));
+  constexpr int kPerClient = 400;
+  LiveServer live(small_server(fresh_store("wire")));
+  std::vector<std::unique_ptr<MarginClient>> conns;
+  for (std::size_t c = 0; c < clients; ++c)
+    conns.push_back(std::make_unique<MarginClient>(ClientOptions{live.server->endpoint(), 60'000}));
+  std::vector<double> latencies;
+  std::size_t trades = 0, round = 0;
+  double wall = 0;
+  std::atomic<bool> failed{false};
+  for (auto _ : state) {
+    std::vector<std::vector<double>> lat(clients);
+    const auto t0 = Clock::now();
+    std::vector<std::thread> threads;
+    for (std::size_t c = 0; c < clients; ++c)
+      threads.emplace_back([&, c] {
+        for (int k = 0; k < kPerClient; ++k) {
+          const std::string id = std::to_string(round) + "-" + std::to_string(c) + "-" + std::to_string(k);
+          const auto s = Clock::now();
+          const json r = conns[c]->submit_trades(
+              {make_trade(id, "ACC" + std::to_string(c), book.instruments[static_cast<std::size_t>(k) % 50].id, "1")});
+          lat[c].push_back(micros_since(s));
+          if (r["type"] != "trade.submit.result") failed = true;
+        }
+      });
+    for (auto& t : threads) t.join();
+    wall += std::chrono::duration<double>(Clock::now() - t0).count();
+    for (auto& l : lat) latencies.insert(latencies.end(), l.begin(), l.end());
+    trades += clients * kPerClient;
+    ++round;
+  }
+  if (failed) state.SkipWithError("a trade.submit was refused");
+  state.SetItemsProcessed(static_cast<std::int64_t>(trades));
+  state.counters["trades_per_s"] = static_cast<double>(trades) / wall;
+  state.counters["p50_us"] = percentile(latencies, 0.50);
+  state.counters["p99_us"] = percentile(latencies, 0.99);
+}
+
+/// The account of the what-if and pre-trade figures: the small book's first account, headroom 10.
+struct PretradeFixture {
+  std::string store, account;
+  std::vector<std::string> instruments;
+  PretradeFixture() {
+    const GeneratedBook& book = small_book();
+    store = fresh_store("pretrade");
+    account = book.positions.front().account;
+    {
+      auto st = open_clearing_store(store, OpenMode::writer);
+      std::vector<Submission> subs;
+      std::size_t n = 0;
+      for (const Position& p : book.positions) {
+        char q[32];
+        std::snprintf(q, sizeof q, "%.8f", p.quantity);
+        if (std::strtod(q, nullptr) == 0) continue;
+        subs.push_back(Submission::trade(make_trade("B" + std::to_string(n++), p.account, book.instruments[p.instrument].id, q)));
+      }
+      st->submit(subs);
+      st->set_pretrade_headroom(account, 10.0);
+    }
+    for (std::size_t i = 0; i < 50; ++i) instruments.push_back(book.instruments[i].id);
+  }
+};
+
+void BM_PackagePretrade(benchmark::State& state) {
+  PretradeFixture f;
+  ServerOptions o = small_server(f.store);
+  const std::string collateral = kDir + "/collateral.csv";
+  {
+    std::FILE* c = std::fopen(collateral.c_str(), "w");
+    std::fprintf(c, "account,asset,amount\n%s,USD,1000000000\n", f.account.c_str());
+    std::fclose(c);
+  }
+  o.collateral = collateral;
+  LiveServer live(o);
+  MarginClient client(ClientOptions{live.server->endpoint(), 60'000});
+  std::vector<double> latencies;
+  std::size_t n = 0;
+  for (auto _ : state) {
+    const std::string id = "P" + std::to_string(n);
+    const auto s = Clock::now();
+    const json r = client.submit_trades({make_trade(id + "a", f.account, f.instruments[n % 50], "1"),
+                                         make_trade(id + "b", f.account, f.instruments[(n + 7) % 50], "-1")},
+                                        id);
+    latencies.push_back(micros_since(s));
+    if (r["type"] != "trade.submit.result" || !r.contains("pretrade")) {
+      state.SkipWithError(r.dump().substr(0, 200).c_str());
+      break;
+    }
+    ++n;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(n));
+  state.counters["p50_us"] = percentile(latencies, 0.50);
+  state.counters["p99_us"] = percentile(latencies, 0.99);
+}
+
+void BM_WhatIfSameAccount(benchmark::State& state) {
+  PretradeFixture f;
+  LiveServer live(small_server(f.store));
+  MarginClient client(ClientOptions{live.server->endpoint(), 60'000});
+  std::vector<double> latencies;
+  std::size_t n = 0;
+  for (auto _ : state) {
+    const auto s = Clock::now();
+    const json r = client.whatif(f.account, {{f.account, f.instruments[n % 50], 1.0}, {f.account, f.instruments[(n + 7) % 50], -1.0}});
+    latencies.push_back(micros_since(s));
+    if (r["type"] != "whatif.result") {
+      state.SkipWithError("what-if failed");
+      break;
+    }
+    ++n;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(n));
+  state.counters["p50_us"] = percentile(latencies, 0.50);
+  state.counters["p99_us"] = percentile(latencies, 0.99);
+}
+
+// ---- the end-of-day run from files and from the store ------------------------------------------
+
+struct EodInputs {
+  std::string dir, store;
+  std::size_t positions = 0;
+};
+
+const EodInputs& eod_inputs() {
+  static const EodInputs in = [] {
+    BookSpec spec;  // 20 underlyings, 100k instruments, 10k accounts, 1M positions
+    if (const char* n = std::getenv("MARGINET_EOD_POSITIONS")) {
+      const double f = std::stod(n) / static_cast<double>(spec.positions);
+      spec.positions = static_cast<std::size_t>(std::stod(n));
+      spec.instruments = std::max<std::size_t>(400, static_cast<std::size_t>(static_cast<double>(spec.instruments) * f));
+      spec.accounts = std::max<std::size_t>(10, static_cast<std::size_t>(static_cast<double>(spec.accounts) * f));
+    }
+    spec.seed = 2024;
+    EodInputs r;
+    r.dir = kDir + "/eod-" + std::to_string(spec.positions);
+    r.store = r.dir + "/clearing.sqlite";
+    const GeneratedBook book = generate_book(spec);
+    write_book(book, r.dir);
+    // The same positions as trades in the store, at the store's 8 decimals (positions.csv
+    // carries the same rounding, so both runs margin the same book).
+    for (const char* suffix : {"", "-wal", "-shm", "-writer.lock"}) std::filesystem::remove(r.store + suffix);
+    auto st = open_clearing_store(r.store, OpenMode::writer);
+    std::vector<Submission> batch;
+    std::size_t n = 0;
+    for (const Position& p : book.positions) {
+      char q[40];
+      std::snprintf(q, sizeof q, "%.8f", p.quantity);
+      if (std::strtod(q, nullptr) == 0) continue;
+      batch.push_back(Submission::trade(make_trade("E" + std::to_string(n++), p.account, book.instruments[p.instrument].id, q)));
+      if (batch.size() == 4096) st->submit(batch), batch.clear();
+    }
+    if (!batch.empty()) st->submit(batch);
+    r.positions = n;
+    return r;
+  }();
+  return in;
+}
+
+void run_eod(benchmark::State& state, bool from_store) {
+  const EodInputs& in = eod_inputs();
+  const ReferenceData ref = load_reference_data(in.dir + "/instruments.csv", in.dir + "/market.csv", in.dir + "/marks.csv");
+  double load_s = 0, run_s = 0;
+  std::size_t accounts = 0;
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    std::vector<Position> positions;
+    if (from_store) {
+      auto st = open_clearing_store(in.store, OpenMode::reader);
+      for (const PositionRow& p : st->positions())
+        positions.push_back({p.account, ref.instruments.index_of(p.instrument),
+                             std::strtod(quantity_text(p.quantity_units).c_str(), nullptr)});
+    } else {
+      positions = read_positions(in.dir + "/positions.csv", ref.instruments);
+    }
+    const auto t1 = Clock::now();
+    MarginEngine engine(ref.instruments, ref.market, load_methodology("span16"), bench::backend());
+    accounts = engine.run(positions).accounts.size();
+    load_s += std::chrono::duration<double>(t1 - t0).count();
+    run_s += std::chrono::duration<double>(Clock::now() - t1).count();
+  }
+  const double n = static_cast<double>(state.iterations());
+  state.counters["positions"] = static_cast<double>(in.positions);
+  state.counters["accounts"] = static_cast<double>(accounts);
+  state.counters["load_s"] = load_s / n;
+  state.counters["margin_s"] = run_s / n;
+}
+
+void BM_EodFromFiles(benchmark::State& state) { run_eod(state, false); }
+void BM_EodFromStore(benchmark::State& state) { run_eod(state, true); }
+
+BENCHMARK(BM_StoreOneTradePerCommit)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(1.0);
+BENCHMARK(BM_TradeSubmit)->ArgNames({"clients"})->Arg(1)->Arg(16)->Iterations(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_PackagePretrade)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(1.0);
+BENCHMARK(BM_WhatIfSameAccount)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(1.0);
+BENCHMARK(BM_EodFromFiles)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
+BENCHMARK(BM_EodFromStore)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
+
+}  // namespace
+
+MARGINET_BENCHMARK_MAIN();

@@ -1,0 +1,227 @@
+#pragma once
+// The durable clearing store (SPEC §9, part 1): members and their accounts, the trade journal,
+// and positions kept from it. This header is the interface; SqliteClearingStore
+// (sqlite_clearing_store.hpp) implements it on one SQLite file, and a server database could
+// implement it later (docs/clearing.md). No networking here: the protocol handlers
+// (trade.submit, trade.cancel) and the CLI (`marginet trades import`) call this API.
+//
+//   auto store = open_clearing_store("clearing.sqlite", OpenMode::writer);
+//   std::vector<SubmitResult> r = store->submit({Submission::trade(in1), Submission::package({l1, l2})});
+//   // r[0].outcome == Outcome::recorded, r[0].journal_seqs == {1}, ...
+//
+// Rules (every implementation keeps them):
+//   * The journal is append-only. A trade is one journal entry of kind `trade`; a cancel is a
+//     new entry of kind `cancel` holding the negated quantity. Nothing is updated or deleted.
+//   * Idempotency by (source, trade_id): the same contents again (equal digest of
+//     canonical_trade_bytes(), the signature does not count) is `duplicate`, no change; other
+//     contents under the same key are a `conflict`, no change, and the message names the fields
+//     that differ.
+//   * A Submission (one trade, or the legs of one package) is recorded all or nothing. A batch
+//     of submissions is one transaction (one durable commit), each submission inside it all or
+//     nothing: a bad submission does not stop the others. A package whose legs are all recorded
+//     already is a duplicate; one with some legs recorded and some new is a conflict.
+//   * Positions (account, instrument) are the sum of the quantity_units of the journal, kept in
+//     the same transaction as the entries; rebuilding them from the journal gives the same
+//     positions to the unit. A position whose update would overflow int64 makes the submission
+//     `rejected`. Positions that come back to zero are not listed.
+//   * Accounts: an account that is not registered is registered on first use by a trade, owned
+//     by a member of the same name (created without a key when there is none). Register
+//     accounts under other members with add_account() before their first trade.
+//   * Signatures: when the account's member has an Ed25519 public key, each new trade must carry
+//     a valid signature over canonical_trade_bytes() (else `bad_signature`); it is stored with
+//     the trade and checked again by verify_journal() against the key the member had when the
+//     trade was recorded. A signature on a trade of a member without a key is stored, unchecked.
+//   * One writer: a store opened as OpenMode::writer holds an exclusive lock (WriterLock) until
+//     it is destroyed; readers take no lock and see committed state.
+//   * Not thread-safe beyond this: one store object may be shared by threads (calls are
+//     serialised inside), but there is one writer per file.
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "models/instrument.hpp"
+#include "service/clearing/trade.hpp"
+
+namespace marginet {
+
+enum class OpenMode : std::uint8_t {
+  writer,  // read-write; creates the file when absent; takes the single-writer lock
+  reader,  // read-only (queries and verify_journal); no lock; the file must exist
+};
+
+/// What happened to one submission (or one cancel).
+enum class Outcome : std::uint8_t {
+  recorded,            // new journal entries written (journal_seqs)
+  duplicate,           // already recorded with the same contents (journal_seqs: the original entries)
+  conflict,            // same (source, trade_id) with other contents, or a package partly recorded
+  rejected,            // a field is invalid, the package is malformed, or a position would overflow
+  bad_signature,       // the member has a key and the signature is missing or does not verify
+  unknown_instrument,  // the store has a set of known instruments and this id is not in it
+  not_found,           // cancel: no such (source, trade_id)
+};
+/// "recorded", "duplicate", "conflict", "rejected", "bad_signature", "unknown_instrument", "not_found".
+const char* to_string(Outcome outcome);
+
+/// One trade, or one package: legs sharing a non-empty package_id, distinct trade ids.
+struct Submission {
+  std::vector<TradeInput> legs;
+
+  static Submission trade(TradeInput t) { return Submission{{std::move(t)}}; }
+  static Submission package(std::vector<TradeInput> legs) { return Submission{std::move(legs)}; }
+};
+
+struct SubmitResult {
+  Outcome outcome = Outcome::rejected;
+  std::string message;                    // "" when recorded; else why, naming the leg and field
+  int bad_leg = -1;                       // index of the leg at fault (0-based), -1 when none
+  std::vector<std::int64_t> journal_seqs; // recorded: the new entries, one per leg in order;
+                                          // duplicate: the entries recorded before
+};
+
+/// A cancel of one recorded trade.
+struct CancelRequest {
+  std::string source;
+  std::string trade_id;
+  std::string reason;  // free text, stored with the cancel entry (may be empty)
+  std::string time;    // ISO 8601 UTC time of the cancel; "" = now
+};
+
+enum class JournalKind : std::uint8_t { trade, cancel };
+const char* to_string(JournalKind kind);
+
+/// One journal row.
+struct JournalEntry {
+  std::int64_t seq = 0;           // 1, 2, 3, ... in recording order
+  JournalKind kind = JournalKind::trade;
+  std::string source;
+  std::string trade_id;
+  std::string account;
+  std::string instrument;
+  std::int64_t quantity_units = 0;  // signed effect on the position; a cancel holds the negation
+  std::string price;                // canonical decimal (a cancel repeats the trade's)
+  std::string time;                 // trade: execution time; cancel: time of the cancel
+  std::string package_id;           // "" = none (a cancel repeats the trade's)
+  std::string signature_hex;        // "" = none (always "" for a cancel)
+  std::string reason;               // cancel only
+  std::string recorded_at;          // store clock, ISO 8601 UTC with milliseconds
+};
+
+/// Which journal rows trades() returns: all conditions together; "" = any.
+struct JournalFilter {
+  std::string account;
+  std::string instrument;
+  std::int64_t after_seq = 0;  // rows with seq > after_seq
+  std::int64_t limit = 0;      // at most this many rows (0 = no limit), in seq order
+};
+
+struct PositionRow {
+  std::string account;
+  std::string instrument;
+  std::int64_t quantity_units = 0;  // non-zero
+  bool operator==(const PositionRow& o) const {
+    return account == o.account && instrument == o.instrument && quantity_units == o.quantity_units;
+  }
+};
+
+/// (account, instrument) -> quantity units; zero positions are absent.
+using PositionMap = std::map<std::pair<std::string, std::string>, std::int64_t>;
+
+struct MemberInfo {
+  std::string name;
+  std::optional<std::string> public_key_hex;
+  std::string created_at;
+};
+struct AccountInfo {
+  std::string account;
+  std::string member;
+  /// The account's pre-trade headroom (quote currency; schema v2); nullopt = no pre-trade check.
+  std::optional<double> pretrade_headroom;
+};
+
+struct JournalVerifyReport {
+  bool ok = true;
+  std::int64_t journal_entries = 0;
+  std::int64_t trades = 0;               // rows of the idempotency table
+  std::int64_t signatures_checked = 0;   // trades whose member had a key when recorded
+  std::vector<std::string> problems;     // what is wrong, each naming the entry (at most 100)
+  std::int64_t problem_count = 0;        // all problems found, also those not listed
+  /// "ok: N entries, ..." or the problems joined by "; ".
+  std::string summary() const;
+};
+
+struct ClearingStoreOptions {
+  /// When set, trades must name one of these instrument ids, else `unknown_instrument`.
+  /// When unset, any valid identifier is accepted.
+  std::optional<std::unordered_set<std::string>> instruments;
+};
+/// The ids of a table, for ClearingStoreOptions::instruments.
+std::unordered_set<std::string> instrument_ids(const InstrumentTable& table);
+
+class ClearingStore {
+ public:
+  virtual ~ClearingStore() = default;
+
+  // ---- members and accounts --------------------------------------------------------------
+  /// Registers a member, optionally with an Ed25519 public key (64 hex digits). input_error when
+  /// the name is not a valid identifier, the key is malformed, or the member exists.
+  virtual void add_member(const std::string& name, const std::optional<std::string>& public_key_hex) = 0;
+  /// Sets (or, with nullopt, removes) a member's key; applies to trades recorded from now on.
+  /// input_error when the member is unknown or the key malformed.
+  virtual void set_member_key(const std::string& name, const std::optional<std::string>& public_key_hex) = 0;
+  /// Registers an account owned by an existing member. input_error when the member is unknown,
+  /// the account name is not a valid identifier, or the account exists.
+  virtual void add_account(const std::string& account, const std::string& member) = 0;
+  virtual std::vector<MemberInfo> members() const = 0;
+  virtual std::vector<AccountInfo> accounts() const = 0;
+  /// Sets (or, with nullopt, removes) the account's pre-trade headroom: the margin room a
+  /// pre-trade check may let new trades use (quote currency). nullopt = no pre-trade check.
+  /// input_error when the account is unknown or the headroom is negative or not finite.
+  virtual void set_pretrade_headroom(const std::string& account, std::optional<double> headroom) = 0;
+  /// The account's pre-trade headroom; nullopt when none is set or the account is unknown.
+  virtual std::optional<double> pretrade_headroom(const std::string& account) const = 0;
+
+  // ---- trade capture -----------------------------------------------------------------------
+  /// Records a batch in one transaction; one result per submission, in order (rules above).
+  /// Invalid input is an outcome, never an exception; exceptions mean the store itself failed
+  /// (then nothing of the batch is recorded).
+  virtual std::vector<SubmitResult> submit(const std::vector<Submission>& batch) = 0;
+  /// Reverses a recorded trade by a new journal entry: `recorded` (journal_seqs = {cancel seq}),
+  /// `duplicate` when it was cancelled already (the earlier cancel's seq), `not_found`,
+  /// `rejected` (bad time or reason, or the position would overflow).
+  virtual SubmitResult cancel(const CancelRequest& request) = 0;
+  SubmitResult cancel(const std::string& source, const std::string& trade_id, const std::string& reason) {
+    return cancel(CancelRequest{source, trade_id, reason, ""});
+  }
+  /// Replaces the set of known instruments (reference data reloaded); nullopt accepts any id.
+  virtual void set_known_instruments(std::optional<std::unordered_set<std::string>> ids) = 0;
+
+  // ---- queries -----------------------------------------------------------------------------
+  virtual std::vector<JournalEntry> trades(const JournalFilter& filter) const = 0;
+  /// Kept positions, by account then instrument; account "" = every account.
+  virtual std::vector<PositionRow> positions(const std::string& account = "") const = 0;
+  /// Positions summed from the journal alone. input_error if a sum overflows (a damaged journal).
+  virtual PositionMap rebuild_positions_from_journal() const = 0;
+  /// Checks the store's invariants: journal seqs contiguous from 1; every trade row points to
+  /// its journal entry with the same digest, every journal entry is referenced exactly once;
+  /// every signature of a trade whose member had a key when recorded verifies; kept positions
+  /// equal the rebuilt ones. Never throws for damage; reports it.
+  virtual JournalVerifyReport verify_journal() const = 0;
+  virtual std::int64_t journal_size() const = 0;
+  /// The schema version of the file (PRAGMA user_version).
+  virtual int schema_version() const = 0;
+  virtual const std::string& path() const = 0;
+};
+
+/// Opens (writer: creating when absent, migrating to the current schema) a SQLite clearing
+/// store. input_error naming the file when it cannot be opened, is locked by another writer,
+/// is some other SQLite database, or has a newer schema than this binary knows.
+std::unique_ptr<ClearingStore> open_clearing_store(const std::string& path, OpenMode mode,
+                                                   ClearingStoreOptions options = {});
+
+}  // namespace marginet

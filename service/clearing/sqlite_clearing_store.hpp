@@ -1,0 +1,127 @@
+#pragma once
+// The clearing store on one SQLite file (WAL, synchronous=FULL: a committed batch survives a
+// power cut). Schema (version 2; docs/clearing.md has the full text):
+//
+//   members(name PK, pubkey_hex NULL, created_at)           current key of each member
+//   member_keys(id PK, member, pubkey_hex NULL, after_seq, set_at)
+//                        key history: a key applies to journal entries with seq > after_seq
+//   accounts(account PK, member FK -> members, created_at,
+//            pretrade_headroom REAL NULL)              v2; NULL = no pre-trade check
+//   journal(seq INTEGER PK, kind 'trade'|'cancel', source, trade_id, account FK, instrument,
+//           quantity_units, price, time, package_id, signature NULL, reason NULL, recorded_at)
+//                        append-only (triggers refuse UPDATE and DELETE)
+//   trades(source, trade_id, PK(source, trade_id), journal_seq UNIQUE, digest,
+//          cancelled_seq UNIQUE NULL)                     the idempotency keys
+//   positions(account, instrument, PK(account, instrument), quantity_units)   non-zero only
+//
+// The file carries PRAGMA application_id = 0x4D4E434C ("MNCL") and PRAGMA user_version = the
+// schema version. Opening as writer applies the missing migrations in order, in one
+// transaction; a file of a newer version, or a SQLite file that is not a clearing store, is
+// refused with input_error naming it. Readers need the current version (open once as writer
+// to migrate).
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "service/clearing/clearing_store.hpp"
+#include "service/db/sqlite.hpp"
+#include "service/db/writer_lock.hpp"
+
+namespace marginet {
+
+/// The schema version this binary writes and reads.
+constexpr int kClearingSchemaVersion = 2;
+/// PRAGMA application_id of a clearing store file ("MNCL").
+constexpr int kClearingApplicationId = 0x4D4E434C;
+
+/// A submission checked as far as it can be without the store (fields, instruments, package
+/// shape), with its legs validated and their digests; `refused` set when that already refuses it.
+struct PreparedSubmission {
+  std::vector<Trade> legs;
+  std::vector<std::string> digests;
+  std::optional<SubmitResult> refused;
+};
+
+class SqliteClearingStore final : public ClearingStore {
+ public:
+  /// See open_clearing_store(). A writer takes WriterLock(path) before touching the file.
+  SqliteClearingStore(const std::string& path, OpenMode mode, ClearingStoreOptions options = {});
+  ~SqliteClearingStore() override;
+
+  void add_member(const std::string& name, const std::optional<std::string>& public_key_hex) override;
+  void set_member_key(const std::string& name, const std::optional<std::string>& public_key_hex) override;
+  void add_account(const std::string& account, const std::string& member) override;
+  std::vector<MemberInfo> members() const override;
+  std::vector<AccountInfo> accounts() const override;
+  void set_pretrade_headroom(const std::string& account, std::optional<double> headroom) override;
+  std::optional<double> pretrade_headroom(const std::string& account) const override;
+
+  std::vector<SubmitResult> submit(const std::vector<Submission>& batch) override;
+  using ClearingStore::cancel;
+  SubmitResult cancel(const CancelRequest& request) override;
+  void set_known_instruments(std::optional<std::unordered_set<std::string>> ids) override;
+
+  std::vector<JournalEntry> trades(const JournalFilter& filter) const override;
+  std::vector<PositionRow> positions(const std::string& account = "") const override;
+  PositionMap rebuild_positions_from_journal() const override;
+  JournalVerifyReport verify_journal() const override;
+  std::int64_t journal_size() const override;
+  int schema_version() const override;
+  const std::string& path() const override { return path_; }
+
+ private:
+  struct Statements;
+  struct AccountOwner {
+    std::string member;
+    std::optional<std::string> public_key_hex;
+    bool registered = false;     // the account row exists
+    bool member_exists = false;  // the member row exists
+  };
+
+  void require_writer(const char* what) const;
+  void migrate();
+  void check_file_kind(bool writer);
+  SubmitResult submit_one(const Submission& s, PreparedSubmission& p, const std::string& now);
+  /// The account's owner and key as recorded, or for an unregistered account the member of the
+  /// same name that its first trade will register it under. Reads only.
+  const AccountOwner& owner_of(const std::string& account);
+  /// Registers an account owner_of() found unregistered (and its member when absent).
+  void register_account(const std::string& account, const std::string& now);
+  /// The kept position in units (0 when none). Reads only.
+  std::int64_t position_of(const std::string& account, const std::string& instrument);
+  /// Writes the position (deleting it at 0).
+  void write_position(const std::string& account, const std::string& instrument, std::int64_t units);
+  std::optional<JournalEntry> journal_entry(std::int64_t seq) const;
+  void record_key(const std::string& name, const std::optional<std::string>& key, const std::string& now);
+
+  std::string path_;
+  OpenMode mode_;
+  ClearingStoreOptions options_;
+  // Order matters: the lock outlives the connection, the connection outlives the statements.
+  std::unique_ptr<WriterLock> lock_;
+  std::unique_ptr<SqliteDb> db_;
+  std::unique_ptr<Statements> st_;
+  // Writer only, rows as this store read or wrote them (it is the one writer of the file):
+  // account -> owner and key (owner_of), (account, instrument) -> position units
+  // (position_of). Cleared by every rollback and by any change of members or accounts.
+  void forget_cached_rows() {
+    owners_.clear();
+    positions_.clear();
+  }
+  struct PairHash {
+    std::size_t operator()(const std::pair<std::string, std::string>& p) const noexcept {
+      return std::hash<std::string>()(p.first) * 31 ^ std::hash<std::string>()(p.second);
+    }
+  };
+  static constexpr std::size_t kMaxCachedPositions = 1 << 20;
+  std::unordered_map<std::string, AccountOwner> owners_;
+  std::unordered_map<std::pair<std::string, std::string>, std::int64_t, PairHash> positions_;
+  mutable std::mutex mutex_;
+};
+
+}  // namespace marginet

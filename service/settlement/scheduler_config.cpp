@@ -1,0 +1,237 @@
+#include "service/settlement/scheduler_config.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "models/errors.hpp"
+
+namespace marginet {
+
+using nlohmann::json;
+
+// ---------------------------------------------------------------------------------------------
+// Names and small helpers
+
+const char* instruction_state_name(InstructionState s) {
+  switch (s) {
+    case InstructionState::instructed: return "instructed";
+    case InstructionState::submitted: return "submitted";
+    case InstructionState::confirmed: return "confirmed";
+    case InstructionState::final: return "final";
+    case InstructionState::failed: return "failed";
+    case InstructionState::rolled: return "rolled";
+    case InstructionState::defaulted: return "defaulted";
+  }
+  return "?";
+}
+
+std::optional<InstructionState> parse_instruction_state(std::string_view s) {
+  for (auto st : {InstructionState::instructed, InstructionState::submitted, InstructionState::confirmed,
+                  InstructionState::final, InstructionState::failed, InstructionState::rolled,
+                  InstructionState::defaulted})
+    if (s == instruction_state_name(st)) return st;
+  return std::nullopt;
+}
+
+bool is_terminal(InstructionState s) {
+  return s == InstructionState::final || s == InstructionState::rolled || s == InstructionState::defaulted;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact amounts in the chains file and the status
+
+std::optional<std::int64_t> parse_minor_units(std::string_view text, int scale) {
+  if (scale < 0 || scale > 18) return std::nullopt;
+  std::size_t i = 0;
+  bool neg = false;
+  if (i < text.size() && (text[i] == '-' || text[i] == '+')) neg = text[i++] == '-';
+  __int128 v = 0;
+  int digits = 0, decimals = 0;
+  bool dot = false;
+  for (; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '.') {
+      if (dot) return std::nullopt;
+      dot = true;
+      continue;
+    }
+    if (c < '0' || c > '9') return std::nullopt;
+    if (dot && ++decimals > scale) {
+      if (c != '0') return std::nullopt;  // more precision than the asset has
+      continue;
+    }
+    v = v * 10 + (c - '0');
+    ++digits;
+    if (v > static_cast<__int128>(INT64_MAX)) return std::nullopt;
+  }
+  if (digits == 0) return std::nullopt;
+  for (int d = std::min(decimals, scale); d < scale; ++d) {
+    v *= 10;
+    if (v > static_cast<__int128>(INT64_MAX)) return std::nullopt;
+  }
+  return static_cast<std::int64_t>(neg ? -v : v);
+}
+
+std::string format_minor_units(std::int64_t minor, int scale) {
+  const bool neg = minor < 0;
+  const std::uint64_t magnitude = neg ? 0 - static_cast<std::uint64_t>(minor) : static_cast<std::uint64_t>(minor);
+  std::string digits = std::to_string(magnitude);
+  if (scale > 0) {
+    if (static_cast<int>(digits.size()) <= scale) digits.insert(0, static_cast<std::size_t>(scale) + 1 - digits.size(), '0');
+    digits.insert(digits.size() - static_cast<std::size_t>(scale), ".");
+  }
+  return neg ? "-" + digits : digits;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Config
+
+SchedulerConfig parse_scheduler_config(const std::string& text, const std::string& name) {
+  json j = json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw input_error(name, 0, "", "not a JSON object");
+  SchedulerConfig cfg;
+  auto fail = [&name](const std::string& field, const std::string& what) -> void {
+    throw input_error(name, 0, field, what);
+  };
+  try {
+    if (j.contains("ccp_address")) cfg.ccp_address = j.at("ccp_address").get<std::string>();
+    if (j.contains("on_missed_deadline")) {
+      const std::string a = j.at("on_missed_deadline").get<std::string>();
+      if (a == "roll") cfg.on_missed_deadline = MissedDeadlineAction::roll;
+      else if (a == "default_management") cfg.on_missed_deadline = MissedDeadlineAction::default_management;
+      else fail("on_missed_deadline", "must be \"roll\" or \"default_management\", not \"" + a + "\"");
+    }
+    if (j.contains("max_payout_attempts")) {
+      cfg.max_payout_attempts = j.at("max_payout_attempts").get<int>();
+      if (cfg.max_payout_attempts < 1) fail("max_payout_attempts", "must be at least 1");
+    }
+    if (!j.contains("assets") || !j["assets"].is_object()) fail("assets", "an object of assets is required");
+    for (const auto& [asset, a] : j["assets"].items()) {
+      SettlementAssetConfig ac;
+      if (!a.contains("scale")) fail("assets." + asset + ".scale", "required");
+      ac.scale = a.at("scale").get<int>();
+      if (ac.scale < 0 || ac.scale > 18) fail("assets." + asset + ".scale", "must be in 0..18");
+      if (a.contains("ccp_liquidity")) {
+        const std::string t = a["ccp_liquidity"].is_string() ? a["ccp_liquidity"].get<std::string>()
+                                                             : a["ccp_liquidity"].dump();
+        auto v = parse_minor_units(t, ac.scale);
+        if (!v || *v < 0) fail("assets." + asset + ".ccp_liquidity", "not a non-negative amount at scale " +
+                                                                       std::to_string(ac.scale) + ": " + t);
+        ac.ccp_liquidity = *v;
+      }
+      cfg.assets[asset] = ac;
+    }
+    if (!j.contains("chains") || !j["chains"].is_array() || j["chains"].empty())
+      fail("chains", "a non-empty array of chains is required");
+    std::set<std::string> names, served;
+    for (const auto& c : j["chains"]) {
+      SimChainConfig sc;
+      sc.name = c.value("name", "");
+      const std::string where = "chains[" + sc.name + "]";
+      if (sc.name.empty() || !names.insert(sc.name).second) fail("chains.name", "missing or repeated chain name");
+      const std::string adapter = c.value("adapter", "sim");
+      if (adapter != "sim") fail(where + ".adapter", "unknown adapter '" + adapter + "' (this build has: sim)");
+      sc.ccp_address = cfg.ccp_address;
+      sc.assets = c.at("assets").get<std::vector<std::string>>();
+      for (const auto& a : sc.assets) {
+        if (!cfg.assets.count(a)) fail(where + ".assets", "asset " + a + " is not in \"assets\"");
+        if (!served.insert(a).second) fail(where + ".assets", "asset " + a + " is served by two chains");
+        sc.ccp_funding[a] = cfg.assets[a].ccp_liquidity;
+      }
+      sc.block_time = c.value("block_time", 0.0);
+      sc.finality_depth = c.value("finality_depth", 1u);
+      sc.seed = c.value("seed", std::uint64_t{1});
+      sc.failure_rate = c.value("failure_rate", 0.0);
+      sc.reorg_probability = c.value("reorg_probability", 0.0);
+      sc.reorg_depth = c.value("reorg_depth", 0u);
+      sc.max_transfers_per_block = c.value("max_transfers_per_block", std::size_t{0});
+      sc.failing_members = c.value("failing_members", std::vector<std::string>{});
+      if (c.contains("member_funding")) {
+        for (const auto& [asset, v] : c["member_funding"].items()) {
+          if (!cfg.assets.count(asset)) fail(where + ".member_funding", "unknown asset " + asset);
+          const std::string t = v.is_string() ? v.get<std::string>() : v.dump();
+          auto m = parse_minor_units(t, cfg.assets[asset].scale);
+          if (!m || *m < 0) fail(where + ".member_funding." + asset, "not a non-negative amount: " + t);
+          sc.member_funding[asset] = *m;
+        }
+      }
+      cfg.sim_chains.push_back(std::move(sc));
+    }
+    for (const auto& [asset, a] : cfg.assets)
+      if (!served.count(asset)) fail("assets." + asset, "no chain settles this asset");
+  } catch (const json::exception& e) {
+    throw input_error(name, 0, "", std::string("bad chains file: ") + e.what());
+  }
+  return cfg;
+}
+
+SchedulerConfig load_scheduler_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw input_error(path, 0, "", "cannot open");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_scheduler_config(ss.str(), path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status
+
+SchedulerStatus read_scheduler_status(SqliteDb& db) {
+  SchedulerStatus s;
+  auto has_table = [&db](const char* t) {
+    SqliteStatement q(db, "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?");
+    q.bind(1, std::string_view(t));
+    return q.step();
+  };
+  if (!has_table("sched_cycles")) throw input_error(db.path(), 0, "", "not a settlement scheduler database");
+  {
+    SqliteStatement q(db, "SELECT state, COUNT(*) FROM sched_cycles GROUP BY state");
+    while (q.step()) {
+      const std::string st = q.text(0);
+      if (st == "open") s.cycles_open = q.int64(1);
+      else if (st == "queued") s.cycles_queued = q.int64(1);
+      else if (st == "closed") s.cycles_closed = q.int64(1);
+    }
+  }
+  {
+    SqliteStatement q(db, "SELECT cycle_id FROM sched_cycles WHERE state='open'");
+    if (q.step()) s.open_cycle = q.text(0);
+  }
+  {
+    SqliteStatement q(db, "SELECT state, COUNT(*) FROM sched_instructions GROUP BY state");
+    while (q.step()) s.instructions_per_state[q.text(0)] = q.int64(1);
+  }
+  {
+    SqliteStatement q(db,
+                      "SELECT asset, SUM(settle) FROM sched_instructions"
+                      " WHERE state NOT IN ('final','rolled','defaulted') GROUP BY asset");
+    while (q.step()) s.value_pending[q.text(0)] = q.int64(1);
+  }
+  {
+    SqliteStatement q(db, "SELECT asset, why, SUM(amount) FROM sched_carried GROUP BY asset, why");
+    while (q.step()) {
+      s.carried[q.text(0)] += q.int64(2);
+      if (q.text(1) == "held") s.shortfall[q.text(0)] += q.int64(2);
+    }
+  }
+  {
+    SqliteStatement q(db, "SELECT asset, available FROM sched_liquidity");
+    while (q.step()) s.liquidity[q.text(0)] = q.int64(1);
+  }
+  {
+    SqliteStatement q(db, "SELECT asset, scale FROM sched_assets");
+    while (q.step()) s.scales[q.text(0)] = static_cast<int>(q.int64(1));
+  }
+  if (has_table("ledger_entries")) {
+    SqliteStatement q(db, "SELECT COUNT(*) FROM ledger_entries");
+    q.step();
+    s.ledger_entries = q.int64(0);
+  }
+  return s;
+}
+
+}  // namespace marginet

@@ -1,0 +1,65 @@
+#pragma once
+// The settlement scheduler's configuration and status (docs/settlement.md): the chains file
+// (`--chains FILE.json`, see examples/chains.json), the names of the instruction states, and
+// the status read back from a scheduler database without starting the scheduler
+// (`marginet scheduler status`). The state machine itself is scheduler.hpp.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "service/db/sqlite.hpp"
+#include "service/settlement/chains/sim_chain.hpp"
+
+namespace marginet {
+
+enum class InstructionState : std::uint8_t { instructed, submitted, confirmed, final, failed, rolled, defaulted };
+const char* instruction_state_name(InstructionState s);
+std::optional<InstructionState> parse_instruction_state(std::string_view s);
+bool is_terminal(InstructionState s);
+
+enum class MissedDeadlineAction : std::uint8_t { roll, default_management };
+
+struct SettlementAssetConfig {
+  int scale = 0;
+  std::int64_t ccp_liquidity = 0;  // minor units
+};
+
+/// The scheduler's settings and its chains (`--chains FILE.json`, see examples/chains.json).
+struct SchedulerConfig {
+  std::string ccp_address = "CCP";
+  MissedDeadlineAction on_missed_deadline = MissedDeadlineAction::roll;
+  int max_payout_attempts = 3;
+  std::map<std::string, SettlementAssetConfig> assets;
+  std::vector<SimChainConfig> sim_chains;  // adapter "sim"
+};
+
+/// Reads the chains file. input_error naming file and field on bad input.
+SchedulerConfig load_scheduler_config(const std::string& path);
+SchedulerConfig parse_scheduler_config(const std::string& json_text, const std::string& name);
+
+/// Exact decimal text -> int64 minor units of `scale` (no rounding: more decimals than the
+/// scale, overflow or junk are errors). nullopt when malformed.
+std::optional<std::int64_t> parse_minor_units(std::string_view text, int scale);
+/// int64 minor units -> decimal text with `scale` decimals.
+std::string format_minor_units(std::int64_t minor, int scale);
+
+struct SchedulerStatus {
+  std::int64_t cycles_open = 0, cycles_queued = 0, cycles_closed = 0;
+  std::string open_cycle;
+  std::map<std::string, std::int64_t> instructions_per_state;  // state name -> count
+  std::map<std::string, std::int64_t> value_pending;           // asset -> minor units not yet final
+  std::map<std::string, std::int64_t> carried;                 // asset -> minor units waiting for a cycle
+  std::map<std::string, std::int64_t> shortfall;               // asset -> minor units held at the last deadline
+  std::map<std::string, std::int64_t> liquidity;               // asset -> CCP liquidity available
+  std::map<std::string, int> scales;                           // asset -> decimals
+  std::int64_t ledger_entries = 0;
+};
+
+/// Reads the status from a scheduler database (no chains needed).
+SchedulerStatus read_scheduler_status(SqliteDb& db);
+
+}  // namespace marginet
