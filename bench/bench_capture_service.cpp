@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "bench/bench_context.hpp"
+#include "bench/live_server.hpp"
 #include "host/book_generator.hpp"
 #include "host/margin_engine.hpp"
 #include "models/reference_data.hpp"
@@ -40,15 +41,11 @@ namespace {
 using namespace marginet;
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::ordered_json;
+using bench::LiveServer;
+using bench::percentile;
 
 const std::string kDir = std::filesystem::temp_directory_path().string() + "/marginet_bench_capture";
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  const auto k = std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
 double micros_since(Clock::time_point t0) { return std::chrono::duration<double, std::micro>(Clock::now() - t0).count(); }
 
 /// Reference data of the small book (examples-sized: 2 underlyings, 400 instruments).
@@ -67,21 +64,6 @@ const GeneratedBook& small_book() {
   return book;
 }
 
-struct LiveServer {
-  std::unique_ptr<MarginServer> server;
-  std::thread thread;
-  explicit LiveServer(ServerOptions o) {
-    o.bind = "tcp://127.0.0.1:*";
-    o.backend = bench::backend();
-    o.quiet = true;
-    server = std::make_unique<MarginServer>(std::move(o));
-    thread = std::thread([this] { server->run(); });
-  }
-  ~LiveServer() {
-    server->stop();
-    thread.join();
-  }
-};
 
 ServerOptions small_server(const std::string& store) {
   small_book();
@@ -99,6 +81,23 @@ std::string fresh_store(const std::string& name) {
   const std::string path = kDir + "/" + name + ".sqlite";
   for (const char* suffix : {"", "-wal", "-shm", "-writer.lock"}) std::filesystem::remove(path + suffix);
   return path;
+}
+
+TradeInput make_trade(const std::string& id, const std::string& account, const std::string& instrument,
+                      const std::string& quantity);
+
+/// The positions of a generated book as one trade each, at the store's 8 decimals (the
+/// positions.csv of write_book() carries the same rounding, so both books are the same).
+std::vector<Submission> trades_of(const GeneratedBook& book, const std::string& prefix) {
+  std::vector<Submission> out;
+  for (const Position& p : book.positions) {
+    char q[40];
+    std::snprintf(q, sizeof q, "%.8f", p.quantity);
+    if (std::strtod(q, nullptr) == 0) continue;
+    out.push_back(Submission::trade(
+        make_trade(prefix + std::to_string(out.size()), p.account, book.instruments[p.instrument].id, q)));
+  }
+  return out;
 }
 
 TradeInput make_trade(const std::string& id, const std::string& account, const std::string& instrument,
@@ -134,12 +133,12 @@ void BM_TradeSubmit(benchmark::State& state) {
   std::vector<std::unique_ptr<MarginClient>> conns;
   for (std::size_t c = 0; c < clients; ++c)
     conns.push_back(std::make_unique<MarginClient>(ClientOptions{live.server->endpoint(), 60'000}));
-  std::vector<double> latencies;
+  std::vector<double> latencies, store_us;
   std::size_t trades = 0, round = 0;
   double wall = 0;
   std::atomic<bool> failed{false};
   for (auto _ : state) {
-    std::vector<std::vector<double>> lat(clients);
+    std::vector<std::vector<double>> lat(clients), in_store(clients);
     const auto t0 = Clock::now();
     std::vector<std::thread> threads;
     for (std::size_t c = 0; c < clients; ++c)
@@ -151,11 +150,13 @@ void BM_TradeSubmit(benchmark::State& state) {
               {make_trade(id, "ACC" + std::to_string(c), book.instruments[static_cast<std::size_t>(k) % 50].id, "1")});
           lat[c].push_back(micros_since(s));
           if (r["type"] != "trade.submit.result") failed = true;
+          else in_store[c].push_back(r["store_us"].get<double>());
         }
       });
     for (auto& t : threads) t.join();
     wall += std::chrono::duration<double>(Clock::now() - t0).count();
     for (auto& l : lat) latencies.insert(latencies.end(), l.begin(), l.end());
+    for (auto& l : in_store) store_us.insert(store_us.end(), l.begin(), l.end());
     trades += clients * kPerClient;
     ++round;
   }
@@ -164,6 +165,7 @@ void BM_TradeSubmit(benchmark::State& state) {
   state.counters["trades_per_s"] = static_cast<double>(trades) / wall;
   state.counters["p50_us"] = percentile(latencies, 0.50);
   state.counters["p99_us"] = percentile(latencies, 0.99);
+  state.counters["commit_p50_us"] = percentile(store_us, 0.50);  // the store's transaction
 }
 
 /// The account of the what-if and pre-trade figures: the small book's first account, headroom 10.
@@ -176,14 +178,7 @@ struct PretradeFixture {
     account = book.positions.front().account;
     {
       auto st = open_clearing_store(store, OpenMode::writer);
-      std::vector<Submission> subs;
-      std::size_t n = 0;
-      for (const Position& p : book.positions) {
-        char q[32];
-        std::snprintf(q, sizeof q, "%.8f", p.quantity);
-        if (std::strtod(q, nullptr) == 0) continue;
-        subs.push_back(Submission::trade(make_trade("B" + std::to_string(n++), p.account, book.instruments[p.instrument].id, q)));
-      }
+      const std::vector<Submission> subs = trades_of(book, "B");
       st->submit(subs);
       st->set_pretrade_headroom(account, 10.0);
     }
@@ -253,33 +248,19 @@ struct EodInputs {
 
 const EodInputs& eod_inputs() {
   static const EodInputs in = [] {
-    BookSpec spec;  // 20 underlyings, 100k instruments, 10k accounts, 1M positions
-    if (const char* n = std::getenv("MARGINET_EOD_POSITIONS")) {
-      const double f = std::stod(n) / static_cast<double>(spec.positions);
-      spec.positions = static_cast<std::size_t>(std::stod(n));
-      spec.instruments = std::max<std::size_t>(400, static_cast<std::size_t>(static_cast<double>(spec.instruments) * f));
-      spec.accounts = std::max<std::size_t>(10, static_cast<std::size_t>(static_cast<double>(spec.accounts) * f));
-    }
-    spec.seed = 2024;
+    const BookSpec spec = bench::eod_book_spec();
     EodInputs r;
     r.dir = kDir + "/eod-" + std::to_string(spec.positions);
     r.store = r.dir + "/clearing.sqlite";
     const GeneratedBook book = generate_book(spec);
     write_book(book, r.dir);
-    // The same positions as trades in the store, at the store's 8 decimals (positions.csv
-    // carries the same rounding, so both runs margin the same book).
     for (const char* suffix : {"", "-wal", "-shm", "-writer.lock"}) std::filesystem::remove(r.store + suffix);
     auto st = open_clearing_store(r.store, OpenMode::writer);
-    std::vector<Submission> batch;
-    std::size_t n = 0;
-    for (const Position& p : book.positions) {
-      char q[40];
-      std::snprintf(q, sizeof q, "%.8f", p.quantity);
-      if (std::strtod(q, nullptr) == 0) continue;
-      batch.push_back(Submission::trade(make_trade("E" + std::to_string(n++), p.account, book.instruments[p.instrument].id, q)));
-      if (batch.size() == 4096) st->submit(batch), batch.clear();
-    }
-    if (!batch.empty()) st->submit(batch);
+    const std::vector<Submission> trades = trades_of(book, "E");
+    for (std::size_t i = 0; i < trades.size(); i += 4096)
+      st->submit(std::vector<Submission>(trades.begin() + static_cast<std::ptrdiff_t>(i),
+                                         trades.begin() + static_cast<std::ptrdiff_t>(std::min(trades.size(), i + 4096))));
+    const std::size_t n = trades.size();
     r.positions = n;
     return r;
   }();

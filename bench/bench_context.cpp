@@ -1,5 +1,7 @@
 #include "bench/bench_context.hpp"
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -20,6 +22,25 @@ void set_bandwidth_counters(benchmark::State& state, double bytes_per_iteration)
     state.counters["pct_of_peak"] = benchmark::Counter(
         100.0 * total / 1e9 / probe_cuda().peak_bandwidth_gbs, benchmark::Counter::kIsRate);
   }
+}
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  const auto k = std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
+BookSpec eod_book_spec() {
+  BookSpec spec;  // 20 underlyings, 100k instruments, 10k accounts, 1M positions
+  if (const char* n = std::getenv("MARGINET_EOD_POSITIONS")) {
+    const double f = std::stod(n) / static_cast<double>(spec.positions);
+    spec.positions = static_cast<std::size_t>(std::stod(n));
+    spec.instruments = std::max<std::size_t>(400, static_cast<std::size_t>(static_cast<double>(spec.instruments) * f));
+    spec.accounts = std::max<std::size_t>(10, static_cast<std::size_t>(static_cast<double>(spec.accounts) * f));
+  }
+  spec.seed = 2024;
+  return spec;
 }
 
 int run_main(int argc, char** argv) {

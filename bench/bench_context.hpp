@@ -6,7 +6,11 @@
 
 #include <benchmark/benchmark.h>
 
+#include <string>
+#include <vector>
+
 #include "host/backend.hpp"
+#include "host/book_generator.hpp"
 
 namespace marginet::bench {
 
@@ -18,6 +22,14 @@ int run_main(int argc, char** argv);
 
 /// Counters every throughput benchmark reports.
 void set_bandwidth_counters(benchmark::State& state, double bytes_per_iteration);
+
+/// The p-quantile (0..1) of latency samples (nearest rank).
+double percentile(std::vector<double> samples, double p);
+
+/// The standard end-of-day book: 20 underlyings, 100,000 instruments, 10,000 accounts,
+/// 1,000,000 positions, seed 2024; MARGINET_EOD_POSITIONS=N scales positions, instruments and
+/// accounts together.
+BookSpec eod_book_spec();
 
 }  // namespace marginet::bench
 

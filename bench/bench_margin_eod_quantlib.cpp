@@ -37,17 +37,7 @@ double peak_rss_mib() {
 }
 
 const GeneratedBook& eod_book() {
-  static const GeneratedBook book = [] {
-    BookSpec spec;  // 20 underlyings, 100k instruments, 10k accounts, 1M positions
-    if (const char* n = std::getenv("MARGINET_EOD_POSITIONS")) {
-      const double f = std::stod(n) / static_cast<double>(spec.positions);
-      spec.positions = static_cast<std::size_t>(std::stod(n));
-      spec.instruments = std::max<std::size_t>(400, static_cast<std::size_t>(static_cast<double>(spec.instruments) * f));
-      spec.accounts = std::max<std::size_t>(10, static_cast<std::size_t>(static_cast<double>(spec.accounts) * f));
-    }
-    spec.seed = 2024;
-    return generate_book(spec);
-  }();
+  static const GeneratedBook book = generate_book(bench::eod_book_spec());
   return book;
 }
 

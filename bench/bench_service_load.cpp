@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "bench/bench_context.hpp"
+#include "bench/live_server.hpp"
 #include "host/book_generator.hpp"
 #include "service/margin/client.hpp"
 #include "service/margin/server.hpp"
@@ -30,6 +31,8 @@ namespace {
 using namespace marginet;
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::ordered_json;
+using bench::LiveServer;
+using bench::percentile;
 
 const std::string kDir = std::filesystem::temp_directory_path().string() + "/marginet_bench_service";
 
@@ -58,21 +61,6 @@ void write_inputs() {
   done = true;
 }
 
-struct LiveServer {
-  std::unique_ptr<MarginServer> server;
-  std::thread thread;
-  explicit LiveServer(ServerOptions o) {
-    o.bind = "tcp://127.0.0.1:*";
-    o.backend = bench::backend();
-    o.quiet = true;
-    server = std::make_unique<MarginServer>(std::move(o));
-    thread = std::thread([this] { server->run(); });
-  }
-  ~LiveServer() {
-    server->stop();
-    thread.join();
-  }
-};
 
 ServerOptions reference(const std::string& dir) {
   ServerOptions o;
@@ -82,12 +70,6 @@ ServerOptions reference(const std::string& dir) {
   return o;
 }
 
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  const auto k = std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size())));
-  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
-  return v[k];
-}
 
 void BM_MarginLoad(benchmark::State& state) {
   write_inputs();

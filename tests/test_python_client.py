@@ -25,29 +25,36 @@ DATA = os.environ["MARGINET_DATA"]
 REF = ["--instruments", f"{DATA}/instruments.csv", "--market", f"{DATA}/market.csv", "--marks", f"{DATA}/marks.csv"]
 
 
+def start_server(*args):
+    """`marginet serve` on a free loopback port: (process, endpoint)."""
+    server = subprocess.Popen([EXE, "serve", "--bind", "tcp://127.0.0.1:*", "--device", "cpu", "--quiet", *args] + REF,
+                              stdout=subprocess.PIPE, text=True)
+    line = server.stdout.readline()  # "marginet serve: listening on ENDPOINT"
+    if "listening on " not in line:
+        server.kill()
+        raise RuntimeError(f"server did not start: {line!r}")
+    return server, line.split("listening on ", 1)[1].strip()
+
+
+def stop_server(server):
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
 class PythonClient(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.server = subprocess.Popen(
-            [EXE, "serve", "--bind", "tcp://127.0.0.1:*", "--device", "cpu", "--quiet", "--model", "deribit-pm",
-             "--positions", f"{DATA}/positions.csv"] + REF,
-            stdout=subprocess.PIPE, text=True)
-        line = cls.server.stdout.readline()  # "marginet serve: listening on ENDPOINT"
-        if "listening on " not in line:
-            cls.server.kill()
-            raise RuntimeError(f"server did not start: {line!r}")
-        cls.endpoint = line.split("listening on ", 1)[1].strip()
+        cls.server, cls.endpoint = start_server("--model", "deribit-pm", "--positions", f"{DATA}/positions.csv")
         cls.client = Client(cls.endpoint, timeout_ms=30000)
 
     @classmethod
     def tearDownClass(cls):
         cls.client.close()
-        cls.server.send_signal(signal.SIGTERM)
-        try:
-            cls.server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            cls.server.kill()
-            cls.server.wait()
+        stop_server(cls.server)
 
     def offline(self, *args):
         out = subprocess.run([EXE, *args, "--device", "cpu", "--quiet", "--format", "json"] + REF,
@@ -125,14 +132,8 @@ class PythonTradeCapture(unittest.TestCase):
         for args in (["members", "add", "MM", "--pubkey", os.path.join(cls.dir, "MM.sign.pub")],
                      ["accounts", "add", "MM-1", "--member", "MM"]):
             subprocess.run([EXE, *args, "--store", cls.store], check=True, capture_output=True, timeout=60)
-        cls.server = subprocess.Popen(
-            [EXE, "serve", "--bind", "tcp://127.0.0.1:*", "--device", "cpu", "--quiet", "--model", "span16",
-             "--store", cls.store] + REF, stdout=subprocess.PIPE, text=True)
-        line = cls.server.stdout.readline()
-        if "listening on " not in line:
-            cls.server.kill()
-            raise RuntimeError(f"server did not start: {line!r}")
-        cls.client = Client(line.split("listening on ", 1)[1].strip(), timeout_ms=30000)
+        cls.server, endpoint = start_server("--model", "span16", "--store", cls.store)
+        cls.client = Client(endpoint, timeout_ms=30000)
         with open(f"{DATA}/instruments.csv") as f:
             rows = [r for r in f if r.strip() and not r.startswith("#")]
         cls.instrument = rows[1].split(",")[0]
@@ -140,12 +141,9 @@ class PythonTradeCapture(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.client.close()
-        cls.server.send_signal(signal.SIGTERM)
-        try:
-            cls.server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            cls.server.kill()
-            cls.server.wait()
+        stop_server(cls.server)
+        import shutil
+        shutil.rmtree(cls.dir, ignore_errors=True)
 
     def trade(self, trade_id, quantity="1.5", **extra):
         t = {"source": "py", "trade_id": trade_id, "account": "MM-1", "instrument": self.instrument,

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <set>
 #include <thread>
+#include <atomic>
 #include <unordered_map>
 
 #include "models/errors.hpp"
@@ -754,36 +755,51 @@ std::vector<SubmitResult> SqliteClearingStore::submit(const std::vector<Submissi
   std::vector<SubmitResult> results;
   results.reserve(batch.size());
   if (batch.empty()) return results;
-  // Steps 1-2 and the digests need no store: a large batch prepares its second half on another
-  // thread meanwhile.
+  // Steps 1-2 and the digests need no store: for a large batch a second thread prepares the
+  // submissions in order while this one records those already prepared (a pipeline).
   std::vector<PreparedSubmission> prepared(batch.size());
   std::size_t legs = 0;
   for (const Submission& s : batch) legs += s.legs.size();
+  std::atomic<std::size_t> ready{0};  // submissions [0, ready) are prepared
+  std::atomic<bool> stop{false};
+  std::exception_ptr failure;
+  std::thread helper;
   if (legs >= kParallelPrepareLegs && batch.size() >= 2) {
-    const std::size_t half = batch.size() / 2;
-    std::exception_ptr failure;
-    std::thread helper([&] {
+    helper = std::thread([&] {
       try {
-        for (std::size_t i = half; i < batch.size(); ++i) prepare_submission(batch[i], options_.instruments, prepared[i]);
+        for (std::size_t i = 0; i < batch.size() && !stop.load(std::memory_order_relaxed); ++i) {
+          prepare_submission(batch[i], options_.instruments, prepared[i]);
+          ready.store(i + 1, std::memory_order_release);
+        }
       } catch (...) {
         failure = std::current_exception();
+        ready.store(batch.size() + 1, std::memory_order_release);  // wakes the recorder: it rethrows
       }
     });
-    try {
-      for (std::size_t i = 0; i < half; ++i) prepare_submission(batch[i], options_.instruments, prepared[i]);
-    } catch (...) {
-      helper.join();
-      throw;
-    }
-    helper.join();
-    if (failure) std::rethrow_exception(failure);
   } else {
     for (std::size_t i = 0; i < batch.size(); ++i) prepare_submission(batch[i], options_.instruments, prepared[i]);
+    ready.store(batch.size(), std::memory_order_release);
   }
+  struct JoinOnExit {
+    std::thread& t;
+    std::atomic<bool>& stop;
+    ~JoinOnExit() {
+      stop.store(true, std::memory_order_relaxed);
+      if (t.joinable()) t.join();
+    }
+  } join_on_exit{helper, stop};
   const std::string now = now_utc();
   db_->begin();
   try {
-    for (std::size_t i = 0; i < batch.size(); ++i) results.push_back(submit_one(batch[i], prepared[i], now));
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      std::size_t r = ready.load(std::memory_order_acquire);
+      while (r <= i) {
+        std::this_thread::yield();
+        r = ready.load(std::memory_order_acquire);
+      }
+      if (r > batch.size()) std::rethrow_exception(failure);
+      results.push_back(submit_one(batch[i], prepared[i], now));
+    }
     db_->commit();
   } catch (...) {
     db_->rollback();

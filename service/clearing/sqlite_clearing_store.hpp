@@ -19,6 +19,13 @@
 // transaction; a file of a newer version, or a SQLite file that is not a clearing store, is
 // refused with input_error naming it. Readers need the current version (open once as writer
 // to migrate).
+//
+// The writer keeps the schema's REFERENCES itself (foreign-key checks off on its connection;
+// verify_journal() checks them), keeps in memory the account owners and positions it has read
+// or written (it is the only writer; cleared on any rollback or member/account change), runs
+// every check of a submission before its first write (no savepoint per submission), and
+// prepares large batches (fields, digests) on a second thread. Readers open the file with
+// SQLITE_OPEN_READONLY (service/db/sqlite.hpp: what a read-only WAL connection needs).
 
 #include <memory>
 #include <mutex>
