@@ -5,6 +5,9 @@
 //                                  in process — one durable commit (fsync) per trade
 //   BM_TradeSubmit/clients:N       trade.submit of single trades over loopback; contiguous
 //                                  submits share one commit — trades/s, p50/p99 µs
+//   BM_TradeSubmitPipelined/in_flight:N
+//                                  one DEALER streaming trade.submit with N in flight: the
+//                                  server records up to 1,024 per commit — trades/s
 //   BM_PackagePretrade             a two-leg RFQ package of an account with a pre-trade headroom:
 //                                  what-if on the cached rows, then recorded — p50/p99 µs;
 //                                  beside it BM_WhatIfSameAccount, the what-if alone (no store)
@@ -168,6 +171,48 @@ void BM_TradeSubmit(benchmark::State& state) {
   state.counters["commit_p50_us"] = percentile(store_us, 0.50);  // the store's transaction
 }
 
+/// One DEALER with `window` submits in flight (a capture gateway streaming trades): the server
+/// finds them queued back to back and records up to 1,024 per commit.
+void BM_TradeSubmitPipelined(benchmark::State& state) {
+  const GeneratedBook& book = small_book();
+  const auto window = static_cast<std::size_t>(state.range(0));
+  constexpr std::size_t kTrades = 20'000;
+  LiveServer live(small_server(fresh_store("pipelined")));
+  MarginClient client(ClientOptions{live.server->endpoint(), 60'000});
+  std::size_t trades = 0, round = 0;
+  double wall = 0;
+  for (auto _ : state) {
+    std::vector<std::string> frames;
+    frames.reserve(kTrades);
+    for (std::size_t k = 0; k < kTrades; ++k) {
+      const TradeInput t = make_trade(std::to_string(round) + "-" + std::to_string(k), "ACC" + std::to_string(k % 16),
+                                      book.instruments[k % 50].id, "1");
+      const json req{{"v", 1}, {"type", "trade.submit"}, {"id", k},
+                     {"trade", {{"source", t.source}, {"trade_id", t.trade_id}, {"account", t.account},
+                                {"instrument", t.instrument}, {"quantity", t.quantity_text}, {"price", t.price_text},
+                                {"time", t.time}}}};
+      const auto bytes = json::to_msgpack(req);
+      frames.emplace_back(bytes.begin(), bytes.end());
+    }
+    const auto t0 = Clock::now();
+    std::size_t sent = 0, received = 0;
+    while (received < kTrades) {
+      while (sent < kTrades && sent - received < window) client.send_raw(frames[sent++]);
+      const auto frame = client.receive_raw(60'000);
+      if (!frame || json::from_msgpack(*frame)["type"] != "trade.submit.result") {
+        state.SkipWithError("a trade.submit was refused or unanswered");
+        return;
+      }
+      ++received;
+    }
+    wall += std::chrono::duration<double>(Clock::now() - t0).count();
+    trades += kTrades;
+    ++round;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(trades));
+  state.counters["trades_per_s"] = static_cast<double>(trades) / wall;
+}
+
 /// The account of the what-if and pre-trade figures: the small book's first account, headroom 10.
 struct PretradeFixture {
   std::string store, account;
@@ -301,6 +346,7 @@ void BM_EodFromStore(benchmark::State& state) { run_eod(state, true); }
 
 BENCHMARK(BM_StoreOneTradePerCommit)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(BM_TradeSubmit)->ArgNames({"clients"})->Arg(1)->Arg(16)->Iterations(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_TradeSubmitPipelined)->ArgNames({"in_flight"})->Arg(1024)->Iterations(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_PackagePretrade)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(BM_WhatIfSameAccount)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(BM_EodFromFiles)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
