@@ -570,7 +570,13 @@ struct MarginServer::Impl {
     const Instrument* inst = ref.instruments.find(instrument);
     if (!inst || !book_engine) return;
     const Position t{account, ref.instruments.index_of(instrument), std::strtod(quantity_text(quantity_units).c_str(), nullptr)};
-    book_engine->commit_trades(account, {t});
+    try {
+      book_engine->commit_trades(account, {t});
+    } catch (const std::exception& e) {
+      // The trade is recorded; only the cache could not take it: margin the store's book again.
+      spdlog::warn("cached rows of {} could not follow a trade ({}): re-running the book", account, e.what());
+      rebuild_engines();
+    }
   }
 
   /// Contiguous trade.submit requests: one store transaction. A package with a pre-trade check
