@@ -1,6 +1,6 @@
 // The clearing store's command line end to end through the real binary (docs/clearing.md
 // "Command line"): trades import/list/cancel/verify, positions, members, accounts, and
-// `margin --store` against `margin --positions` on the same positions.
+// `margin --store` and `whatif --store` against `--positions` on the same positions.
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -298,6 +298,21 @@ TEST_F(ClearingCli, MarginFromTheStoreEqualsMarginFromTheFile) {
         EXPECT_NEAR(x, y, 1e-9 * std::max(1.0, std::fabs(x))) << model << " row " << i << " column " << a[0][j];
       }
     }
+  }
+
+  // whatif from the store: the same figures as from the file (the account's book only).
+  {
+    const std::string proposed = " --account DESK-A --trades " + ex + "/proposed_trades.csv --model span16";
+    const auto from_file = run_marginet("whatif" + ref + proposed + " --positions " + ex + "/positions.csv", false);
+    const auto from_store = run_marginet("whatif" + ref + proposed + st(), false);
+    ASSERT_EQ(from_file.status, 0) << from_file.output;
+    ASSERT_EQ(from_store.status, 0) << from_store.output;
+    const auto a = csv_rows(from_file.output), b = csv_rows(from_store.output);
+    ASSERT_EQ(a.size(), 2u) << from_file.output;
+    ASSERT_EQ(b.size(), 2u) << from_store.output;
+    ASSERT_EQ(a[1].size(), b[1].size());
+    for (std::size_t j = 2; j < 8; ++j)  // im and mm before, after, change
+      EXPECT_NEAR(std::stod(a[1][j]), std::stod(b[1][j]), 1e-9 * std::max(1.0, std::fabs(std::stod(a[1][j])))) << a[0][j];
   }
 
   // Exactly one of --positions and --store.

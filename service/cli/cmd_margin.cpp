@@ -9,7 +9,7 @@
 //     JSON: the same plus per-underlying breakdown and the five worst scenarios with their P&L.
 //     --store S reads the positions kept by a clearing store (opened as reader) instead of a
 //     positions file: exactly one of the two.
-//   marginet whatif --account A --trades F ... (same reference data and model)
+//   marginet whatif --account A --trades F ... (same reference data, model, --positions or --store)
 //     trades.csv: instrument,quantity  (an optional account column must name A)
 //
 // Scenario ids in output are 1-based (span16's 1–16); 0 means none.
@@ -41,7 +41,7 @@ struct MarginOptions {
   std::size_t paths = 0;
   long long seed = -1;
   std::string account, trades;  // whatif
-  std::string store;            // margin: positions from a clearing store instead of --positions
+  std::string store;            // margin, whatif: positions from a clearing store instead of --positions
 };
 
 void add_reference_options(CLI::App* cmd, MarginOptions& o, bool positions_from_store = false) {
@@ -211,8 +211,10 @@ std::vector<Position> read_trades(const std::string& path, const std::string& ac
 void run_whatif(const CommonOptions& common, const MarginOptions& o) {
   const Backend backend = resolve_backend(common);
   const ReferenceData ref = load_reference_data(o.instruments, o.market, o.marks);
+  if (o.positions.empty() == o.store.empty())
+    throw usage_error("whatif: give exactly one of --positions FILE or --store STORE");
   std::vector<Position> positions;
-  for (Position& p : read_positions(o.positions, ref.instruments))
+  for (Position& p : o.store.empty() ? read_positions(o.positions, ref.instruments) : store_positions(o, ref.instruments))
     if (p.account == o.account) positions.push_back(std::move(p));
   const std::vector<Position> trades = read_trades(o.trades, o.account, ref.instruments);
   const Methodology m = methodology_of(o);
@@ -262,7 +264,7 @@ void add_margin_command(CLI::App& app, CommonOptions& common) {
 void add_whatif_command(CLI::App& app, CommonOptions& common) {
   auto o = std::make_shared<MarginOptions>();
   CLI::App* cmd = app.add_subcommand("whatif", "Incremental margin of proposed trades for one account");
-  add_reference_options(cmd, *o);
+  add_reference_options(cmd, *o, /*positions_from_store=*/true);
   cmd->add_option("--account", o->account, "The account")->required();
   cmd->add_option("--trades", o->trades, "Proposed trades: instrument,quantity")->required();
   cmd->callback([&common, o] { run_whatif(common, *o); });
