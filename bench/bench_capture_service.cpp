@@ -68,6 +68,13 @@ const GeneratedBook& small_book() {
 }
 
 
+ClientOptions connection(const LiveServer& live) {
+  ClientOptions o;
+  o.endpoint = live.server->endpoint();
+  o.timeout_ms = 60'000;
+  return o;
+}
+
 ServerOptions small_server(const std::string& store) {
   small_book();
   ServerOptions o;
@@ -135,7 +142,7 @@ void BM_TradeSubmit(benchmark::State& state) {
   LiveServer live(small_server(fresh_store("wire")));
   std::vector<std::unique_ptr<MarginClient>> conns;
   for (std::size_t c = 0; c < clients; ++c)
-    conns.push_back(std::make_unique<MarginClient>(ClientOptions{live.server->endpoint(), 60'000}));
+    conns.push_back(std::make_unique<MarginClient>(connection(live)));
   std::vector<double> latencies, store_us;
   std::size_t trades = 0, round = 0;
   double wall = 0;
@@ -178,7 +185,7 @@ void BM_TradeSubmitPipelined(benchmark::State& state) {
   const auto window = static_cast<std::size_t>(state.range(0));
   constexpr std::size_t kTrades = 20'000;
   LiveServer live(small_server(fresh_store("pipelined")));
-  MarginClient client(ClientOptions{live.server->endpoint(), 60'000});
+  MarginClient client(connection(live));
   std::size_t trades = 0, round = 0;
   double wall = 0;
   for (auto _ : state) {
@@ -242,7 +249,7 @@ void BM_PackagePretrade(benchmark::State& state) {
   }
   o.collateral = collateral;
   LiveServer live(o);
-  MarginClient client(ClientOptions{live.server->endpoint(), 60'000});
+  MarginClient client(connection(live));
   std::vector<double> latencies;
   std::size_t n = 0;
   for (auto _ : state) {
@@ -266,7 +273,7 @@ void BM_PackagePretrade(benchmark::State& state) {
 void BM_WhatIfSameAccount(benchmark::State& state) {
   PretradeFixture f;
   LiveServer live(small_server(f.store));
-  MarginClient client(ClientOptions{live.server->endpoint(), 60'000});
+  MarginClient client(connection(live));
   std::vector<double> latencies;
   std::size_t n = 0;
   for (auto _ : state) {

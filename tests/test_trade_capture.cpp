@@ -112,6 +112,7 @@ TEST_F(TradeCapture, RecordDuplicateConflictCancel) {
 
   const json j = c.trades();
   ASSERT_EQ(j["rows"].size(), 2u);  // the trade and its cancel: a cancel never deletes
+  EXPECT_EQ(c.status()["store"]["journal_entries"], 2);
   EXPECT_EQ(j["rows"][1][1], "cancel");
   EXPECT_EQ(j["rows"][1][6], "-2.5");
 }

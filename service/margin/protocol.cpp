@@ -642,7 +642,7 @@ std::string encode_pong(std::string_view id_raw, double server_time) {
 std::string encode_status(std::string_view id_raw, const StatusInfo& s) {
   msgpack::sbuffer buf;
   Packer pk(buf);
-  begin_reply(pk, id_raw, "status.result", 17);
+  begin_reply(pk, id_raw, "status.result", s.store ? 18 : 17);
   kv(pk, "uptime_s", s.uptime_s);
   kv(pk, "backend", s.backend);
   kv(pk, "device", s.device);
@@ -675,6 +675,11 @@ std::string encode_status(std::string_view id_raw, const StatusInfo& s) {
   kv(pk, "max_batch", static_cast<std::uint64_t>(s.max_batch));
   kv(pk, "market_updates", s.market_updates);
   kv(pk, "curve", s.curve);
+  if (s.store) {
+    pk.pack(std::string_view("store"));
+    pk.pack_map(1);
+    kv(pk, "journal_entries", s.journal_entries);
+  }
   return take(buf);
 }
 

@@ -192,6 +192,8 @@ struct StatusInfo {
   std::size_t latency_samples = 0;
   std::uint64_t market_updates = 0;
   bool curve = false;
+  bool store = false;                     // a clearing store is open (--store)
+  std::int64_t journal_entries = 0;       // its journal's length (trades and cancels)
 };
 std::string encode_status(std::string_view id_raw, const StatusInfo& info);
 

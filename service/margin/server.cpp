@@ -134,6 +134,7 @@ struct MarginServer::Impl {
   bool stopping = false;
   std::atomic<bool> compute_done{false}, computing{false}, stop_requested{false};
   std::atomic<std::uint64_t> batches_run{0}, market_updates{0}, compute_errors{0};
+  std::atomic<std::int64_t> journal_entries{0};  // the store's journal length, for status
   std::thread compute;
 
   // --- socket-thread statistics ---
@@ -162,6 +163,7 @@ struct MarginServer::Impl {
       ClearingStoreOptions so;
       so.instruments = instrument_ids(ref.instruments);
       store = open_clearing_store(opt.store, OpenMode::writer, std::move(so));
+      journal_entries = store->journal_size();
     }
     if (ref.instruments.size() <= kCoverAllInstruments) {
       for (std::size_t i = 0; i < ref.instruments.size(); ++i) cover.push_back(i);
@@ -636,6 +638,8 @@ struct MarginServer::Impl {
         continue;
       }
       const double store_us = micros(Clock::now() - t0);
+      for (const SubmitResult& r : results)
+        for (std::int64_t seq : r.journal_seqs) journal_entries = std::max<std::int64_t>(journal_entries.load(), seq);
       for (std::size_t j = 0; j < results.size(); ++j) {
         const Job& job = batch[job_of[j]];
         const SubmitResult& r = results[j];
@@ -680,6 +684,7 @@ struct MarginServer::Impl {
     if (r.outcome != Outcome::recorded && r.outcome != Outcome::duplicate)
       throw protocol::protocol_error(error_code_of(r.outcome), r.message);
     const std::int64_t seq = r.journal_seqs.empty() ? 0 : r.journal_seqs[0];
+    journal_entries = std::max<std::int64_t>(journal_entries.load(), seq);
     if (r.outcome == Outcome::recorded)
       if (const auto e = journal_entry(st, seq)) follow_recorded(e->account, e->instrument, e->quantity_units);
     reply(job, protocol::encode_trade_cancel_result(job.request.id_raw, r.outcome == Outcome::recorded ? "cancelled" : "duplicate", seq));
@@ -837,6 +842,8 @@ struct MarginServer::Impl {
     s.max_batch = opt.max_batch;
     s.market_updates = market_updates;
     s.curve = opt.curve.enabled();
+    s.store = opt.store.size() > 0;
+    s.journal_entries = journal_entries.load();
     const std::size_t n = std::min(latency_count, latencies.size());
     s.latency_samples = n;
     if (n > 0) {
