@@ -328,10 +328,7 @@ void run_eod(benchmark::State& state, bool from_store) {
     const auto t0 = Clock::now();
     std::vector<Position> positions;
     if (from_store) {
-      auto st = open_clearing_store(in.store, OpenMode::reader);
-      for (const PositionRow& p : st->positions())
-        positions.push_back({p.account, ref.instruments.index_of(p.instrument),
-                             std::strtod(quantity_text(p.quantity_units).c_str(), nullptr)});
+      positions = kept_positions(*open_clearing_store(in.store, OpenMode::reader), ref.instruments, "instruments.csv");
     } else {
       positions = read_positions(in.dir + "/positions.csv", ref.instruments);
     }

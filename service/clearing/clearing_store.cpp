@@ -1,5 +1,7 @@
 #include "service/clearing/clearing_store.hpp"
 
+#include "models/errors.hpp"
+
 namespace marginet {
 
 const char* to_string(Outcome outcome) {
@@ -31,6 +33,19 @@ std::unordered_set<std::string> instrument_ids(const InstrumentTable& table) {
   std::unordered_set<std::string> ids;
   for (const Instrument& i : table) ids.insert(i.id);
   return ids;
+}
+
+std::vector<Position> kept_positions(const ClearingStore& store, const InstrumentTable& instruments,
+                                     const std::string& instruments_source) {
+  std::vector<Position> out;
+  for (const PositionRow& row : store.positions()) {
+    if (!instruments.contains(row.instrument))
+      throw input_error(store.path(), 0, "instrument",
+                        "position of account '" + row.account + "' in instrument '" + row.instrument + "', which " +
+                            instruments_source + " does not list");
+    out.push_back(Position{row.account, instruments.index_of(row.instrument), quantity_value(row.quantity_units)});
+  }
+  return out;
 }
 
 }  // namespace marginet

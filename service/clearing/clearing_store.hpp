@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "models/instrument.hpp"
+#include "models/positions.hpp"
 #include "service/clearing/trade.hpp"
 
 namespace marginet {
@@ -223,5 +224,11 @@ class ClearingStore {
 /// is some other SQLite database, or has a newer schema than this binary knows.
 std::unique_ptr<ClearingStore> open_clearing_store(const std::string& path, OpenMode mode,
                                                    ClearingStoreOptions options = {});
+
+/// The store's kept positions as the risk engine's book, quantities by quantity_value(). A
+/// position in an instrument that `instruments` lacks is an input_error naming the store, the
+/// account and the instrument, and saying that `instruments_source` does not list it.
+std::vector<Position> kept_positions(const ClearingStore& store, const InstrumentTable& instruments,
+                                     const std::string& instruments_source);
 
 }  // namespace marginet

@@ -4,6 +4,9 @@
 
 #include <array>
 #include <cctype>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 
 #include "models/errors.hpp"
 
@@ -119,6 +122,10 @@ std::optional<std::string> canonical_decimal(std::string_view t) {
     out += fraction;
   }
   return out;
+}
+
+double quantity_value(std::int64_t quantity_units) {
+  return std::strtod(quantity_text(quantity_units).c_str(), nullptr);
 }
 
 std::string quantity_text(std::int64_t quantity_units) {
@@ -330,6 +337,35 @@ std::string sign_trade_hex(const Trade& trade, std::string_view secret_key_hex) 
                        bytes.size(), sk);
   sodium_memzero(sk, sizeof sk);
   return to_hex(sig, sizeof sig);
+}
+
+namespace {
+/// A key file's text without surrounding whitespace.
+std::string read_key_text(const std::string& path, const char* what) {
+  std::ifstream in(path);
+  if (!in) throw input_error(path, 0, "", std::string("cannot open the ") + what + " file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return "";
+  return text.substr(first, text.find_last_not_of(" \t\r\n") - first + 1);
+}
+}  // namespace
+
+std::string read_public_key_file(const std::string& path) {
+  std::string text = read_key_text(path, "public key");
+  if (!is_valid_public_key_hex(text))
+    throw input_error(path, 1, "", "not an Ed25519 public key: expected 64 hex digits (a NAME.sign.pub file)");
+  return text;
+}
+
+std::string read_signing_key_file(const std::string& path) {
+  std::string text = read_key_text(path, "signing key");
+  if ((text.size() != 128 && text.size() != 64) || !is_hex(text))
+    throw input_error(path, 1, "",
+                      "not an Ed25519 signing key: expected 128 hex digits or a 64-hex-digit seed (a NAME.sign.key file)");
+  return text;
 }
 
 bool verify_trade_signature(const Trade& trade, std::string_view public_key_hex) {

@@ -51,6 +51,9 @@ std::optional<std::string> canonical_decimal(std::string_view text);
 
 /// Quantity units as canonical decimal text: -150000000 -> "-1.5", 1 -> "0.00000001".
 std::string quantity_text(std::int64_t quantity_units);
+/// Quantity units as the risk engine's double: the double nearest to the exact decimal
+/// (strtod of quantity_text), so 1.5 is exactly 1.5 and 0.1 is the double of "0.1".
+double quantity_value(std::int64_t quantity_units);
 
 /// Why `id` is not a valid identifier ("empty", "longer than 128 bytes", "not valid UTF-8",
 /// "contains a control character"), or nullopt when it is. `max_bytes` is for other texts of the
@@ -137,6 +140,12 @@ Ed25519Keypair ed25519_keypair_from_seed(std::string_view seed_hex);
 /// True when `text` is 64 hex digits (an Ed25519 public key's length; the curve point itself is
 /// checked when a signature is verified).
 bool is_valid_public_key_hex(std::string_view text);
+
+/// The key held by a key file of `marginet members keygen` (surrounding whitespace ignored):
+/// NAME.sign.pub, 64 hex digits; NAME.sign.key, 128 hex digits (or a 64-hex-digit seed).
+/// input_error naming the file when it cannot be read or does not hold such a key.
+std::string read_public_key_file(const std::string& path);
+std::string read_signing_key_file(const std::string& path);
 
 /// Ed25519 detached signature of canonical_trade_bytes(trade), 128 lowercase hex digits.
 /// `secret_key_hex`: the 128-hex-digit secret key, or a 64-hex-digit seed. input_error otherwise.

@@ -24,7 +24,6 @@
 
 #include "models/errors.hpp"
 #include "models/money.hpp"
-#include "models/trade.hpp"
 #include "service/cli/common.hpp"
 #include "service/cli/table.hpp"
 #include "service/clearing/trade_csv.hpp"
@@ -231,11 +230,7 @@ void add_client_command(CLI::App& app, CommonOptions& common) {
   submit->callback([&common, o] {
     std::vector<std::vector<long>> lines;
     const std::vector<Submission> subs = read_trade_submissions_csv(o->trades, &lines);
-    std::string key;
-    if (!o->sign_key.empty()) {
-      key = read_file_text(o->sign_key);
-      key.erase(key.find_last_not_of(" \t\r\n") + 1);
-    }
+    const std::string key = o->sign_key.empty() ? std::string() : read_signing_key_file(o->sign_key);
     MarginClient c(o->connection);
     Table table;
     table.columns = {"line", "trade_id", "outcome", "journal_seqs", "message"};

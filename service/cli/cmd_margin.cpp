@@ -92,21 +92,9 @@ void naming_marks(const MarginOptions& o, Body&& body) {
 
 std::int64_t scenario_id(std::int32_t index) { return index + 1; }
 
-/// The positions kept by a clearing store, for the risk engine: quantity = units / 1e8, through
-/// the exact decimal text (strtod of "1.5" is the double nearest to the decimal). An instrument
-/// of the store that the instruments file lacks is an input error naming the store.
+/// The positions kept by a clearing store (opened as a reader), for the risk engine.
 std::vector<Position> store_positions(const MarginOptions& o, const InstrumentTable& instruments) {
-  auto store = open_clearing_store(o.store, OpenMode::reader);
-  std::vector<Position> out;
-  for (const PositionRow& row : store->positions()) {
-    if (!instruments.contains(row.instrument))
-      throw input_error(o.store, 0, "instrument",
-                        "position of account '" + row.account + "' in instrument '" + row.instrument +
-                            "', which " + o.instruments + " does not list");
-    const std::string text = quantity_text(row.quantity_units);
-    out.push_back(Position{row.account, instruments.index_of(row.instrument), std::strtod(text.c_str(), nullptr)});
-  }
-  return out;
+  return kept_positions(*open_clearing_store(o.store, OpenMode::reader), instruments, o.instruments);
 }
 
 nlohmann::ordered_json account_json(const AccountMargin& a, const ScenarioSet& set, int settlement_scale) {

@@ -22,12 +22,10 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 #include <string>
 
 #include "models/errors.hpp"
@@ -51,21 +49,6 @@ struct MembersOptions {
 std::unique_ptr<ClearingStore> open_store(const std::string& path, OpenMode mode) {
   if (path.empty()) throw usage_error("--store STORE is required");
   return open_clearing_store(path, mode);
-}
-
-/// The public key held by FILE (64 hex digits, surrounding whitespace ignored).
-std::string read_public_key_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw input_error(path, 0, "", "cannot open the public key file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
-  const auto first = text.find_first_not_of(" \t\r\n");
-  const auto last = text.find_last_not_of(" \t\r\n");
-  text = first == std::string::npos ? "" : text.substr(first, last - first + 1);
-  if (!is_valid_public_key_hex(text))
-    throw input_error(path, 1, "", "not an Ed25519 public key: expected 64 hex digits (a NAME.sign.pub file)");
-  return text;
 }
 
 /// Writes `text` to a new file with `mode`; refuses to overwrite.

@@ -219,19 +219,8 @@ struct MarginServer::Impl {
 
   // ------------------------------------------------------------------ compute thread
 
-  /// The store's positions as the engine's book (quantities from exact decimal text).
-  std::vector<Position> positions_from_store() const {
-    std::vector<Position> out;
-    for (const PositionRow& p : store->positions()) {
-      const Instrument* inst = ref.instruments.find(p.instrument);
-      if (!inst) throw input_error(store->path(), 0, "instrument", "position in unknown instrument '" + p.instrument + "'");
-      out.push_back(Position{p.account, ref.instruments.index_of(p.instrument), std::strtod(quantity_text(p.quantity_units).c_str(), nullptr)});
-    }
-    return out;
-  }
-
   void rebuild_engines() {
-    if (store) book = positions_from_store();
+    if (store) book = kept_positions(*store, ref.instruments, opt.instruments);
     auto make = [&] {
       auto e = std::make_unique<MarginEngine>(ref.instruments, ref.market, method, opt.backend);
       if (!published.empty()) e->use_published_risk_arrays(published);
@@ -540,8 +529,7 @@ struct MarginServer::Impl {
         Trade t;
         if (validate_trade(to_trade_input(legs[i]), t) || !ref.instruments.contains(t.instrument))
           return std::nullopt;  // the store refuses the package, naming the leg and field
-        const double quantity = std::strtod(t.quantity().c_str(), nullptr);
-        trades.push_back(Position{account, ref.instruments.index_of(legs[i].instrument), quantity});
+        trades.push_back(Position{account, ref.instruments.index_of(t.instrument), quantity_value(t.quantity_units)});
       }
       if (!valued) values = collateral_values(collateral, ref.market, method), valued = true;
       const WhatIfResult w = book_engine->whatif(account, trades);
@@ -571,7 +559,7 @@ struct MarginServer::Impl {
   void follow_recorded(const std::string& account, const std::string& instrument, std::int64_t quantity_units) {
     const Instrument* inst = ref.instruments.find(instrument);
     if (!inst || !book_engine) return;
-    const Position t{account, ref.instruments.index_of(instrument), std::strtod(quantity_text(quantity_units).c_str(), nullptr)};
+    const Position t{account, ref.instruments.index_of(instrument), quantity_value(quantity_units)};
     try {
       book_engine->commit_trades(account, {t});
     } catch (const std::exception& e) {
