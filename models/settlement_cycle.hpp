@@ -47,6 +47,24 @@ struct SettlementCycle {
   std::vector<SettlementInstruction> instructions;
 };
 
+/// What became of one instruction a producer sent, following it through the cycles it was
+/// carried into (`<id>@<cycle>`): the scheduler's answer to `settlement.query` (SPEC §8, §9).
+struct InstructionOutcome {
+  std::string instruction_id;  // as the producer sent it
+  std::int64_t amount = 0;     // the obligation sent, minor units
+  std::int64_t settled = 0;    // minor units final, over the instruction and its carried successors
+  std::string state;           // "final" (settled == amount), "defaulted" (handed to default
+                               // management, nothing pending), "pending" (in flight or carried)
+};
+
+/// The settlement of one cycle as its producer asked for it.
+struct SettlementReport {
+  std::string cycle_id;
+  std::string cycle_state;     // "unknown" (never received), "queued", "open", "closed"
+  bool complete = false;       // closed and every instruction final or defaulted
+  std::vector<InstructionOutcome> instructions;  // the cycle's own instructions, in cycle order
+};
+
 const char* leg_name(Leg leg);                 // "pay_in" | "pay_out"
 const char* obligation_kind_name(ObligationKind kind);  // "net" | "margin_call"
 /// Inverse of leg_name / obligation_kind_name; false on an unknown name.

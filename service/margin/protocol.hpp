@@ -29,7 +29,10 @@ enum class ErrorCode {
   // trade capture (docs/clearing.md): a resend of (source, trade_id) with other contents, a
   // missing or invalid signature of a member with a key, a package refused by the pre-trade
   // check, a cancel of a trade never recorded, a request that needs the clearing store.
-  conflict, bad_signature, insufficient_margin, not_found, no_store
+  conflict, bad_signature, insufficient_margin, not_found, no_store,
+  // collateral (docs/clearing.md): a withdrawal that would leave IM uncovered, or more than the
+  // balance; a request that needs the settlement link (--scheduler) to the scheduler.
+  insufficient_collateral
 };
 const char* error_code_name(ErrorCode code);
 
@@ -57,10 +60,12 @@ struct Limits {
 
 enum class RequestType {
   ping, status, greeks, margin, whatif, net, market_update,
-  trade_submit, trade_cancel, trades_query, positions_query
+  trade_submit, trade_cancel, trades_query, positions_query,
+  collateral_deposit, collateral_withdraw, collateral_query, calls_run, calls_query
 };
 /// "ping", "status", "greeks", "margin", "whatif", "net", "market.update", "trade.submit",
-/// "trade.cancel", "trades.query", "positions.query".
+/// "trade.cancel", "trades.query", "positions.query", "collateral.deposit",
+/// "collateral.withdraw", "collateral.query", "calls.run", "calls.query".
 const char* request_type_name(RequestType type);
 
 enum class Priority { normal, high };
@@ -151,6 +156,24 @@ struct PositionsQueryRequest {
   std::string account;                    // "" = every account
 };
 
+/// collateral.deposit / collateral.withdraw: `amount` units of `asset` (exact decimal text in the
+/// asset's scale, > 0; a withdrawal may say "excess": all that IM leaves free).
+struct CollateralChangeRequest {
+  std::string account, asset, amount;
+  std::string reference;                  // idempotency key; "" = none (every request is new)
+};
+struct CollateralQueryRequest {
+  std::string account;                    // "" = every account
+};
+/// calls.run: margin every account of the store's book and make the calls (docs/clearing.md).
+struct CallsRunRequest {
+  std::string run_id;                     // "" = generated; an existing id answers that run
+  std::string kind = "on_demand";         // "eod" | "intraday" | "on_demand"
+};
+struct CallsQueryRequest {
+  std::string run_id;                     // "" = the latest run
+};
+
 struct Request {
   int version = kVersion;
   RequestType type = RequestType::ping;
@@ -165,6 +188,10 @@ struct Request {
   TradeCancelRequest trade_cancel;
   TradesQueryRequest trades_query;
   PositionsQueryRequest positions_query;
+  CollateralChangeRequest collateral_change;  // deposit and withdraw
+  CollateralQueryRequest collateral_query;
+  CallsRunRequest calls_run;
+  CallsQueryRequest calls_query;
 };
 
 /// Decodes and validates one frame. Throws protocol_error (never anything else for bad bytes).
@@ -194,6 +221,13 @@ struct StatusInfo {
   bool curve = false;
   bool store = false;                     // a clearing store is open (--store)
   std::int64_t journal_entries = 0;       // its journal's length (trades and cancels)
+  // The outbox to the scheduler (docs/clearing.md): cycles not yet acknowledged, acknowledged
+  // but not yet settled, and the oldest unacknowledged one (id and age in seconds).
+  bool scheduler = false;                 // a settlement link is configured (--scheduler)
+  std::int64_t outbox_unacked = 0, outbox_unsettled = 0;
+  std::string outbox_oldest_unacked;
+  double outbox_oldest_unacked_age_s = 0;
+  std::uint64_t acks_received = 0, reports_applied = 0;
 };
 std::string encode_status(std::string_view id_raw, const StatusInfo& info);
 
@@ -264,6 +298,55 @@ struct PositionRowText {
   std::string account, instrument, quantity;  // quantity: exact decimal text
 };
 std::string encode_positions_query_result(std::string_view id_raw, const std::vector<PositionRowText>& rows);
+
+// --- collateral and calls replies (docs/protocol.md "Collateral and calls") ---
+
+/// IM and collateral values of a withdrawal's check, in the methodology's quote currency.
+struct CollateralFigures {
+  double im = 0, value_before = 0, value_after = 0;
+  std::string units = "USD";
+};
+/// collateral.deposit.result / collateral.withdraw.result (`type` says which). outcome:
+/// "recorded" or "duplicate"; amount and balance: exact decimal text of the asset; movement_seq:
+/// the movement's number; figures: the withdrawal's check (nullptr for a deposit); cycle_id: the
+/// withdrawal's pay-out cycle in the outbox ("" = none).
+struct CollateralChangeResult {
+  std::string outcome, account, asset, amount, balance;
+  std::int64_t movement_seq = 0;
+  const CollateralFigures* figures = nullptr;
+  std::string cycle_id;
+};
+std::string encode_collateral_change_result(std::string_view id_raw, RequestType type, const CollateralChangeResult& r);
+/// An `error` reply (insufficient_collateral) of a refused withdrawal, with its figures.
+std::string encode_collateral_refused(std::string_view id_raw, std::string_view message, const CollateralFigures& figures);
+
+struct BalanceRowText {
+  std::string account, asset, amount;     // amount: exact decimal text
+  std::int64_t amount_minor = 0;
+  int scale = 0;
+};
+std::string encode_collateral_query_result(std::string_view id_raw, const std::vector<BalanceRowText>& rows);
+
+/// One account of a call run. Risk figures in `units`; call and settled exact decimal text of
+/// the run's settlement asset; state: "none" (no call), "pending" (in the outbox or at the
+/// scheduler), "final", "defaulted", "rejected".
+struct CallRowText {
+  std::string account;
+  double im = 0, mm = 0, collateral_value = 0;
+  std::string call, settled, state, instruction_id;
+};
+struct CallRunText {
+  std::string run_id, kind, at, model, asset, units = "USD";
+  int scale = 0;
+  std::string cycle_id;                   // "" when the run made no call
+  std::string cycle_state;                // outbox: "none" | "pending" | "recorded" | "settled" | "rejected"
+  std::string total_call;                 // exact decimal text
+  std::string outcome;                    // calls.run: "recorded" | "duplicate"; calls.query: ""
+  double compute_ms = 0;
+  std::vector<CallRowText> calls;
+};
+/// `type` is calls_run or calls_query (reply type "calls.run.result" / "calls.query.result").
+std::string encode_calls_result(std::string_view id_raw, RequestType type, const CallRunText& run);
 
 std::string encode_market_update_result(std::string_view id_raw, std::size_t underlyings, std::size_t marks,
                                         double recompute_us, std::size_t book_accounts);

@@ -62,4 +62,10 @@ struct SchedulerStatus {
 /// Reads the status from a scheduler database (no chains needed).
 SchedulerStatus read_scheduler_status(SqliteDb& db);
 
+/// The settlement of `cycle_id` as recorded in a scheduler database (the answer to
+/// settlement.query): each of the cycle's own instructions (origin "") followed through the
+/// instructions carried from it (`<id>@<cycle>`, and their carries) and the carries not yet
+/// in a cycle. cycle_state "unknown" with no instructions when the cycle was never received.
+SettlementReport read_settlement_report(SqliteDb& db, const std::string& cycle_id);
+
 }  // namespace marginet

@@ -8,7 +8,14 @@
 //                      "amount": int (minor units)}, ...]}
 //   settlement.ack:   {"v": 1, "type": "settlement.ack", "cycle_id": str,
 //                      "status": "recorded"|"duplicate"|"rejected", "message": str}
-//                      (PUSHed by the scheduler after the cycle is durably recorded)
+//                      (sent by the scheduler after the cycle is durably recorded)
+//   settlement.query:  {"v": 1, "type": "settlement.query", "cycle_id": str}
+//   settlement.report: {"v": 1, "type": "settlement.report", "cycle_id": str,
+//                       "cycle_state": "unknown"|"queued"|"open"|"closed", "complete": bool,
+//                       "instructions": [{"instruction_id": str, "amount": int,
+//                       "settled": int, "state": "final"|"defaulted"|"pending"}, ...]}
+// A producer with a DEALER socket talks to the scheduler's ROUTER (`--bind`): each cycle is
+// answered by an ack, each query by a report (the outbox of docs/clearing.md).
 // Decoding is bounded (msgpack unpack_limit from the frame size, depth 4), requires the whole
 // frame to be consumed and turns every decoder failure into an input_error.
 
@@ -32,6 +39,12 @@ struct SettlementAck {
 };
 std::string encode_settlement_ack(const SettlementAck& ack);
 SettlementAck decode_settlement_ack(std::string_view frame);
+
+std::string encode_settlement_query(const std::string& cycle_id);
+/// The cycle id asked for. input_error naming "msgpack frame" and the field.
+std::string decode_settlement_query(std::string_view frame);
+std::string encode_settlement_report(const SettlementReport& report);
+SettlementReport decode_settlement_report(std::string_view frame);
 
 /// The "type" of a frame (empty when it is not a msgpack map with a string type).
 std::string settlement_message_type(std::string_view frame);
