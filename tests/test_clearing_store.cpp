@@ -928,7 +928,7 @@ TEST_F(ClearingStoreTest, MigratesVersion1FileKeepingItsData) {
   EXPECT_EQ(raw_int(path_, "PRAGMA user_version"), 1);
   {
     auto s = open();  // the writer migrates
-    EXPECT_EQ(s->schema_version(), 2);
+    EXPECT_EQ(s->schema_version(), kClearingSchemaVersion);
     EXPECT_EQ(s->journal_size(), 1);
     EXPECT_EQ(s->positions(), (std::vector<PositionRow>{{"A1", "BTC-PERPETUAL", 150000000}}));
     const auto accounts = s->accounts();
@@ -941,7 +941,7 @@ TEST_F(ClearingStoreTest, MigratesVersion1FileKeepingItsData) {
     EXPECT_EQ(r[0].outcome, Outcome::duplicate) << r[0].message;
     s->set_pretrade_headroom("A1", 2500.5);
   }
-  EXPECT_EQ(raw_int(path_, "PRAGMA user_version"), 2);
+  EXPECT_EQ(raw_int(path_, "PRAGMA user_version"), kClearingSchemaVersion);
   auto r = open(OpenMode::reader);
   EXPECT_EQ(r->pretrade_headroom("A1"), 2500.5);
 }

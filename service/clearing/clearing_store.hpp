@@ -1,6 +1,7 @@
 #pragma once
-// The durable clearing store (SPEC §9, part 1): members and their accounts, the trade journal,
-// and positions kept from it. This header is the interface; SqliteClearingStore
+// The durable clearing store (SPEC §9): members and their accounts, the trade journal, positions
+// kept from it, collateral balances and their movements, call runs and their calls, and the
+// outbox of settlement cycles for the scheduler. This header is the interface; SqliteClearingStore
 // (sqlite_clearing_store.hpp) implements it on one SQLite file, and a server database could
 // implement it later (docs/clearing.md). No networking here: the protocol handlers
 // (trade.submit, trade.cancel) and the CLI (`marginet trades import`) call this API.
@@ -47,6 +48,7 @@
 
 #include "models/instrument.hpp"
 #include "models/positions.hpp"
+#include "models/settlement_cycle.hpp"
 #include "service/clearing/trade.hpp"
 
 namespace marginet {
@@ -164,6 +166,107 @@ struct ClearingStoreOptions {
 /// The ids of a table, for ClearingStoreOptions::instruments.
 std::unordered_set<std::string> instrument_ids(const InstrumentTable& table);
 
+// ---- collateral, calls, outbox (schema v3; docs/clearing.md "Collateral and calls") --------
+//
+//   * Balances are int64 minor units of the asset's scale (asset_scales()), per (account,
+//     asset); each change is an append-only movement, and the balances always equal the sum of
+//     the movements (verify_collateral()).
+//   * A deposit or withdrawal with a reference is idempotent by (kind, reference): the same
+//     contents again is `duplicate`, other contents a `conflict`.
+//   * A withdrawal debits the balance at once (never below zero: `rejected`) and puts its
+//     pay-out cycle in the outbox in the same transaction. The IM check (never below IM) is the
+//     caller's: the store knows no margin.
+//   * A call run records every account's IM, MM, collateral value and call, and its cycle of
+//     margin-call pay-ins in the outbox, in one transaction; a run id is used once.
+//   * The outbox holds each cycle until the scheduler acknowledged it (`recorded`) and reported
+//     it complete (`settled`); apply_settlement_report() credits each final margin-call pay-in to
+//     the account's balance exactly once (movement `call_settled`, unique by instruction id) and
+//     returns a withdrawal's unpaid part when its pay-out ends defaulted.
+
+enum class MovementKind : std::uint8_t { deposit, withdrawal, call_settled, withdrawal_returned };
+/// "deposit", "withdrawal", "call_settled", "withdrawal_returned".
+const char* to_string(MovementKind kind);
+
+struct BalanceRow {
+  std::string account, asset;
+  std::int64_t amount_minor = 0;
+  int scale = 0;
+};
+
+struct Movement {
+  std::int64_t seq = 0;
+  std::string account, asset;
+  std::int64_t amount_minor = 0;  // signed: + into the account, − out of it
+  MovementKind kind = MovementKind::deposit;
+  std::string reference;          // the caller's key; call_settled: the instruction id
+  std::string recorded_at;
+};
+
+struct CollateralChange {
+  std::string account, asset;
+  std::int64_t amount_minor = 0;  // > 0
+  std::string reference;          // "" = not idempotent
+};
+
+struct CollateralResult {
+  Outcome outcome = Outcome::rejected;  // recorded | duplicate | conflict | rejected
+  std::string message;
+  std::int64_t movement_seq = 0;
+  std::int64_t balance_minor = 0;       // the balance after (duplicate: now)
+  int scale = 0;
+  std::string cycle_id;                 // a withdrawal's pay-out cycle ("" = none)
+};
+
+/// One account of a call run. Risk figures in the run's units; call and settled in minor units
+/// of the run's asset. state: "none" (no call), "pending", "final", "defaulted", "rejected".
+struct CallRecord {
+  std::string account;
+  double im = 0, mm = 0, collateral_value = 0;
+  std::int64_t call_minor = 0;
+  std::string instruction_id;     // "" when no call
+  std::string state = "none";
+  std::int64_t settled_minor = 0;
+};
+
+struct CallRun {
+  std::string run_id, kind, at, model, asset, units = "USD";
+  int scale = 0;
+  std::string cycle_id;           // "" when the run made no call
+  std::string cycle_state;        // the outbox entry's state ("none" when no cycle)
+  double compute_ms = 0;
+  std::vector<CallRecord> calls;  // by account
+};
+
+/// A cycle of the outbox. state: "pending" (not acknowledged), "recorded" (acknowledged, not
+/// yet complete), "settled" (reported complete and applied), "rejected" (by the scheduler).
+struct OutboxEntry {
+  std::string cycle_id, kind, state, message;
+  SettlementCycle cycle;
+  double created_at = 0, next_attempt_at = 0;  // Unix seconds
+  std::int64_t attempts = 0;
+};
+
+struct OutboxStats {
+  std::int64_t unacked = 0, unsettled = 0, settled = 0, rejected = 0;
+  std::string oldest_unacked;     // "" when none
+  double oldest_unacked_created_at = 0;
+};
+
+/// What apply_settlement_report() changed.
+struct ReportApplied {
+  bool known = false;             // the cycle is in the outbox
+  bool completed = false;         // this report completed it (settled now)
+  std::int64_t credits = 0;       // call_settled movements written
+  std::int64_t returns = 0;       // withdrawal_returned movements written
+};
+
+struct CollateralVerifyReport {
+  bool ok = true;
+  std::int64_t movements = 0, balances = 0;
+  std::vector<std::string> problems;
+  std::string summary() const;
+};
+
 class ClearingStore {
  public:
   virtual ~ClearingStore() = default;
@@ -201,6 +304,55 @@ class ClearingStore {
   }
   /// Replaces the set of known instruments (reference data reloaded); nullopt accepts any id.
   virtual void set_known_instruments(std::optional<std::unordered_set<std::string>> ids) = 0;
+
+  // ---- collateral -----------------------------------------------------------------------------
+  /// Asset -> scale of the assets collateral may be held in (BTC 8, ETH 9, USD 2, USDC 6, USDT 6
+  /// to begin with).
+  virtual std::map<std::string, int> asset_scales() const = 0;
+  /// Adds an asset. input_error when the name is not an identifier, the scale is outside 0..18,
+  /// or the asset exists with another scale.
+  virtual void add_asset(const std::string& asset, int scale) = 0;
+  /// Credits the balance. An account not registered is registered as by a first trade.
+  virtual CollateralResult deposit(const CollateralChange& change) = 0;
+  /// Debits the balance (rejected when it would go below zero) and, when `payout` is given,
+  /// puts it in the outbox (kind "withdrawal") in the same transaction.
+  virtual CollateralResult withdraw(const CollateralChange& change, const std::optional<SettlementCycle>& payout) = 0;
+  /// Balances, non-zero only, by account then asset; account "" = every account.
+  virtual std::vector<BalanceRow> balances(const std::string& account = "") const = 0;
+  /// Movements in seq order; account "" = every account; limit 0 = all.
+  virtual std::vector<Movement> movements(const std::string& account = "", std::int64_t limit = 0) const = 0;
+  /// Balances equal the sums of the movements; never throws for damage.
+  virtual CollateralVerifyReport verify_collateral() const = 0;
+
+  // ---- call runs --------------------------------------------------------------------------------
+  /// Records a run and (when it made calls) its cycle in the outbox, kind "calls": `recorded`,
+  /// or `duplicate` (nothing changes) when the run id exists.
+  virtual Outcome record_call_run(const CallRun& run, const std::optional<SettlementCycle>& cycle) = 0;
+  /// A run with its calls and their settlement state; "" = the latest run; nullopt when none.
+  virtual std::optional<CallRun> call_run(const std::string& run_id) const = 0;
+  /// Every run id, oldest first.
+  virtual std::vector<std::string> call_run_ids() const = 0;
+  /// Per account, the margin calls sent and not yet reported final or defaulted (minor units of
+  /// `asset`): collateral in transit, counted by the next run.
+  virtual std::map<std::string, std::int64_t> pending_calls(const std::string& asset) const = 0;
+
+  // ---- outbox ---------------------------------------------------------------------------------
+  /// Puts a cycle (kind "net") in the outbox; `duplicate` when the id is there with the same
+  /// contents, `conflict` with other contents.
+  virtual Outcome outbox_put(const std::string& kind, const SettlementCycle& cycle) = 0;
+  /// Cycles to send now (state pending) or to ask about (state recorded), next_attempt_at ≤ now,
+  /// oldest first.
+  virtual std::vector<OutboxEntry> outbox_due(double now, std::size_t limit) const = 0;
+  virtual std::optional<OutboxEntry> outbox_entry(const std::string& cycle_id) const = 0;
+  /// A send or a query went out: attempts + 1, next try at `next_attempt_at`.
+  virtual void outbox_attempted(const std::string& cycle_id, double next_attempt_at) = 0;
+  /// The scheduler's ack: "recorded"/"duplicate" (pending -> recorded; next query at
+  /// `next_attempt_at`) or "rejected" (-> rejected, with the message; the calls rejected).
+  virtual void outbox_acked(const std::string& cycle_id, const std::string& status, const std::string& message,
+                            double next_attempt_at) = 0;
+  /// Applies a report in one transaction (rules above); only complete reports settle a cycle.
+  virtual ReportApplied apply_settlement_report(const SettlementReport& report) = 0;
+  virtual OutboxStats outbox_stats() const = 0;
 
   // ---- queries -----------------------------------------------------------------------------
   virtual std::vector<JournalEntry> trades(const JournalFilter& filter) const = 0;

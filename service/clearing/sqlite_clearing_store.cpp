@@ -83,10 +83,87 @@ constexpr const char* kSchemaV2 = R"SQL(
 ALTER TABLE accounts ADD COLUMN pretrade_headroom REAL;
 )SQL";
 
+// Version 3: collateral (assets, balances, movements), call runs and their calls, the outbox of
+// settlement cycles and the instructions it sent (docs/clearing.md "Collateral and calls").
+constexpr const char* kSchemaV3 = R"SQL(
+CREATE TABLE assets (
+  asset  TEXT PRIMARY KEY,
+  scale  INTEGER NOT NULL CHECK (scale BETWEEN 0 AND 18)
+) WITHOUT ROWID;
+INSERT INTO assets(asset, scale) VALUES ('BTC', 8), ('ETH', 9), ('USD', 2), ('USDC', 6), ('USDT', 6);
+CREATE TABLE collateral_balances (
+  account       TEXT NOT NULL,
+  asset         TEXT NOT NULL,
+  amount_minor  INTEGER NOT NULL,
+  PRIMARY KEY (account, asset)
+) WITHOUT ROWID;
+CREATE TABLE collateral_movements (
+  seq           INTEGER PRIMARY KEY,
+  account       TEXT NOT NULL,
+  asset         TEXT NOT NULL,
+  amount_minor  INTEGER NOT NULL,
+  kind          TEXT NOT NULL CHECK (kind IN ('deposit', 'withdrawal', 'call_settled', 'withdrawal_returned')),
+  reference     TEXT,
+  recorded_at   TEXT NOT NULL,
+  UNIQUE (kind, reference)
+);
+CREATE INDEX collateral_movements_by_account ON collateral_movements(account, seq);
+CREATE TRIGGER collateral_movements_append_only_update BEFORE UPDATE ON collateral_movements
+BEGIN SELECT RAISE(ABORT, 'collateral movements are append-only'); END;
+CREATE TRIGGER collateral_movements_append_only_delete BEFORE DELETE ON collateral_movements
+BEGIN SELECT RAISE(ABORT, 'collateral movements are append-only'); END;
+CREATE TABLE call_runs (
+  seq         INTEGER PRIMARY KEY,
+  run_id      TEXT NOT NULL UNIQUE,
+  kind        TEXT NOT NULL,
+  at          TEXT NOT NULL,
+  model       TEXT NOT NULL,
+  asset       TEXT NOT NULL,
+  scale       INTEGER NOT NULL,
+  units       TEXT NOT NULL,
+  cycle_id    TEXT,
+  compute_ms  REAL NOT NULL
+);
+CREATE TABLE calls (
+  run_id            TEXT NOT NULL,
+  account           TEXT NOT NULL,
+  im                REAL NOT NULL,
+  mm                REAL NOT NULL,
+  collateral_value  REAL NOT NULL,
+  call_minor        INTEGER NOT NULL,
+  instruction_id    TEXT UNIQUE,
+  PRIMARY KEY (run_id, account)
+) WITHOUT ROWID;
+CREATE TABLE outbox (
+  cycle_id         TEXT PRIMARY KEY,
+  kind             TEXT NOT NULL CHECK (kind IN ('calls', 'net', 'withdrawal')),
+  cycle_json       TEXT NOT NULL,
+  state            TEXT NOT NULL CHECK (state IN ('pending', 'recorded', 'settled', 'rejected')),
+  created_at       REAL NOT NULL,
+  attempts         INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at  REAL NOT NULL,
+  message          TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE INDEX outbox_by_state ON outbox(state, next_attempt_at);
+CREATE TABLE sent_instructions (
+  instruction_id  TEXT PRIMARY KEY,
+  cycle_id        TEXT NOT NULL,
+  purpose         TEXT NOT NULL CHECK (purpose IN ('call', 'withdrawal', 'net')),
+  account         TEXT NOT NULL,
+  asset           TEXT NOT NULL,
+  amount_minor    INTEGER NOT NULL,
+  state           TEXT NOT NULL DEFAULT 'pending'
+                  CHECK (state IN ('pending', 'final', 'defaulted', 'rejected')),
+  settled_minor   INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX sent_instructions_by_cycle ON sent_instructions(cycle_id);
+)SQL";
+
 // Applied in order; each entry brings the file to `version`. Append, never edit.
 const Migration kMigrations[] = {
     {1, kSchemaV1},
     {2, kSchemaV2},
+    {3, kSchemaV3},
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kClearingSchemaVersion,
               "one migration per schema version");
@@ -128,8 +205,10 @@ Trade trade_of(const JournalEntry& e) {
   return t;
 }
 
+}  // namespace
+
 /// Now as ISO 8601 UTC with milliseconds: 2024-06-28T08:00:00.123Z.
-std::string now_utc() {
+std::string clearing_now_utc() {
   const auto now = std::chrono::system_clock::now();
   const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count();
   const std::time_t secs = static_cast<std::time_t>(ms / 1000);
@@ -141,6 +220,10 @@ std::string now_utc() {
                 static_cast<int>(ms % 1000));
   return buf;
 }
+
+namespace {
+
+std::string now_utc() { return clearing_now_utc(); }
 
 std::string in_quotes(const std::string& s) { return "'" + s + "'"; }
 

@@ -1,6 +1,6 @@
 #pragma once
 // The clearing store on one SQLite file (WAL, synchronous=FULL: a committed batch survives a
-// power cut). Schema (version 2; docs/clearing.md has the full text):
+// power cut). Schema (version 3; docs/clearing.md has the full text):
 //
 //   members(name PK, pubkey_hex NULL, created_at)           current key of each member
 //   member_keys(id PK, member, pubkey_hex NULL, after_seq, set_at)
@@ -13,6 +13,16 @@
 //   trades(source, trade_id, PK(source, trade_id), journal_seq UNIQUE, digest,
 //          cancelled_seq UNIQUE NULL)                     the idempotency keys
 //   positions(account, instrument, PK(account, instrument), quantity_units)   non-zero only
+// v3 (collateral and calls; this file's functions in sqlite_collateral.cpp):
+//   assets(asset PK, scale)                               what collateral may be held in
+//   collateral_balances(account, asset, PK, amount_minor) the sum of the movements
+//   collateral_movements(seq PK, account, asset, amount_minor signed, kind, reference NULL,
+//                        recorded_at, UNIQUE(kind, reference))   append-only
+//   call_runs(seq PK, run_id UNIQUE, kind, at, model, asset, scale, units, cycle_id NULL, compute_ms)
+//   calls(run_id, account, PK, im, mm, collateral_value, call_minor, instruction_id UNIQUE NULL)
+//   outbox(cycle_id PK, kind, cycle_json, state, created_at, attempts, next_attempt_at, message)
+//   sent_instructions(instruction_id PK, cycle_id, purpose 'call'|'withdrawal'|'net', account,
+//                     asset, amount_minor, state, settled_minor)   every instruction sent
 //
 // The file carries PRAGMA application_id = 0x4D4E434C ("MNCL") and PRAGMA user_version = the
 // schema version. Opening as writer applies the missing migrations in order, in one
@@ -27,6 +37,7 @@
 // prepares large batches (fields, digests) on a second thread. Readers open the file with
 // SQLITE_OPEN_READONLY (service/db/sqlite.hpp: what a read-only WAL connection needs).
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -41,8 +52,11 @@
 
 namespace marginet {
 
+/// Now as ISO 8601 UTC with milliseconds (the store's clock).
+std::string clearing_now_utc();
+
 /// The schema version this binary writes and reads.
-constexpr int kClearingSchemaVersion = 2;
+constexpr int kClearingSchemaVersion = 3;
 /// PRAGMA application_id of a clearing store file ("MNCL").
 constexpr int kClearingApplicationId = 0x4D4E434C;
 
@@ -78,6 +92,26 @@ class SqliteClearingStore final : public ClearingStore {
   PositionMap rebuild_positions_from_journal() const override;
   JournalVerifyReport verify_journal() const override;
   std::int64_t journal_size() const override;
+
+  std::map<std::string, int> asset_scales() const override;
+  void add_asset(const std::string& asset, int scale) override;
+  CollateralResult deposit(const CollateralChange& change) override;
+  CollateralResult withdraw(const CollateralChange& change, const std::optional<SettlementCycle>& payout) override;
+  std::vector<BalanceRow> balances(const std::string& account = "") const override;
+  std::vector<Movement> movements(const std::string& account = "", std::int64_t limit = 0) const override;
+  CollateralVerifyReport verify_collateral() const override;
+  Outcome record_call_run(const CallRun& run, const std::optional<SettlementCycle>& cycle) override;
+  std::optional<CallRun> call_run(const std::string& run_id) const override;
+  std::vector<std::string> call_run_ids() const override;
+  std::map<std::string, std::int64_t> pending_calls(const std::string& asset) const override;
+  Outcome outbox_put(const std::string& kind, const SettlementCycle& cycle) override;
+  std::vector<OutboxEntry> outbox_due(double now, std::size_t limit) const override;
+  std::optional<OutboxEntry> outbox_entry(const std::string& cycle_id) const override;
+  void outbox_attempted(const std::string& cycle_id, double next_attempt_at) override;
+  void outbox_acked(const std::string& cycle_id, const std::string& status, const std::string& message,
+                    double next_attempt_at) override;
+  ReportApplied apply_settlement_report(const SettlementReport& report) override;
+  OutboxStats outbox_stats() const override;
   int schema_version() const override;
   const std::string& path() const override { return path_; }
 
@@ -105,6 +139,10 @@ class SqliteClearingStore final : public ClearingStore {
   void write_position(const std::string& account, const std::string& instrument, std::int64_t units);
   std::optional<JournalEntry> journal_entry(std::int64_t seq) const;
   void record_key(const std::string& name, const std::optional<std::string>& key, const std::string& now);
+  // sqlite_collateral.cpp, inside a transaction the caller holds:
+  CollateralResult change_balance(const CollateralChange& change, MovementKind kind, std::int64_t signed_amount,
+                                  const std::string& now);
+  void put_outbox(const std::string& kind, const SettlementCycle& cycle);
 
   std::string path_;
   OpenMode mode_;

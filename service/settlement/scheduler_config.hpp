@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "models/settlement_cycle.hpp"
 #include "service/db/sqlite.hpp"
 #include "service/settlement/chains/sim_chain.hpp"
 
