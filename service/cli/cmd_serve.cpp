@@ -3,7 +3,8 @@
 //   marginet serve --bind tcp://127.0.0.1:7400 --instruments F --market F --marks F
 //                  [--positions F | --store FILE.sqlite [--collateral F]] [--model span16|deribit-pm|hvar|mc-es|FILE] [--risk-arrays F]
 //                  [--returns F] [--stress-returns F] [--paths N] [--seed N]
-//                  [--scheduler tcp://HOST:PORT] [--batch-window-us N] [--max-batch N]
+//                  [--scheduler tcp://HOST:PORT [--call-deadline-s S]] [--eod-time HH:MM]
+//                  [--call-times HH:MM,...] [--batch-window-us N] [--max-batch N]
 //                  [--queue-capacity N] [--max-frame-bytes N]
 //                  [--curve-key NAME.key [--curve-allow FILE] [--curve-domain D]] [--device ...]
 //
@@ -38,7 +39,14 @@ void add_serve_command(CLI::App& app, CommonOptions& common) {
   cmd->add_option("--stress-returns", o->stress_returns, "hvar: stressed-period returns (a floor)");
   cmd->add_option("--paths", o->paths, "mc-es: number of paths");
   cmd->add_option("--seed", o->seed, "mc-es: random seed");
-  cmd->add_option("--scheduler", o->scheduler, "PUSH margin calls and net obligations to this scheduler endpoint");
+  cmd->add_option("--scheduler", o->scheduler,
+                  "The scheduler's ROUTER (`scheduler --bind`): the store's outbox of calls, withdrawals and net "
+                  "cycles is handed to it exactly once (needs --store)");
+  cmd->add_option("--call-deadline-s", o->call_deadline_s, "Deadline of call and withdrawal cycles (seconds from now)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--eod-time", o->eod_time, "End-of-day call run at this UTC time (HH:MM) each day (needs --store)");
+  cmd->add_option("--call-times", o->call_times, "Intraday call runs at these UTC times (HH:MM, comma-separated)")
+      ->delimiter(',');
   cmd->add_option("--batch-window-us", o->batch_window_us, "How long a margin batch waits for more requests (µs)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--max-batch", o->max_batch, "Margin requests per engine pass (1 = batching off)")

@@ -69,5 +69,7 @@ void add_trades_command(CLI::App& app, CommonOptions& opts);     // cmd_trades.c
 void add_positions_command(CLI::App& app, CommonOptions& opts);  // cmd_trades.cpp
 void add_members_command(CLI::App& app, CommonOptions& opts);    // cmd_members.cpp
 void add_accounts_command(CLI::App& app, CommonOptions& opts);   // cmd_members.cpp
+void add_calls_command(CLI::App& app, CommonOptions& opts);      // cmd_calls.cpp
+void add_collateral_command(CLI::App& app, CommonOptions& opts); // cmd_calls.cpp
 
 }  // namespace marginet::cli

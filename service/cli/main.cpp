@@ -59,6 +59,8 @@ int main(int argc, char** argv) {
   marginet::cli::add_positions_command(app, common);
   marginet::cli::add_members_command(app, common);
   marginet::cli::add_accounts_command(app, common);
+  marginet::cli::add_calls_command(app, common);
+  marginet::cli::add_collateral_command(app, common);
 
   try {
     app.parse(argc, argv);

@@ -13,6 +13,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <unordered_set>
 #include <zmq.hpp>
@@ -29,7 +30,8 @@
 #include "models/reference_data.hpp"
 #include "models/trade.hpp"
 #include "service/clearing/clearing_store.hpp"
-#include "service/settlement/wire.hpp"
+#include "service/margin/call_run.hpp"
+#include "service/margin/settlement_link.hpp"
 
 namespace marginet {
 
@@ -109,7 +111,7 @@ struct MarginServer::Impl {
   ServerOptions opt;
   zmq::context_t context{1};
   std::unique_ptr<ZapHandler> zap;
-  zmq::socket_t router, results_in, results_out, push;
+  zmq::socket_t router, results_in, results_out;
   std::string endpoint;
 
   // --- compute-thread state (after construction) ---
@@ -119,12 +121,19 @@ struct MarginServer::Impl {
   std::vector<Position> book;
   std::vector<std::size_t> cover;
   std::unique_ptr<ClearingStore> store;    // --store: trade capture, the book's positions
+  std::unique_ptr<SettlementLink> link;    // --scheduler: the outbox to the scheduler
   std::vector<CollateralHolding> collateral;  // --collateral: the pre-trade check's collateral
   std::unique_ptr<MarginEngine> batch_engine, book_engine;
   std::size_t book_accounts = 0;
   bool greeks_valid = false;
   GreeksTable greeks;
   std::uint64_t cycle_seq = 0;
+  struct ScheduledRun {
+    int minute_of_day;  // UTC
+    std::string kind;   // eod | intraday
+  };
+  std::vector<ScheduledRun> schedule;
+  std::set<std::string> scheduled_done;  // run ids done (or found done) since start
   const double started_unix = unix_now();
 
   // --- queues ---
@@ -205,16 +214,26 @@ struct MarginServer::Impl {
     results_out.set(zmq::sockopt::linger, 0);
     results_out.set(zmq::sockopt::sndhwm, 0);  // never drop a reply between the threads
     results_out.connect("inproc://marginet-results");
+    if (!opt.eod_time.empty()) schedule.push_back({parse_hhmm(opt.eod_time, "--eod-time"), "eod"});
+    for (const std::string& t : opt.call_times) schedule.push_back({parse_hhmm(t, "--call-times"), "intraday"});
+    if (!schedule.empty() && !store) throw usage_error("serve: --eod-time / --call-times need --store");
     if (!opt.scheduler.empty()) {
-      push = zmq::socket_t(context, zmq::socket_type::push);
-      push.set(zmq::sockopt::linger, 0);
-      push.set(zmq::sockopt::sndhwm, 1000);
-      try {
-        push.connect(opt.scheduler);
-      } catch (const zmq::error_t& e) {
-        throw usage_error("cannot connect to the scheduler " + opt.scheduler + ": " + e.what());
-      }
+      if (!store)
+        throw usage_error("serve: --scheduler needs --store (the outbox that hands cycles to the scheduler is in the store)");
+      SettlementLinkOptions lo;
+      lo.endpoint = opt.scheduler;
+      lo.quiet = opt.quiet;
+      link = std::make_unique<SettlementLink>(context, *store, lo);
     }
+  }
+
+  static int parse_hhmm(const std::string& text, const char* option) {
+    int h = -1, m = -1;
+    char extra = 0;
+    if (std::sscanf(text.c_str(), "%d:%d%c", &h, &m, &extra) != 2 || h < 0 || h > 23 || m < 0 || m > 59 ||
+        text.size() != 5)
+      throw usage_error(std::string(option) + ": '" + text + "' is not a UTC time HH:MM");
+    return h * 60 + m;
   }
 
   // ------------------------------------------------------------------ compute thread
@@ -257,10 +276,13 @@ struct MarginServer::Impl {
     reply(job, protocol::encode_error(job.request.id_raw, code, message));
   }
 
-  std::vector<Position> resolve(const std::vector<protocol::InlinePosition>& in) const {
+  std::vector<Position> resolve(const std::vector<protocol::RequestPosition>& in) const {
     std::vector<Position> out;
     out.reserve(in.size());
+    std::size_t name_bytes = 0;  // a Position copies its account's name, which `in` shares
     for (const auto& p : in) {
+      if ((name_bytes += p.account.size()) > protocol::kMaxPositionNameBytes)
+        throw protocol::protocol_error(ErrorCode::too_large, "positions x account-name bytes exceed 64 MiB");
       const Instrument* inst = ref.instruments.find(p.instrument);
       if (!inst)
         throw protocol::protocol_error(ErrorCode::unknown_instrument, "unknown instrument '" + p.instrument.substr(0, 128) + "'");
@@ -286,40 +308,6 @@ struct MarginServer::Impl {
     }
   }
 
-  void push_cycle(const SettlementCycle& cycle) {
-    if (!push || cycle.instructions.empty()) return;
-    const std::string frame = encode_settlement_cycle(cycle);
-    if (!push.send(zmq::buffer(frame), zmq::send_flags::dontwait))
-      spdlog::warn("scheduler queue full: settlement cycle {} not pushed", cycle.cycle_id);
-  }
-
-  std::string next_cycle_id(const char* prefix) {
-    return std::string(prefix) + "-" + std::to_string(static_cast<long long>(started_unix)) + "-" +
-           std::to_string(++cycle_seq);
-  }
-
-  /// Margin calls of a margin result (host/collateral.hpp: max(0, IM − collateral) rounded up
-  /// to the settlement asset's minor unit) as pay-ins of the methodology's settlement asset.
-  void push_margin_calls(const std::vector<const AccountMargin*>& accounts, const std::string& cycle_id) {
-    if (!push) return;
-    SettlementCycle cycle;
-    cycle.cycle_id = cycle_id;
-    cycle.deadline = std::floor(unix_now()) + 3600;
-    cycle.assets.push_back(AssetScale{method.settlement_asset, method.settlement_scale});
-    for (const AccountMargin* a : accounts) {
-      if (a->call_minor <= 0) continue;
-      SettlementInstruction ins;
-      ins.instruction_id = cycle_id + "/" + a->account + "/" + method.settlement_asset + "/in/margin_call";
-      ins.member = a->account;
-      ins.asset = method.settlement_asset;
-      ins.leg = Leg::pay_in;
-      ins.kind = ObligationKind::margin_call;
-      ins.amount = a->call_minor;
-      cycle.instructions.push_back(std::move(ins));
-    }
-    push_cycle(cycle);
-  }
-
   void run_margin_jobs(const std::vector<const Job*>& jobs, const std::vector<std::vector<Position>>& positions) {
     std::vector<Position> all;
     for (const auto& p : positions) all.insert(all.end(), p.begin(), p.end());
@@ -336,11 +324,10 @@ struct MarginServer::Impl {
       std::vector<const AccountMargin*> accounts;
       for (const AccountMargin& a : run.accounts)
         if (mine.count(a.account)) accounts.push_back(&a);
-      const std::string cycle_id = push ? (req.cycle_id.empty() ? next_cycle_id("margin") : req.cycle_id) : req.cycle_id;
+      // A query: no side effects (calls come from call runs only), so no settlement cycle.
       protocol::BatchInfo info{jobs.size(), all.size(), compute_us, micros(t0 - job->received)};
       reply(*job, protocol::encode_margin_result(job->request.id_raw, method.name, accounts, batch_engine->scenarios(),
-                                                 info, cycle_id, method.settlement_scale));
-      push_margin_calls(accounts, cycle_id);
+                                                 info, std::string(), method.settlement_scale));
     }
   }
 
@@ -446,8 +433,16 @@ struct MarginServer::Impl {
     for (const AssetNetting& s : result.by_asset)
       rows.push_back({assets[s.asset].name, assets[s.asset].scale, s.gross_deliveries, s.pay_ins, s.pay_outs,
                       s.payers, s.receivers, s.efficiency});
+    // With a store the cycle goes to the outbox (sent to the scheduler exactly once); the same
+    // trades again are the same cycle id, a duplicate; the same id with other trades a conflict.
+    if (store && !cycle.instructions.empty()) {
+      const Outcome o = store->outbox_put("net", cycle);
+      if (o == Outcome::conflict)
+        throw protocol::protocol_error(ErrorCode::conflict, "cycle '" + cycle_id.substr(0, 128) +
+                                                                "' is in the outbox with other obligations");
+      if (link) link->wake();
+    }
     reply(job, protocol::encode_net_result(job.request.id_raw, nets, rows, cycle_id, cycle.instructions.size()));
-    push_cycle(cycle);
   }
 
   void process_market_update(const Job& job) {
@@ -531,7 +526,14 @@ struct MarginServer::Impl {
           return std::nullopt;  // the store refuses the package, naming the leg and field
         trades.push_back(Position{account, ref.instruments.index_of(t.instrument), quantity_value(t.quantity_units)});
       }
-      if (!valued) values = collateral_values(collateral, ref.market, method), valued = true;
+      if (!valued) {
+        // The store's balances (and the --collateral file's holdings, when given).
+        std::vector<CollateralHolding> holdings = collateral;
+        for (const BalanceRow& b : store->balances())
+          holdings.push_back({b.account, b.asset, static_cast<double>(b.amount_minor) / static_cast<double>(pow10_i64(b.scale))});
+        values = collateral_values(holdings, ref.market, method);
+        valued = true;
+      }
       const WhatIfResult w = book_engine->whatif(account, trades);
       protocol::PretradeCheck check;
       check.im_before = w.before.im;
@@ -705,6 +707,214 @@ struct MarginServer::Impl {
     reply(job, protocol::encode_positions_query_result(job.request.id_raw, rows));
   }
 
+  // ------------------------------------------------------------- collateral and calls
+
+  CallRunInputs call_inputs() { return CallRunInputs{*store, ref, opt.instruments, method, *batch_engine}; }
+
+  /// Decimal text -> minor units of the store's scale of `asset` (bad_request naming the field).
+  std::pair<std::int64_t, int> amount_of(const std::string& asset, const std::string& text) {
+    const auto scales = store->asset_scales();
+    const auto it = scales.find(asset);
+    if (it == scales.end())
+      throw protocol::protocol_error(ErrorCode::bad_request, "asset '" + asset.substr(0, 64) +
+                                                                 "' is not a collateral asset of the store");
+    std::int64_t minor = 0;
+    const MoneyStatus st = parse_minor_units(text, it->second, minor, Rounding::exact);
+    if (st != MoneyStatus::ok || minor <= 0)
+      throw protocol::protocol_error(ErrorCode::bad_request,
+                                     "amount: '" + text.substr(0, 64) + "' is not a positive amount of " + asset + " (" +
+                                         (st != MoneyStatus::ok ? money_status_text(st, it->second) : "not > 0") + ")");
+    return {minor, it->second};
+  }
+
+  static ErrorCode collateral_error(Outcome o) {
+    return o == Outcome::conflict ? ErrorCode::conflict
+           : o == Outcome::rejected ? ErrorCode::insufficient_collateral
+                                    : ErrorCode::bad_request;
+  }
+
+  void process_deposit(const Job& job) {
+    ClearingStore& st = need_store();
+    const auto& req = job.request.collateral_change;
+    const auto [minor, scale] = amount_of(req.asset, req.amount);
+    const CollateralResult r = st.deposit({req.account, req.asset, minor, req.reference});
+    if (r.outcome != Outcome::recorded && r.outcome != Outcome::duplicate)
+      throw protocol::protocol_error(r.outcome == Outcome::conflict ? ErrorCode::conflict : ErrorCode::bad_request, r.message);
+    protocol::CollateralChangeResult out;
+    out.outcome = to_string(r.outcome);
+    out.account = req.account;
+    out.asset = req.asset;
+    out.amount = format_money(minor, scale);
+    out.balance = format_money(r.balance_minor, scale);
+    out.movement_seq = r.movement_seq;
+    reply(job, protocol::encode_collateral_change_result(job.request.id_raw, RequestType::collateral_deposit, out));
+  }
+
+  void process_withdraw(const Job& job) {
+    ClearingStore& st = need_store();
+    const auto& req = job.request.collateral_change;
+    const bool excess = req.amount == "excess";
+    std::int64_t minor = -1;
+    int scale = 0;
+    if (excess) {
+      const auto scales = st.asset_scales();
+      const auto it = scales.find(req.asset);
+      if (it == scales.end())
+        throw protocol::protocol_error(ErrorCode::bad_request, "asset '" + req.asset.substr(0, 64) + "' is not a collateral asset of the store");
+      scale = it->second;
+    } else {
+      std::tie(minor, scale) = amount_of(req.asset, req.amount);
+    }
+    // A resend of a recorded withdrawal is answered as a duplicate before any check.
+    if (!req.reference.empty()) {
+      for (const Movement& m : st.movements(req.account))
+        if (m.kind == MovementKind::withdrawal && m.reference == req.reference) {
+          const CollateralResult r = st.withdraw({req.account, req.asset, excess ? -m.amount_minor : minor, req.reference}, std::nullopt);
+          if (r.outcome != Outcome::duplicate) throw protocol::protocol_error(collateral_error(r.outcome), r.message);
+          protocol::CollateralChangeResult out;
+          out.outcome = "duplicate";
+          out.account = req.account;
+          out.asset = req.asset;
+          out.amount = format_money(-m.amount_minor, scale);
+          out.balance = format_money(r.balance_minor, scale);
+          out.movement_seq = r.movement_seq;
+          reply(job, protocol::encode_collateral_change_result(job.request.id_raw, RequestType::collateral_withdraw, out));
+          return;
+        }
+    }
+    const WithdrawalCheck c = check_withdrawal(call_inputs(), req.account, req.asset, minor);
+    protocol::CollateralFigures fig;
+    fig.im = c.im;
+    fig.value_before = c.value_before;
+    fig.value_after = c.value_after;
+    if (!c.allowed) {
+      char msg[320];
+      if (excess || minor > c.balance_minor || c.balance_minor == 0)
+        std::snprintf(msg, sizeof msg, "account %s: %s %s asked, %s %s held, %s %s may leave (IM %.2f USD, collateral value %.2f USD)",
+                      req.account.substr(0, 64).c_str(), excess ? "the excess" : format_money(minor, scale).c_str(),
+                      req.asset.c_str(), format_money(c.balance_minor, scale).c_str(), req.asset.c_str(),
+                      format_money(c.excess_minor, scale).c_str(), req.asset.c_str(), c.im, c.value_before);
+      else
+        std::snprintf(msg, sizeof msg, "account %s: after withdrawing %s %s the collateral value %.2f USD would not cover IM %.2f USD",
+                      req.account.substr(0, 64).c_str(), format_money(minor, scale).c_str(), req.asset.c_str(), c.value_after, c.im);
+      ++compute_errors;
+      reply(job, protocol::encode_collateral_refused(job.request.id_raw, msg, fig));
+      return;
+    }
+    const std::int64_t amount = excess ? c.excess_minor : minor;
+    const double now = unix_time_now();
+    const std::string cycle_id = "withdrawal-" + req.account + "-" +
+                                 (req.reference.empty() ? utc_id_stamp(now) + "-" + std::to_string(++cycle_seq) : req.reference);
+    const SettlementCycle payout = withdrawal_cycle(cycle_id, req.account, req.asset, scale, amount, std::floor(now) + opt.call_deadline_s);
+    // The pay-out goes to the outbox even without a scheduler now: a later start with one sends it.
+    const CollateralResult r = st.withdraw({req.account, req.asset, amount, req.reference}, payout);
+    if (r.outcome != Outcome::recorded && r.outcome != Outcome::duplicate)
+      throw protocol::protocol_error(collateral_error(r.outcome), r.message);
+    if (link) link->wake();
+    protocol::CollateralChangeResult out;
+    out.outcome = to_string(r.outcome);
+    out.account = req.account;
+    out.asset = req.asset;
+    out.amount = format_money(amount, scale);
+    out.balance = format_money(r.balance_minor, scale);
+    out.movement_seq = r.movement_seq;
+    out.figures = &fig;
+    out.cycle_id = r.cycle_id;
+    reply(job, protocol::encode_collateral_change_result(job.request.id_raw, RequestType::collateral_withdraw, out));
+  }
+
+  void process_collateral_query(const Job& job) {
+    ClearingStore& st = need_store();
+    std::vector<protocol::BalanceRowText> rows;
+    for (const BalanceRow& b : st.balances(job.request.collateral_query.account))
+      rows.push_back({b.account, b.asset, format_money(b.amount_minor, b.scale), b.amount_minor, b.scale});
+    reply(job, protocol::encode_collateral_query_result(job.request.id_raw, rows));
+  }
+
+  static protocol::CallRunText call_run_text(const CallRun& run, const std::string& outcome) {
+    protocol::CallRunText t;
+    t.run_id = run.run_id;
+    t.kind = run.kind;
+    t.at = run.at;
+    t.model = run.model;
+    t.asset = run.asset;
+    t.units = run.units;
+    t.scale = run.scale;
+    t.cycle_id = run.cycle_id;
+    t.cycle_state = run.cycle_state;
+    t.outcome = outcome;
+    t.compute_ms = run.compute_ms;
+    std::int64_t total = 0;
+    for (const CallRecord& c : run.calls) {
+      (void)checked_add(total, c.call_minor, total);
+      t.calls.push_back({c.account, c.im, c.mm, c.collateral_value, format_money(c.call_minor, run.scale),
+                         format_money(c.settled_minor, run.scale), c.state, c.instruction_id});
+    }
+    t.total_call = format_money(total, run.scale);
+    return t;
+  }
+
+  CallRunOutcome call_run(const std::string& run_id, const std::string& kind) {
+    CallRunRequest rq;
+    rq.run_id = run_id;
+    rq.kind = kind;
+    rq.deadline_s = opt.call_deadline_s;
+    CallRunOutcome r = run_margin_calls(call_inputs(), rq);
+    if (r.outcome == Outcome::recorded) {
+      if (link) link->wake();
+      if (!opt.quiet) {
+        std::int64_t called = 0;
+        for (const CallRecord& c : r.run.calls) called += c.call_minor > 0;
+        spdlog::info("call run {}: {} accounts, {} called, cycle {} ({:.0f} ms)", r.run.run_id, r.run.calls.size(), called,
+                     r.run.cycle_id.empty() ? "none" : r.run.cycle_id, r.run.compute_ms);
+      }
+    }
+    return r;
+  }
+
+  void process_calls_run(const Job& job) {
+    need_store();
+    const auto& req = job.request.calls_run;
+    const CallRunOutcome r = call_run(req.run_id, req.kind);
+    reply(job, protocol::encode_calls_result(job.request.id_raw, RequestType::calls_run,
+                                             call_run_text(r.run, to_string(r.outcome))));
+  }
+
+  void process_calls_query(const Job& job) {
+    ClearingStore& st = need_store();
+    const auto run = st.call_run(job.request.calls_query.run_id);
+    if (!run)
+      throw protocol::protocol_error(ErrorCode::not_found, job.request.calls_query.run_id.empty()
+                                                               ? std::string("no call run yet")
+                                                               : "no call run '" + job.request.calls_query.run_id.substr(0, 128) + "'");
+    reply(job, protocol::encode_calls_result(job.request.id_raw, RequestType::calls_query, call_run_text(*run, "")));
+  }
+
+  /// The scheduled runs due now (today's times that have passed, once each; a restart after a
+  /// run finds it done by its id).
+  void run_scheduled(double now) {
+    if (schedule.empty()) return;
+    const std::time_t t = static_cast<std::time_t>(now);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    const int minute = tm.tm_hour * 60 + tm.tm_min;
+    for (const ScheduledRun& sr : schedule) {
+      if (minute < sr.minute_of_day) continue;
+      char id[64];
+      if (sr.kind == "eod")
+        std::snprintf(id, sizeof id, "eod-%04d%02d%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+      else
+        std::snprintf(id, sizeof id, "intraday-%04d%02d%02dT%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                      sr.minute_of_day / 60, sr.minute_of_day % 60);
+      if (!scheduled_done.insert(id).second) continue;
+      try {
+        call_run(id, sr.kind);
+      } catch (const std::exception& e) {
+        spdlog::error("scheduled call run {} failed: {}", id, e.what());
+      }
+    }
+  }
+
   void process(std::vector<Job>& batch) {
     if (batch.front().request.type == RequestType::margin) {
       process_margin(batch);
@@ -721,6 +931,11 @@ struct MarginServer::Impl {
             case RequestType::trade_cancel: process_trade_cancel(job); break;
             case RequestType::trades_query: process_trades_query(job); break;
             case RequestType::positions_query: process_positions_query(job); break;
+            case RequestType::collateral_deposit: process_deposit(job); break;
+            case RequestType::collateral_withdraw: process_withdraw(job); break;
+            case RequestType::collateral_query: process_collateral_query(job); break;
+            case RequestType::calls_run: process_calls_run(job); break;
+            case RequestType::calls_query: process_calls_query(job); break;
             default: MARGINET_FAIL("not a compute request");
           }
         });
@@ -741,8 +956,19 @@ struct MarginServer::Impl {
       std::vector<Job> batch;
       {
         std::unique_lock<std::mutex> lk(mu);
-        cv.wait(lk, [&] { return stopping || !high.empty() || !normal.empty(); });
+        if (schedule.empty()) {
+          cv.wait(lk, [&] { return stopping || !high.empty() || !normal.empty(); });
+        } else {
+          cv.wait_for(lk, std::chrono::seconds(1), [&] { return stopping || !high.empty() || !normal.empty(); });
+        }
         if (stopping) break;
+        if (high.empty() && normal.empty()) {
+          lk.unlock();
+          computing = true;
+          run_scheduled(unix_now());
+          computing = false;
+          continue;
+        }
         const bool from_high = !high.empty();
         std::deque<Job>& q = from_high ? high : normal;
         batch.push_back(std::move(q.front()));
@@ -832,6 +1058,17 @@ struct MarginServer::Impl {
     s.curve = opt.curve.enabled();
     s.store = opt.store.size() > 0;
     s.journal_entries = journal_entries.load();
+    if (link) {
+      const SettlementLinkStats ls = link->stats();
+      s.scheduler = true;
+      s.outbox_unacked = ls.outbox.unacked;
+      s.outbox_unsettled = ls.outbox.unsettled;
+      s.outbox_oldest_unacked = ls.outbox.oldest_unacked;
+      s.outbox_oldest_unacked_age_s =
+          ls.outbox.oldest_unacked.empty() ? 0.0 : std::max(0.0, unix_now() - ls.outbox.oldest_unacked_created_at);
+      s.acks_received = ls.acks_received;
+      s.reports_applied = ls.reports_applied;
+    }
     const std::size_t n = std::min(latency_count, latencies.size());
     s.latency_samples = n;
     if (n > 0) {
@@ -1004,7 +1241,7 @@ struct MarginServer::Impl {
     router.close();
     results_in.close();
     results_out.close();
-    if (push) push.close();
+    link.reset();  // its socket closes before the context
   }
 
   ~Impl() {

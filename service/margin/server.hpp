@@ -12,12 +12,19 @@
 //                   end-of-day margin); gathers margin requests from many clients for up to
 //                   the batch window or the maximum batch size and runs them as ONE engine
 //                   pass; what-if runs from the cached P&L rows of the book loaded at start;
-//                   market.update re-runs the book and recomputes greeks; margin and net
-//                   results are PUSHed to the scheduler as settlement cycles when one is given.
+//                   market.update re-runs the book and recomputes greeks. Margin and what-if
+//                   queries have no side effects.
 //                   With a clearing store (--store): trade.submit / trade.cancel record trades
 //                   durably (contiguous submits share one commit), the book is the store's
 //                   positions and its cached P&L rows follow every recorded trade; packages of
-//                   accounts with a pre-trade headroom are checked by what-if first.
+//                   accounts with a pre-trade headroom are checked by what-if first;
+//                   collateral.deposit / collateral.withdraw change balances (a withdrawal never
+//                   below IM); calls.run (and the scheduled runs, --eod-time / --call-times)
+//                   makes margin calls; net cycles, calls and withdrawals go to the store's
+//                   outbox.
+//   settlement link with --scheduler (service/margin/settlement_link.hpp): sends the outbox to
+//                   the scheduler until acknowledged, asks for each cycle's settlement and
+//                   credits final calls to the collateral balances, exactly once.
 //
 // Shutdown (stop() or SIGINT/SIGTERM): queued work is rejected with `busy` replies, the running
 // job finishes and is answered, then sockets close with linger 0.
@@ -28,6 +35,7 @@
 #include <cstddef>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "host/backend.hpp"
 #include "service/margin/curve.hpp"
@@ -47,7 +55,10 @@ struct ServerOptions {
   std::string returns, stress_returns;     // hvar: returns files (override the model's)
   std::size_t paths = 0;                   // mc-es: paths (0 = the model's)
   long long seed = -1;                     // mc-es: seed (−1 = the model's)
-  std::string scheduler;                   // PUSH endpoint of the settlement scheduler (optional)
+  std::string scheduler;                   // the scheduler's ROUTER (`scheduler --bind`); needs --store
+  double call_deadline_s = 3600;           // deadline of call and withdrawal cycles, seconds from now
+  std::string eod_time;                    // "HH:MM" UTC: the end-of-day call run ("" = none)
+  std::vector<std::string> call_times;     // "HH:MM" UTC: intraday call runs
   Backend backend = Backend::cpu;
   double batch_window_us = 500;            // how long a margin batch waits for more requests
   std::size_t max_batch = 64;              // requests per engine pass (1 = batching off)
