@@ -638,4 +638,290 @@ TEST(Scheduler, MinorUnitsParseExactly) {
   EXPECT_EQ(format_minor_units(7, 0), "7");
 }
 
+// ---------------------------------------------------------------------------------------------
+// read_settlement_report: the answer to settlement.query, over real runs
+
+const InstructionOutcome* outcome(const SettlementReport& rep, const std::string& id) {
+  for (const auto& o : rep.instructions)
+    if (o.instruction_id == id) return &o;
+  return nullptr;
+}
+
+// "final 100/100" etc., so that a failure shows the whole outcome.
+std::string text(const InstructionOutcome* o) {
+  if (!o) return "(absent)";
+  return o->state + " " + std::to_string(o->settled) + "/" + std::to_string(o->amount);
+}
+
+TEST(SettlementReport, ACycleThatSettlesFullyIsCompleteWithEveryInstructionFinal) {
+  Rig r("report_full", make_config(0, 0));
+  const SettlementCycle c = three_member_cycle("c1", kT0 + 100);
+  r.sched->receive(c, r.now);
+  SettlementReport rep = read_settlement_report(*r.db, "c1");
+  EXPECT_EQ(rep.cycle_id, "c1");
+  EXPECT_EQ(rep.cycle_state, "queued");
+  EXPECT_FALSE(rep.complete);
+  ASSERT_EQ(rep.instructions.size(), c.instructions.size());
+  for (const auto& o : rep.instructions) {
+    EXPECT_EQ(o.state, "pending") << o.instruction_id;
+    EXPECT_EQ(o.settled, 0) << o.instruction_id;
+  }
+  r.step();
+  rep = read_settlement_report(*r.db, "c1");
+  EXPECT_EQ(rep.cycle_state, "open");
+  EXPECT_FALSE(rep.complete);
+  r.run_until_idle();
+  rep = read_settlement_report(*r.db, "c1");
+  EXPECT_EQ(rep.cycle_state, "closed");
+  EXPECT_TRUE(rep.complete);
+  ASSERT_EQ(rep.instructions.size(), c.instructions.size());
+  for (std::size_t i = 0; i < c.instructions.size(); ++i) {
+    // In cycle order, each with its amount, all of it settled.
+    EXPECT_EQ(rep.instructions[i].instruction_id, c.instructions[i].instruction_id);
+    EXPECT_EQ(rep.instructions[i].amount, c.instructions[i].amount);
+    EXPECT_EQ(rep.instructions[i].settled, c.instructions[i].amount);
+    EXPECT_EQ(rep.instructions[i].state, "final");
+  }
+}
+
+TEST(SettlementReport, AnObligationRolledToTheNextCycleIsPendingUntilItSettlesThere) {
+  // M3 cannot pay 1 BTC by c1's deadline: its pay-in and its withheld USDC pay-out are rolled.
+  // The CCP's liquidity pays M1; M4's USDC pay-in is final.
+  SchedulerConfig cfg = make_config(5 * kBtc, 0);
+  ASSERT_EQ(cfg.on_missed_deadline, MissedDeadlineAction::roll);
+  Rig r("report_roll", cfg);
+  r.chain("BTC").set_balance("M3", "BTC", 0);
+  SettlementCycle c1;
+  c1.cycle_id = "c1";
+  c1.deadline = kT0 + 20;
+  c1.assets = {{"BTC", 8}, {"USDC", 6}};
+  c1.instructions = {ins("c1", "M3", "BTC", Leg::pay_in, kBtc), ins("c1", "M1", "BTC", Leg::pay_out, kBtc),
+                     ins("c1", "M4", "USDC", Leg::pay_in, 1000 * kUsdc),
+                     ins("c1", "M3", "USDC", Leg::pay_out, 1000 * kUsdc)};
+  r.sched->receive(c1, r.now);
+  r.run_until_idle();
+  ASSERT_EQ(r.state_of("c1/M3/BTC/in"), "rolled");
+  ASSERT_EQ(r.state_of("c1/M3/USDC/out"), "rolled");
+  ASSERT_EQ(r.sched->status().carried.at("BTC"), kBtc);  // waiting for a cycle
+
+  // Closed, but two obligations wait for the next cycle: not complete.
+  SettlementReport rep = read_settlement_report(*r.db, "c1");
+  EXPECT_EQ(rep.cycle_state, "closed");
+  EXPECT_FALSE(rep.complete);
+  ASSERT_EQ(rep.instructions.size(), 4u);
+  EXPECT_EQ(text(outcome(rep, "c1/M3/BTC/in")), "pending 0/" + std::to_string(kBtc));
+  EXPECT_EQ(text(outcome(rep, "c1/M3/USDC/out")), "pending 0/" + std::to_string(1000 * kUsdc));
+  EXPECT_EQ(text(outcome(rep, "c1/M1/BTC/out")), "final " + std::to_string(kBtc) + "/" + std::to_string(kBtc));
+  EXPECT_EQ(text(outcome(rep, "c1/M4/USDC/in")),
+            "final " + std::to_string(1000 * kUsdc) + "/" + std::to_string(1000 * kUsdc));
+
+  // M3 is funded again; the next cycle (with its own instruction) opens and carries them in.
+  r.chain("BTC").set_balance("M3", "BTC", 10 * kBtc);
+  SettlementCycle c2;
+  c2.cycle_id = "c2";
+  c2.deadline = r.now + 100;
+  c2.assets = {{"BTC", 8}};
+  c2.instructions = {ins("c2", "M2", "BTC", Leg::pay_in, 10), ins("c2", "M5", "BTC", Leg::pay_out, 10)};
+  r.sched->receive(c2, r.now);
+  r.step();
+  ASSERT_EQ(r.sched->open_cycle(), "c2");
+  ASSERT_EQ(r.state_of("c1/M3/BTC/in@c2"), "submitted");
+  rep = read_settlement_report(*r.db, "c1");
+  EXPECT_FALSE(rep.complete);
+  EXPECT_EQ(text(outcome(rep, "c1/M3/BTC/in")), "pending 0/" + std::to_string(kBtc));  // in flight in c2
+  // c2 reports its own instructions only, not the ones carried into it.
+  SettlementReport rep2 = read_settlement_report(*r.db, "c2");
+  EXPECT_EQ(rep2.cycle_state, "open");
+  ASSERT_EQ(rep2.instructions.size(), 2u);
+  EXPECT_EQ(rep2.instructions[0].instruction_id, "c2/M2/BTC/in");
+  EXPECT_EQ(rep2.instructions[1].instruction_id, "c2/M5/BTC/out");
+
+  r.run_until_idle();
+  ASSERT_EQ(r.state_of("c1/M3/BTC/in@c2"), "final");
+  ASSERT_EQ(r.state_of("c1/M3/USDC/out@c2"), "final");
+  rep = read_settlement_report(*r.db, "c1");
+  EXPECT_EQ(rep.cycle_state, "closed");
+  EXPECT_TRUE(rep.complete);
+  for (const auto& o : rep.instructions) {
+    EXPECT_EQ(o.state, "final") << o.instruction_id;
+    EXPECT_EQ(o.settled, o.amount) << o.instruction_id;
+  }
+  EXPECT_EQ(text(outcome(rep, "c1/M3/BTC/in")), "final " + std::to_string(kBtc) + "/" + std::to_string(kBtc));
+  rep2 = read_settlement_report(*r.db, "c2");
+  EXPECT_TRUE(rep2.complete);
+  EXPECT_EQ(text(outcome(rep2, "c2/M5/BTC/out")), "final 10/10");
+}
+
+TEST(SettlementReport, AHeldShortfallCountsWhatWasPaidAndFollowsTheRestAcrossCycles) {
+  // As in AHeldShortfallIsPaidInTheNextCycle: M1 is paid 75 of 150 in c1, the rest in c2; and
+  // M3's pay-in, rolled twice (c2 and c3), settles in c3: the chain c1/M3 -> @c2 -> @c2@c3.
+  Rig r("report_held", make_config(0, 0));
+  r.chain("BTC").set_balance("M3", "BTC", 0);
+  SettlementCycle c1;
+  c1.cycle_id = "c1";
+  c1.deadline = kT0 + 15;
+  c1.assets = {{"BTC", 8}};
+  c1.instructions = {ins("c1", "M3", "BTC", Leg::pay_in, 100), ins("c1", "M4", "BTC", Leg::pay_in, 100),
+                     ins("c1", "M1", "BTC", Leg::pay_out, 150), ins("c1", "M2", "BTC", Leg::pay_out, 50)};
+  r.sched->receive(c1, r.now);
+  r.run_until_idle();
+  SettlementReport rep = read_settlement_report(*r.db, "c1");
+  EXPECT_FALSE(rep.complete);
+  EXPECT_EQ(text(outcome(rep, "c1/M1/BTC/out")), "pending 75/150");
+  EXPECT_EQ(text(outcome(rep, "c1/M2/BTC/out")), "pending 25/50");
+  EXPECT_EQ(text(outcome(rep, "c1/M3/BTC/in")), "pending 0/100");
+  EXPECT_EQ(text(outcome(rep, "c1/M4/BTC/in")), "final 100/100");
+
+  // c2: M3 still cannot pay: rolled again (c1/M3/BTC/in@c2 -> c1/M3/BTC/in@c2@c3). The held
+  // pay-outs are not covered (funds 0), so they are held again too.
+  SettlementCycle c2;
+  c2.cycle_id = "c2";
+  c2.deadline = r.now + 10;
+  c2.assets = {{"BTC", 8}};
+  r.sched->receive(c2, r.now);
+  r.run_until_idle();
+  ASSERT_EQ(r.state_of("c1/M3/BTC/in@c2"), "rolled");
+  rep = read_settlement_report(*r.db, "c1");
+  EXPECT_FALSE(rep.complete);
+  EXPECT_EQ(text(outcome(rep, "c1/M3/BTC/in")), "pending 0/100");
+
+  r.chain("BTC").set_balance("M3", "BTC", 1000);
+  SettlementCycle c3;
+  c3.cycle_id = "c3";
+  c3.deadline = r.now + 100;
+  c3.assets = {{"BTC", 8}};
+  r.sched->receive(c3, r.now);
+  // A cycle with nothing of its own has nothing pending, yet it is complete only once closed.
+  SettlementReport rep3 = read_settlement_report(*r.db, "c3");
+  EXPECT_EQ(rep3.cycle_state, "queued");
+  EXPECT_FALSE(rep3.complete);
+  r.step();
+  ASSERT_EQ(r.sched->open_cycle(), "c3");
+  rep3 = read_settlement_report(*r.db, "c3");
+  EXPECT_EQ(rep3.cycle_state, "open");
+  EXPECT_TRUE(rep3.instructions.empty());
+  EXPECT_FALSE(rep3.complete);
+  r.run_until_idle();
+  ASSERT_EQ(r.state_of("c1/M3/BTC/in@c2@c3"), "final");
+  rep = read_settlement_report(*r.db, "c1");
+  EXPECT_TRUE(rep.complete);
+  EXPECT_EQ(text(outcome(rep, "c1/M1/BTC/out")), "final 150/150");
+  EXPECT_EQ(text(outcome(rep, "c1/M2/BTC/out")), "final 50/50");
+  EXPECT_EQ(text(outcome(rep, "c1/M3/BTC/in")), "final 100/100");
+  EXPECT_EQ(r.chain("BTC").balance("M1", "BTC"), 1000 * kBtc + 150);
+  // c2 and c3 had no instructions of their own: closed, complete, empty.
+  rep3 = read_settlement_report(*r.db, "c3");
+  EXPECT_EQ(rep3.cycle_state, "closed");
+  EXPECT_TRUE(rep3.complete);
+  EXPECT_TRUE(rep3.instructions.empty());
+}
+
+TEST(SettlementReport, ObligationsHandedToDefaultManagementAreDefaultedAndTheCycleComplete) {
+  SchedulerConfig cfg = make_config(5 * kBtc, 0);
+  cfg.on_missed_deadline = MissedDeadlineAction::default_management;
+  Rig r("report_default", cfg);
+  r.chain("BTC").set_balance("M3", "BTC", 0);
+  SettlementCycle c;
+  c.cycle_id = "c1";
+  c.deadline = kT0 + 20;
+  c.assets = {{"BTC", 8}};
+  c.instructions = {ins("c1", "M3", "BTC", Leg::pay_in, kBtc), ins("c1", "M3", "BTC", Leg::pay_out, 10),
+                    ins("c1", "M1", "BTC", Leg::pay_out, kBtc - 10)};
+  r.sched->receive(c, r.now);
+  r.run_until_idle();
+  ASSERT_EQ(r.state_of("c1/M3/BTC/in"), "defaulted");
+  const SettlementReport rep = read_settlement_report(*r.db, "c1");
+  EXPECT_EQ(rep.cycle_state, "closed");
+  EXPECT_TRUE(rep.complete);
+  ASSERT_EQ(rep.instructions.size(), 3u);
+  EXPECT_EQ(text(outcome(rep, "c1/M3/BTC/in")), "defaulted 0/" + std::to_string(kBtc));
+  EXPECT_EQ(text(outcome(rep, "c1/M3/BTC/out")), "defaulted 0/10");
+  EXPECT_EQ(text(outcome(rep, "c1/M1/BTC/out")),
+            "final " + std::to_string(kBtc - 10) + "/" + std::to_string(kBtc - 10));
+}
+
+TEST(SettlementReport, AnUnknownCycleIsUnknownAndANonSchedulerDatabaseIsAnInputError) {
+  Rig r("report_unknown", make_config(0, 0));
+  r.sched->receive(three_member_cycle("c1", kT0 + 100), r.now);
+  r.run_until_idle();
+  const SettlementReport rep = read_settlement_report(*r.db, "c9");
+  EXPECT_EQ(rep.cycle_id, "c9");
+  EXPECT_EQ(rep.cycle_state, "unknown");
+  EXPECT_FALSE(rep.complete);
+  EXPECT_TRUE(rep.instructions.empty());
+  EXPECT_EQ(read_settlement_report(*r.db, "").cycle_state, "unknown");
+  SqliteDb other((r.dir / "other.sqlite").string());
+  other.exec("CREATE TABLE t(x)");
+  EXPECT_THROW(read_settlement_report(other, "c1"), input_error);
+}
+
+TEST(SettlementReport, AChainIsFollowedByOriginNotByIdPattern) {
+  // Ids holding LIKE wildcards, and a producer's own id that looks like a carried one: only the
+  // instructions carried from X (origin links) count for X.
+  SchedulerConfig cfg = make_config(5 * kBtc, 0);
+  Rig r("report_ids", cfg);
+  r.chain("BTC").set_balance("M_", "BTC", 0);  // M_ and MX cannot pay in c1: rolled to c2
+  r.chain("BTC").set_balance("MX", "BTC", 0);
+  SettlementCycle c1;
+  c1.cycle_id = "c1";
+  c1.deadline = kT0 + 20;
+  c1.assets = {{"BTC", 8}};
+  auto with_id = [](SettlementInstruction i, const std::string& id) {
+    i.instruction_id = id;
+    return i;
+  };
+  c1.instructions = {with_id(ins("c1", "M_", "BTC", Leg::pay_in, 100), "p%_"),
+                     with_id(ins("c1", "MX", "BTC", Leg::pay_in, 300), "pX1"),
+                     with_id(ins("c1", "M9", "BTC", Leg::pay_out, 400), "q")};
+  r.sched->receive(c1, r.now);
+  r.run_until_idle();
+  ASSERT_EQ(r.state_of("p%_"), "rolled");
+  ASSERT_EQ(r.state_of("pX1"), "rolled");
+  r.chain("BTC").set_balance("M_", "BTC", 1000);
+  r.chain("BTC").set_balance("MX", "BTC", 1000);
+  // c2 also holds an instruction whose id starts with "q@" (not carried from "q") and one with
+  // "p%_@" (the same: a producer's id), both pay-ins that fail.
+  SettlementCycle c2;
+  c2.cycle_id = "c2";
+  c2.deadline = r.now + 20;
+  c2.assets = {{"BTC", 8}};
+  c2.instructions = {with_id(ins("c2", "MZ", "BTC", Leg::pay_in, 7), "q@c2x"),
+                     with_id(ins("c2", "MZ", "BTC", Leg::pay_in, 8), "p%_@zz")};
+  r.chain("BTC").set_balance("MZ", "BTC", 0);
+  r.sched->receive(c2, r.now);
+  r.run_until_idle();
+  ASSERT_EQ(r.state_of("p%_@c2"), "final");
+  ASSERT_EQ(r.state_of("pX1@c2"), "final");  // matches LIKE 'p%_@%', but is pX1's
+  ASSERT_EQ(r.state_of("q@c2x"), "rolled");
+  SettlementReport rep = read_settlement_report(*r.db, "c1");
+  EXPECT_TRUE(rep.complete);
+  EXPECT_EQ(text(outcome(rep, "p%_")), "final 100/100");
+  EXPECT_EQ(text(outcome(rep, "pX1")), "final 300/300");
+  EXPECT_EQ(text(outcome(rep, "q")), "final 400/400");
+  SettlementReport rep2 = read_settlement_report(*r.db, "c2");
+  EXPECT_FALSE(rep2.complete);  // MZ's pay-ins wait for a third cycle
+  EXPECT_EQ(text(outcome(rep2, "q@c2x")), "pending 0/7");
+  EXPECT_EQ(text(outcome(rep2, "p%_@zz")), "pending 0/8");
+  // c3 carries them in as "q@c2x@c3" and "p%_@zz@c3": within the id range of "q" and "p%_",
+  // carried (origin set), but from the producer's "q@c2x" and "p%_@zz", not from "q" or "p%_".
+  r.chain("BTC").set_balance("MZ", "BTC", 1000);
+  SettlementCycle c3;
+  c3.cycle_id = "c3";
+  c3.deadline = r.now + 100;
+  c3.assets = {{"BTC", 8}};
+  r.sched->receive(c3, r.now);
+  r.step();
+  ASSERT_EQ(r.state_of("p%_@zz@c3"), "submitted");
+  EXPECT_EQ(text(outcome(read_settlement_report(*r.db, "c1"), "p%_")), "final 100/100");
+  r.run_until_idle();
+  ASSERT_EQ(r.state_of("p%_@zz@c3"), "final");
+  rep = read_settlement_report(*r.db, "c1");
+  EXPECT_EQ(text(outcome(rep, "p%_")), "final 100/100");
+  EXPECT_EQ(text(outcome(rep, "q")), "final 400/400");
+  rep2 = read_settlement_report(*r.db, "c2");
+  EXPECT_TRUE(rep2.complete);
+  EXPECT_EQ(text(outcome(rep2, "q@c2x")), "final 7/7");
+  EXPECT_EQ(text(outcome(rep2, "p%_@zz")), "final 8/8");
+}
+
 }  // namespace

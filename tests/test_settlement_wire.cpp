@@ -1,6 +1,8 @@
 // The msgpack settlement messages (service/settlement/wire.hpp) and the scheduler's ZeroMQ
-// PULL socket end to end: a cycle pushed twice is recorded once and acknowledged twice
-// (recorded, duplicate), a bad frame is rejected without harm, and the cycle settles.
+// sockets end to end. PULL: a cycle pushed twice is recorded once and acknowledged twice
+// (recorded, duplicate), a bad frame is rejected without harm, and the cycle settles. ROUTER
+// (--bind): the same over request/reply, plus settlement.query answered by settlement.report
+// until the cycle is complete; bad frames, wrong envelopes and gone peers do not stop it.
 
 #include <gtest/gtest.h>
 #include <fcntl.h>
@@ -13,6 +15,9 @@
 #include <filesystem>
 #include <fstream>
 #include <msgpack.hpp>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <zmq.hpp>
@@ -163,6 +168,191 @@ TEST(SettlementWire, MalformedFramesAreInputErrors) {
   EXPECT_EQ(settlement_message_type("junk"), "");
 }
 
+// ---------------------------------------------------------------------------------------------
+// settlement.query / settlement.report
+
+using nlohmann::json;
+
+std::string to_frame(const json& j) {
+  const std::vector<std::uint8_t> bytes = json::to_msgpack(j);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+SettlementReport sample_report() {
+  SettlementReport r;
+  r.cycle_id = "w1";
+  r.cycle_state = "closed";
+  r.complete = true;
+  r.instructions = {{"w1/M1/BTC/in", 123456789, 123456789, "final"},
+                    {"w1/M2/BTC/out", INT64_MAX, 0, "defaulted"},
+                    {"w1/M2/USDC/in/margin_call", 5, 3, "defaulted"}};
+  return r;
+}
+
+json report_json() {
+  return {{"v", 1},
+          {"type", "settlement.report"},
+          {"cycle_id", "w1"},
+          {"cycle_state", "open"},
+          {"complete", false},
+          {"instructions", json::array({{{"instruction_id", "i1"}, {"amount", 10}, {"settled", 4}, {"state", "pending"}},
+                                        {{"instruction_id", "i2"}, {"amount", 7}, {"settled", 7}, {"state", "final"}}})}};
+}
+
+// The frame fails to decode with an input_error naming the msgpack frame and `field`.
+template <class Decode>
+void expect_rejected(Decode decode, const std::string& frame, const std::string& field, const std::string& what) {
+  try {
+    decode(frame);
+    ADD_FAILURE() << "accepted a frame with " << what;
+  } catch (const input_error& e) {
+    EXPECT_EQ(e.file(), "msgpack frame") << what << ": " << e.what();
+    EXPECT_EQ(e.field(), field) << what << ": " << e.what();
+  }
+}
+
+TEST(SettlementWire, QueryRoundTrips) {
+  const std::string f = encode_settlement_query("cycle/2024-06-28 %_@x");
+  EXPECT_EQ(decode_settlement_query(f), "cycle/2024-06-28 %_@x");
+  EXPECT_EQ(settlement_message_type(f), "settlement.query");
+  EXPECT_THROW(decode_settlement_report(f), input_error);  // wrong type
+  EXPECT_THROW(decode_settlement_cycle(f), input_error);
+}
+
+TEST(SettlementWire, ReportRoundTripsExactly) {
+  const SettlementReport r = sample_report();
+  const std::string f = encode_settlement_report(r);
+  EXPECT_EQ(settlement_message_type(f), "settlement.report");
+  const SettlementReport d = decode_settlement_report(f);
+  EXPECT_EQ(d.cycle_id, "w1");
+  EXPECT_EQ(d.cycle_state, "closed");
+  EXPECT_TRUE(d.complete);
+  ASSERT_EQ(d.instructions.size(), r.instructions.size());
+  for (std::size_t i = 0; i < r.instructions.size(); ++i) {
+    EXPECT_EQ(d.instructions[i].instruction_id, r.instructions[i].instruction_id);
+    EXPECT_EQ(d.instructions[i].amount, r.instructions[i].amount);
+    EXPECT_EQ(d.instructions[i].settled, r.instructions[i].settled);
+    EXPECT_EQ(d.instructions[i].state, r.instructions[i].state);
+  }
+  // Not complete, open, with a pending instruction; and an unknown cycle.
+  SettlementReport open = r;
+  open.cycle_state = "open";
+  open.complete = false;
+  open.instructions[0].state = "pending";
+  const SettlementReport o = decode_settlement_report(encode_settlement_report(open));
+  EXPECT_FALSE(o.complete);
+  EXPECT_EQ(o.cycle_state, "open");
+  EXPECT_EQ(o.instructions[0].state, "pending");
+  SettlementReport unknown;
+  unknown.cycle_id = "nope";
+  unknown.cycle_state = "unknown";
+  const SettlementReport u = decode_settlement_report(encode_settlement_report(unknown));
+  EXPECT_EQ(u.cycle_id, "nope");
+  EXPECT_EQ(u.cycle_state, "unknown");
+  EXPECT_FALSE(u.complete);
+  EXPECT_TRUE(u.instructions.empty());
+  EXPECT_THROW(decode_settlement_ack(f), input_error);
+  EXPECT_THROW(decode_settlement_query(f), input_error);
+}
+
+TEST(SettlementWire, MalformedQueryFramesAreInputErrors) {
+  const std::string good = encode_settlement_query("w1");
+  for (std::size_t n = 0; n < good.size(); ++n) EXPECT_THROW(decode_settlement_query(good.substr(0, n)), input_error) << n;
+  expect_rejected(decode_settlement_query, good + "x", "", "trailing bytes");
+  expect_rejected(decode_settlement_query, std::string("\xdf\xff\xff\xff\xff", 5), "", "a map claiming 2^32-1 entries");
+  expect_rejected(decode_settlement_query, to_frame(json::array({1})), "", "an array");
+  const json q = {{"v", 1}, {"type", "settlement.query"}, {"cycle_id", "w1"}};
+  EXPECT_EQ(decode_settlement_query(to_frame(q)), "w1");
+  auto with = [&q](const char* key, const json& v) {
+    json j = q;
+    j[key] = v;
+    return to_frame(j);
+  };
+  auto without = [&q](const char* key) {
+    json j = q;
+    j.erase(key);
+    return to_frame(j);
+  };
+  expect_rejected(decode_settlement_query, with("v", 2), "v", "version 2");
+  expect_rejected(decode_settlement_query, with("type", "settlement.cycle"), "type", "another type");
+  expect_rejected(decode_settlement_query, with("cycle_id", 7), "cycle_id", "a numeric cycle id");
+  expect_rejected(decode_settlement_query, with("cycle_id", ""), "cycle_id", "an empty cycle id");
+  expect_rejected(decode_settlement_query, without("cycle_id"), "cycle_id", "no cycle id");
+  expect_rejected(decode_settlement_query, without("v"), "v", "no version");
+}
+
+TEST(SettlementWire, MalformedReportFramesAreInputErrors) {
+  const std::string good = encode_settlement_report(sample_report());
+  for (std::size_t n = 0; n < good.size(); n += 3)
+    EXPECT_THROW(decode_settlement_report(good.substr(0, n)), input_error) << n;
+  expect_rejected(decode_settlement_report, good + std::string(1, '\0'), "", "trailing bytes");
+  expect_rejected(decode_settlement_report, std::string("\xdd\xff\xff\xff\xff", 5), "", "an array claiming 2^32-1 items");
+  {
+    // Deep nesting inside "instructions".
+    json deep = 1;
+    for (int i = 0; i < 64; ++i) deep = json::array({deep});
+    json j = report_json();
+    j["instructions"] = deep;
+    expect_rejected(decode_settlement_report, to_frame(j), "", "deep nesting");
+  }
+  const SettlementReport ok = decode_settlement_report(to_frame(report_json()));
+  ASSERT_EQ(ok.instructions.size(), 2u);
+  EXPECT_EQ(ok.instructions[0].settled, 4);
+  auto with = [](const char* key, const json& v) {
+    json j = report_json();
+    j[key] = v;
+    return to_frame(j);
+  };
+  auto with_ins = [](const char* key, const json& v) {
+    json j = report_json();
+    j["instructions"][0][key] = v;
+    return to_frame(j);
+  };
+  expect_rejected(decode_settlement_report, with("v", 0), "v", "version 0");
+  expect_rejected(decode_settlement_report, with("type", "settlement.ack"), "type", "another type");
+  expect_rejected(decode_settlement_report, with("cycle_id", ""), "cycle_id", "an empty cycle id");
+  expect_rejected(decode_settlement_report, with("cycle_state", "settled"), "cycle_state", "an unknown cycle state");
+  expect_rejected(decode_settlement_report, with("cycle_state", 1), "cycle_state", "a numeric cycle state");
+  expect_rejected(decode_settlement_report, with("complete", 1), "complete", "complete as an integer");
+  expect_rejected(decode_settlement_report, with("complete", "false"), "complete", "complete as a string");
+  expect_rejected(decode_settlement_report, with("instructions", json::object()), "instructions", "a map of instructions");
+  {
+    json j = report_json();
+    j["instructions"][1] = "i2";
+    expect_rejected(decode_settlement_report, to_frame(j), "instructions", "an instruction that is not a map");
+  }
+  expect_rejected(decode_settlement_report, with_ins("state", "rolled"), "state", "the scheduler's own state name");
+  expect_rejected(decode_settlement_report, with_ins("state", ""), "state", "an empty state");
+  expect_rejected(decode_settlement_report, with_ins("amount", -1), "amount", "a negative amount");
+  expect_rejected(decode_settlement_report, with_ins("amount", 1.5), "amount", "a fractional amount");
+  expect_rejected(decode_settlement_report, with_ins("amount", "10"), "amount", "an amount as text");
+  expect_rejected(decode_settlement_report, with_ins("amount", std::uint64_t{1} << 63), "amount", "an amount beyond int64");
+  expect_rejected(decode_settlement_report, with_ins("settled", -4), "settled", "a negative settled amount");
+  expect_rejected(decode_settlement_report, with_ins("settled", 11), "settled", "more settled than owed");
+  expect_rejected(decode_settlement_report, with_ins("instruction_id", ""), "instruction_id", "an empty instruction id");
+  expect_rejected(decode_settlement_report, with_ins("instruction_id", json::array()), "instruction_id",
+                  "an instruction id as an array");
+  {
+    json j = report_json();
+    j["instructions"][0].erase("settled");
+    expect_rejected(decode_settlement_report, to_frame(j), "settled", "no settled amount");
+  }
+  {
+    // Complete, yet open or with a pending instruction; an unknown cycle with instructions.
+    json j = report_json();
+    j["complete"] = true;
+    expect_rejected(decode_settlement_report, to_frame(j), "complete", "complete with a pending instruction");
+    j["instructions"][0]["state"] = "final";
+    j["instructions"][0]["settled"] = 10;
+    expect_rejected(decode_settlement_report, to_frame(j), "complete", "complete while open");
+    j["cycle_state"] = "closed";
+    EXPECT_TRUE(decode_settlement_report(to_frame(j)).complete);
+    j["cycle_state"] = "unknown";
+    j["complete"] = false;
+    expect_rejected(decode_settlement_report, to_frame(j), "instructions", "an unknown cycle with instructions");
+  }
+}
+
 pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
   std::vector<std::string> copy = args;
   std::vector<char*> argv;
@@ -235,6 +425,260 @@ TEST(SettlementWire, SchedulerPullsCyclesAcknowledgesThemAndSettles) {
   EXPECT_NE(st.output.find("instructions,final,3"), std::string::npos) << st.output;
   EXPECT_NE(st.output.find("cycles,closed,1"), std::string::npos) << st.output;
   EXPECT_EQ(marginet::testing::run_marginet("ledger verify --ledger " + ledger).status, 0);
+  fs::remove_all(dir);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ROUTER socket (--bind)
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A spawned `marginet scheduler --bind tcp://127.0.0.1:*`: waits for the endpoint it logs.
+struct BoundScheduler {
+  pid_t pid = -1;
+  std::string endpoint;
+  fs::path log;
+
+  BoundScheduler(const fs::path& dir, const std::vector<std::string>& extra) : log(dir / "bind.log") {
+    std::vector<std::string> args = {"scheduler", "--bind", "tcp://127.0.0.1:*", "--ledger", (dir / "l.sqlite").string(),
+                                     "--chains", (dir / "chains.json").string(), "--poll-ms", "5"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid = spawn(args, log.string());
+    const std::string marker = "listening on ";
+    for (int i = 0; i < 6000 && pid > 0; ++i) {  // up to a minute for the start
+      const std::string text = read_file(log);
+      const auto at = text.find(marker);
+      const auto end = at == std::string::npos ? at : text.find('\n', at);
+      if (end != std::string::npos) {
+        endpoint = text.substr(at + marker.size(), end - at - marker.size());
+        return;
+      }
+      int status = 0;
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        pid = -1;
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  /// SIGTERM and a bounded wait; the exit code, -1 for a signal death, -2 when it had to be killed.
+  int stop(int sig = SIGTERM) {
+    if (pid <= 0) return -3;
+    kill(pid, sig);
+    int status = 0;
+    for (int i = 0; i < 1500; ++i) {
+      if (waitpid(pid, &status, WNOHANG) == pid) {
+        pid = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    pid = -1;
+    return -2;
+  }
+  ~BoundScheduler() {
+    if (pid > 0) stop(SIGKILL);
+  }
+};
+
+fs::path wire_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("marginet_wire_" + name + "_" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream out(dir / "chains.json");
+  out << R"({"assets": {"BTC": {"scale": 8}, "USDC": {"scale": 6}},
+    "chains": [{"name": "b", "assets": ["BTC", "USDC"], "finality_depth": 2,
+                "member_funding": {"BTC": "10", "USDC": "1000000000"}}]})";
+  return dir;
+}
+
+std::string text_of(const zmq::message_t& m) { return std::string(static_cast<const char*>(m.data()), m.size()); }
+
+// One request on a DEALER: the reply's frames (empty when none came within the receive timeout).
+std::vector<std::string> request(zmq::socket_t& s, const std::vector<std::string>& frames) {
+  for (std::size_t i = 0; i < frames.size(); ++i)
+    (void)s.send(zmq::buffer(frames[i]), i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+  std::vector<std::string> reply;
+  zmq::message_t m;
+  while (s.recv(m)) {
+    reply.push_back(text_of(m));
+    if (!m.more()) break;
+  }
+  return reply;
+}
+
+SettlementAck ack_of(const std::vector<std::string>& reply) {
+  if (reply.size() != 1) throw std::runtime_error("expected one frame, got " + std::to_string(reply.size()));
+  return decode_settlement_ack(reply[0]);
+}
+
+SettlementReport report_of(const std::vector<std::string>& reply) {
+  if (reply.size() != 1) throw std::runtime_error("expected one frame, got " + std::to_string(reply.size()));
+  return decode_settlement_report(reply[0]);
+}
+
+TEST(SettlementWire, SchedulerRouterAcksCyclesAndReportsTheirSettlement) {
+  const fs::path dir = wire_dir("bind");
+  BoundScheduler sched(dir, {});
+  ASSERT_GT(sched.pid, 0) << read_file(sched.log);
+  ASSERT_EQ(sched.endpoint.rfind("tcp://127.0.0.1:", 0), 0u) << sched.endpoint;
+  EXPECT_EQ(sched.endpoint.find('*'), std::string::npos) << sched.endpoint;  // the port it got
+
+  zmq::context_t ctx(1);
+  zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::rcvtimeo, 30000);
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.connect(sched.endpoint);
+
+  SettlementCycle c = sample();
+  c.instructions[2].amount = 5;  // fundable
+  const std::string frame = encode_settlement_cycle(c);
+
+  // Before the cycle: unknown.
+  SettlementReport rep = report_of(request(dealer, {encode_settlement_query("w1")}));
+  EXPECT_EQ(rep.cycle_id, "w1");
+  EXPECT_EQ(rep.cycle_state, "unknown");
+  EXPECT_FALSE(rep.complete);
+
+  SettlementAck a = ack_of(request(dealer, {frame}));
+  EXPECT_EQ(a.cycle_id, "w1");
+  EXPECT_EQ(a.status, "recorded") << a.message;
+  a = ack_of(request(dealer, {frame}));
+  EXPECT_EQ(a.cycle_id, "w1");
+  EXPECT_EQ(a.status, "duplicate") << a.message;
+
+  // Garbage, another message type, the same id with other contents: rejected acks.
+  a = ack_of(request(dealer, {"not msgpack at all"}));
+  EXPECT_EQ(a.status, "rejected");
+  EXPECT_EQ(a.cycle_id, "");
+  a = ack_of(request(dealer, {encode_settlement_ack({"w1", "recorded", ""})}));
+  EXPECT_EQ(a.status, "rejected");
+  EXPECT_NE(a.message.find("settlement.ack"), std::string::npos) << a.message;
+  a = ack_of(request(dealer, {std::string()}));
+  EXPECT_EQ(a.status, "rejected");
+  SettlementCycle changed = c;
+  changed.instructions[0].amount += 1;
+  a = ack_of(request(dealer, {encode_settlement_cycle(changed)}));
+  EXPECT_EQ(a.status, "rejected");
+  EXPECT_EQ(a.cycle_id, "w1");
+  EXPECT_NE(a.message.find("different contents"), std::string::npos) << a.message;
+  a = ack_of(request(dealer, {to_frame({{"v", 1}, {"type", "settlement.query"}, {"cycle_id", 5}})}));
+  EXPECT_EQ(a.status, "rejected");
+  EXPECT_NE(a.message.find("cycle_id"), std::string::npos) << a.message;
+
+  // A message of two frames is not a request: dropped without a reply. The next reply is the
+  // next request's.
+  (void)dealer.send(zmq::buffer(std::string("x")), zmq::send_flags::sndmore);
+  (void)dealer.send(zmq::buffer(encode_settlement_query("w1")), zmq::send_flags::none);
+  rep = report_of(request(dealer, {encode_settlement_query("other")}));
+  EXPECT_EQ(rep.cycle_id, "other");
+  EXPECT_EQ(rep.cycle_state, "unknown");
+
+  // Peers that leave before their reply: the replies are dropped, the scheduler goes on.
+  for (int i = 0; i < 5; ++i) {
+    zmq::socket_t gone(ctx, zmq::socket_type::dealer);
+    gone.set(zmq::sockopt::linger, 2000);
+    gone.connect(sched.endpoint);
+    for (int k = 0; k < 20; ++k) (void)gone.send(zmq::buffer(encode_settlement_query("w1")), zmq::send_flags::none);
+    gone.close();
+  }
+
+  // A REQ peer (empty delimiter frame) gets its reply through the same envelope.
+  {
+    zmq::socket_t req(ctx, zmq::socket_type::req);
+    req.set(zmq::sockopt::rcvtimeo, 30000);
+    req.set(zmq::sockopt::linger, 0);
+    req.connect(sched.endpoint);
+    const std::string q = encode_settlement_query("w1");
+    ASSERT_TRUE(req.send(zmq::buffer(q), zmq::send_flags::none));
+    zmq::message_t m;
+    ASSERT_TRUE(req.recv(m));
+    EXPECT_FALSE(m.more());
+    rep = decode_settlement_report(text_of(m));
+    EXPECT_EQ(rep.cycle_id, "w1");
+    EXPECT_NE(rep.cycle_state, "unknown");
+    ASSERT_EQ(rep.instructions.size(), 3u);
+  }
+
+  // Query until complete (bounded: the sim chain settles within a few ticks).
+  int queries = 0;
+  do {
+    rep = report_of(request(dealer, {encode_settlement_query("w1")}));
+    ++queries;
+    if (!rep.complete) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  } while (!rep.complete && queries < 3000);
+  ASSERT_TRUE(rep.complete) << "after " << queries << " queries, state " << rep.cycle_state;
+  EXPECT_EQ(rep.cycle_state, "closed");
+  ASSERT_EQ(rep.instructions.size(), c.instructions.size());
+  for (std::size_t i = 0; i < c.instructions.size(); ++i) {
+    EXPECT_EQ(rep.instructions[i].instruction_id, c.instructions[i].instruction_id);
+    EXPECT_EQ(rep.instructions[i].amount, c.instructions[i].amount);
+    EXPECT_EQ(rep.instructions[i].settled, c.instructions[i].amount);
+    EXPECT_EQ(rep.instructions[i].state, "final");
+  }
+  // Still a duplicate once closed.
+  EXPECT_EQ(ack_of(request(dealer, {frame})).status, "duplicate");
+
+  EXPECT_EQ(sched.stop(SIGTERM), 0) << read_file(sched.log);
+  EXPECT_NE(read_file(sched.log).find("dropped a message of 3 frames"), std::string::npos) << read_file(sched.log);
+  const std::string ledger = (dir / "l.sqlite").string();
+  const auto st = marginet::testing::run_marginet("scheduler status --ledger " + ledger);
+  EXPECT_NE(st.output.find("instructions,final,3"), std::string::npos) << st.output;
+  EXPECT_NE(st.output.find("cycles,closed,1"), std::string::npos) << st.output;
+  const auto v = marginet::testing::run_marginet("ledger verify --ledger " + ledger);
+  EXPECT_EQ(v.status, 0) << v.output;
+  if (!HasFailure()) fs::remove_all(dir);
+}
+
+TEST(SettlementWire, SchedulerBoundWithUntilIdleExitsOnceTheCyclesItReceivedAreClosed) {
+  const fs::path dir = wire_dir("bind_idle");
+  BoundScheduler sched(dir, {"--until-idle"});
+  ASSERT_GT(sched.pid, 0) << read_file(sched.log);
+  zmq::context_t ctx(1);
+  zmq::socket_t dealer(ctx, zmq::socket_type::dealer);
+  dealer.set(zmq::sockopt::rcvtimeo, 30000);
+  dealer.set(zmq::sockopt::linger, 0);
+  dealer.connect(sched.endpoint);
+  // Idle with nothing received: it waits (a query is answered, a bad frame too).
+  EXPECT_EQ(report_of(request(dealer, {encode_settlement_query("w1")})).cycle_state, "unknown");
+  EXPECT_EQ(ack_of(request(dealer, {"junk"})).status, "rejected");
+  SettlementCycle c = sample();
+  c.instructions[2].amount = 5;
+  EXPECT_EQ(ack_of(request(dealer, {encode_settlement_cycle(c)})).status, "recorded");
+  int status = 0;
+  bool exited = false;
+  for (int i = 0; i < 6000 && !exited; ++i) {
+    exited = waitpid(sched.pid, &status, WNOHANG) == sched.pid;
+    if (!exited) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(exited) << "the scheduler did not exit when idle: " << read_file(sched.log);
+  sched.pid = -1;
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << read_file(sched.log);
+  const auto st = marginet::testing::run_marginet("scheduler status --ledger " + (dir / "l.sqlite").string());
+  EXPECT_NE(st.output.find("cycles,closed,1"), std::string::npos) << st.output;
+  if (!HasFailure()) fs::remove_all(dir);
+}
+
+TEST(SettlementWire, SchedulerUsageNamesTheSocketOptions) {
+  const fs::path dir = wire_dir("usage");
+  const std::string base = "scheduler --ledger " + (dir / "l.sqlite").string() + " --chains " + (dir / "chains.json").string();
+  auto r = marginet::testing::run_marginet(base);
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("--bind"), std::string::npos) << r.output;
+  r = marginet::testing::run_marginet(base + " --bind 'tcp://127.0.0.1:*' --ack tcp://127.0.0.1:1");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("--ack"), std::string::npos) << r.output;
+  r = marginet::testing::run_marginet(base + " --bind not-an-endpoint");
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_NE(r.output.find("cannot bind"), std::string::npos) << r.output;
   fs::remove_all(dir);
 }
 

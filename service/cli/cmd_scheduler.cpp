@@ -1,26 +1,36 @@
 // `marginet scheduler`: the settlement scheduler daemon (SPEC §8, docs/settlement.md).
 //
 //   marginet scheduler --ledger FILE.sqlite --chains FILE.json
-//                      [--pull tcp://127.0.0.1:7401] [--ack ENDPOINT] [--cycle-file F]...
+//                      [--bind tcp://127.0.0.1:7401] [--pull tcp://127.0.0.1:7402] [--ack ENDPOINT]
+//                      [--cycle-file F]...
 //                      [--until-idle] [--chain-state FILE] [--clock wall|virtual --start ISO
 //                      --tick-seconds S] [--poll-ms N] [--max-runtime S]
 //   marginet scheduler status --ledger FILE.sqlite
 //
-// Cycles come from --cycle-file (JSON, models/settlement_cycle.hpp) and/or msgpack frames on a
-// ZeroMQ PULL socket bound at --pull (service/settlement/wire.hpp). A cycle is acknowledged
-// (log line; msgpack settlement.ack PUSHed to --ack) only after it is durably recorded. Without
-// --pull the scheduler settles what it was given and exits when idle; with --pull it runs until
-// SIGINT/SIGTERM (or, with --until-idle, until every received cycle is closed).
+// Cycles come from --cycle-file (JSON, models/settlement_cycle.hpp) and/or msgpack frames
+// (service/settlement/wire.hpp) on a ZeroMQ ROUTER socket bound at --bind (request/reply with
+// DEALER or REQ peers: settlement.cycle -> settlement.ack, settlement.query -> settlement.report)
+// and/or a PULL socket bound at --pull (acks PUSHed to --ack). A cycle is acknowledged only after
+// it is durably recorded. Without --bind or --pull the scheduler settles what it was given and
+// exits when idle; with a socket it runs until SIGINT/SIGTERM (or, with --until-idle, until every
+// received cycle is closed). `--bind tcp://127.0.0.1:*` picks a free port; the endpoint bound is
+// logged on stderr as `marginet scheduler: listening on ENDPOINT`. No message, however bad,
+// stops the daemon: each is answered (rejected) or dropped on its own.
 // On exit it prints the status (csv or json): cycles open, instructions per state, value
 // pending per asset.
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <iostream>
 #include <memory>
+#include <optional>
+#include <string_view>
 #include <thread>
+#include <vector>
 #include <zmq.hpp>
 
 #include "models/csv.hpp"
@@ -41,6 +51,7 @@ volatile std::sig_atomic_t g_stop = 0;
 extern "C" void on_stop_signal(int) { g_stop = 1; }
 
 struct SchedulerOptions {
+  std::string bind;
   std::string pull;
   std::string ack;
   std::string ledger;
@@ -55,6 +66,11 @@ struct SchedulerOptions {
   double max_runtime = 0;
   std::string status_ledger;
 };
+
+// ROUTER (--bind) limits: the largest frame accepted, the messages handled per loop round (so
+// that ticks go on under a flood).
+constexpr std::int64_t kRouterMaxMessageBytes = std::int64_t{16} << 20;
+constexpr int kMessagesPerRound = 256;
 
 double wall_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -102,8 +118,11 @@ void run_status(const CommonOptions& common, const SchedulerOptions& o) {
 void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
   if (o.ledger.empty()) throw usage_error("scheduler: --ledger FILE is required");
   if (o.chains.empty()) throw usage_error("scheduler: --chains FILE is required");
-  if (o.pull.empty() && o.cycle_files.empty())
-    throw usage_error("scheduler: give --pull ENDPOINT and/or --cycle-file FILE");
+  if (o.bind.empty() && o.pull.empty() && o.cycle_files.empty())
+    throw usage_error("scheduler: give --bind ENDPOINT, --pull ENDPOINT and/or --cycle-file FILE");
+  if (!o.ack.empty() && o.pull.empty())
+    throw usage_error("scheduler: --ack sends the acks of --pull (a --bind peer gets its ack as the reply)");
+  if (!o.bind.empty() && o.bind == o.pull) throw usage_error("scheduler: --bind and --pull need different endpoints");
   if (o.clock != "wall" && o.clock != "virtual") throw usage_error("scheduler: --clock is wall or virtual");
   if (!(o.tick_seconds > 0)) throw usage_error("scheduler: --tick-seconds must be > 0");
 
@@ -129,9 +148,23 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
   auto now = [&] { return wall ? wall_now() : virtual_now; };
 
   std::unique_ptr<zmq::context_t> ctx;
-  std::unique_ptr<zmq::socket_t> pull, ack;
+  std::unique_ptr<zmq::socket_t> router, pull, ack;
+  if (!o.bind.empty() || !o.pull.empty()) ctx = std::make_unique<zmq::context_t>(1);
+  if (!o.bind.empty()) {
+    router = std::make_unique<zmq::socket_t>(*ctx, zmq::socket_type::router);
+    router->set(zmq::sockopt::maxmsgsize, kRouterMaxMessageBytes);
+    router->set(zmq::sockopt::linger, 0);
+    router->set(zmq::sockopt::router_mandatory, true);  // a reply to a gone peer fails (EHOSTUNREACH): dropped
+    router->set(zmq::sockopt::sndhwm, 10000);
+    router->set(zmq::sockopt::rcvhwm, 10000);
+    try {
+      router->bind(o.bind);
+    } catch (const zmq::error_t& e) {
+      throw usage_error("scheduler: cannot bind --bind " + o.bind + ": " + e.what());
+    }
+    std::cerr << "marginet scheduler: listening on " << router->get(zmq::sockopt::last_endpoint) << std::endl;
+  }
   if (!o.pull.empty()) {
-    ctx = std::make_unique<zmq::context_t>(1);
     pull = std::make_unique<zmq::socket_t>(*ctx, zmq::socket_type::pull);
     pull->set(zmq::sockopt::maxmsgsize, std::int64_t{256} << 20);
     pull->set(zmq::sockopt::linger, 0);
@@ -148,23 +181,114 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
     }
     if (!common.quiet) spdlog::info("scheduler: pulling settlement cycles on {}", o.pull);
   }
+  // The ack of a cycle, logged (stderr) and returned for the caller to send.
   auto acknowledge = [&](const std::string& cycle_id, const char* status, const std::string& message) {
     if (!common.quiet || std::string(status) == "rejected")
       spdlog::info("ack cycle {}: {}{}", cycle_id, status, message.empty() ? "" : " (" + message + ")");
-    if (ack) {
-      const std::string frame = encode_settlement_ack({cycle_id, status, message});
-      (void)ack->send(zmq::buffer(frame), zmq::send_flags::dontwait);
-    }
+    return SettlementAck{cycle_id, status, message};
   };
   std::size_t received = 0;
   auto take = [&](const SettlementCycle& cycle) {
     const CycleReceipt r = sched.receive(cycle, now());
     ++received;
-    acknowledge(cycle.cycle_id, r == CycleReceipt::recorded ? "recorded" : "duplicate",
-                r == CycleReceipt::recorded ? std::to_string(cycle.instructions.size()) + " instructions, durable"
-                                            : "already recorded");
+    return acknowledge(cycle.cycle_id, r == CycleReceipt::recorded ? "recorded" : "duplicate",
+                       r == CycleReceipt::recorded ? std::to_string(cycle.instructions.size()) + " instructions, durable"
+                                                   : "already recorded");
   };
   for (const auto& f : o.cycle_files) take(read_cycle_json(f));
+
+  // One settlement.cycle frame (from either socket): its ack. Bad input is a rejected ack (with
+  // the cycle's id when the frame decoded); any other failure (the database) gets no ack, so
+  // that the producer sends the cycle again.
+  auto take_frame = [&](std::string_view frame) -> std::optional<SettlementAck> {
+    SettlementCycle cycle;
+    try {
+      cycle = decode_settlement_cycle(frame);
+    } catch (const input_error& e) {
+      spdlog::warn("scheduler: rejected a message: {}", e.what());
+      return acknowledge("", "rejected", e.what());
+    }
+    try {
+      return take(cycle);
+    } catch (const input_error& e) {
+      spdlog::warn("scheduler: rejected cycle {}: {}", cycle.cycle_id, e.what());
+      return acknowledge(cycle.cycle_id, "rejected", e.what());
+    } catch (const std::exception& e) {
+      spdlog::error("scheduler: cycle {} not recorded (no ack; the producer will send it again): {}", cycle.cycle_id,
+                    e.what());
+      return std::nullopt;
+    }
+  };
+  // One ROUTER request: the reply frame, or nothing.
+  auto answer = [&](std::string_view frame) -> std::optional<std::string> {
+    const std::string type = settlement_message_type(frame);
+    if (type == "settlement.query") {
+      try {
+        return encode_settlement_report(read_settlement_report(db, decode_settlement_query(frame)));
+      } catch (const input_error& e) {
+        spdlog::warn("scheduler: rejected a query: {}", e.what());
+        return encode_settlement_ack(acknowledge("", "rejected", e.what()));
+      } catch (const std::exception& e) {
+        spdlog::error("scheduler: query not answered: {}", e.what());
+        return std::nullopt;
+      }
+    }
+    if (type == "settlement.cycle") {
+      const auto a = take_frame(frame);
+      if (!a) return std::nullopt;
+      return encode_settlement_ack(*a);
+    }
+    const std::string why = type.empty() ? "not a msgpack map with a string \"type\""
+                                         : "unexpected message type \"" + type + "\"";
+    spdlog::warn("scheduler: rejected a message: {} (expected settlement.cycle or settlement.query)", why);
+    return encode_settlement_ack(
+        acknowledge("", "rejected", why + "; expected settlement.cycle or settlement.query"));
+  };
+  // Reads one multipart message; false when none is waiting.
+  auto receive_parts = [](zmq::socket_t& s, std::vector<zmq::message_t>& parts) {
+    parts.clear();
+    while (true) {
+      zmq::message_t m;
+      if (!s.recv(m, zmq::recv_flags::dontwait)) return !parts.empty();
+      const bool more = m.more();
+      parts.push_back(std::move(m));
+      if (!more) return true;
+    }
+  };
+  std::size_t unroutable = 0, dropped = 0;
+  auto serve_router = [&] {
+    std::vector<zmq::message_t> parts;
+    for (int i = 0; i < kMessagesPerRound && receive_parts(*router, parts); ++i) {
+      // [identity, frame] from a DEALER; [identity, "", frame] from a REQ (also behind
+      // proxies: [identity..., "", frame]). Anything else is dropped.
+      const std::size_t n = parts.size();
+      const bool dealer = n == 2;
+      const bool req = n >= 3 && n <= 8 && parts[n - 2].size() == 0;
+      if (!dealer && !req) {
+        ++dropped;
+        if (!common.quiet) spdlog::warn("scheduler: dropped a message of {} frames", n);
+        continue;
+      }
+      const zmq::message_t& body = parts[n - 1];
+      std::optional<std::string> reply;
+      try {
+        reply = answer(std::string_view(static_cast<const char*>(body.data()), body.size()));
+      } catch (const std::exception& e) {  // answer() handles its own; this is the last net
+        spdlog::error("scheduler: a message was not answered: {}", e.what());
+      }
+      if (!reply) continue;
+      try {
+        bool sent = true;
+        for (std::size_t k = 0; sent && k + 1 < n; ++k)
+          sent = router->send(zmq::buffer(parts[k].data(), parts[k].size()),
+                              zmq::send_flags::sndmore | zmq::send_flags::dontwait).has_value();
+        if (sent) sent = router->send(zmq::buffer(*reply), zmq::send_flags::dontwait).has_value();
+        if (!sent) ++unroutable;  // the peer's queue is full: dropped (it asks again)
+      } catch (const zmq::error_t&) {
+        ++unroutable;  // EHOSTUNREACH: the peer has gone
+      }
+    }
+  };
 
   g_stop = 0;
   struct sigaction sa{};
@@ -173,21 +297,36 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 
-  const bool until_idle = o.until_idle || o.pull.empty();
+  const bool listening = router || pull;
+  const bool until_idle = o.until_idle || !listening;
   const auto started = std::chrono::steady_clock::now();
   bool busy = true;
   while (!g_stop) {
-    if (pull) {
-      zmq::pollitem_t items[] = {{static_cast<void*>(*pull), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 1, std::chrono::milliseconds(busy ? 0 : o.poll_ms));
-      zmq::message_t msg;
-      while (pull->recv(msg, zmq::recv_flags::dontwait)) {
-        const std::string_view frame(static_cast<const char*>(msg.data()), msg.size());
-        try {
-          take(decode_settlement_cycle(frame));
-        } catch (const input_error& e) {
-          spdlog::warn("scheduler: rejected a message: {}", e.what());
-          acknowledge("", "rejected", e.what());
+    if (listening) {
+      std::vector<zmq::pollitem_t> items;
+      if (router) items.push_back({router->handle(), 0, ZMQ_POLLIN, 0});
+      if (pull) items.push_back({pull->handle(), 0, ZMQ_POLLIN, 0});
+      try {
+        zmq::poll(items.data(), items.size(), std::chrono::milliseconds(busy ? 0 : o.poll_ms));
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+        continue;  // a signal: the loop condition decides
+      }
+      if (router) serve_router();
+      if (pull) {
+        zmq::message_t msg;
+        for (int i = 0; i < kMessagesPerRound && pull->recv(msg, zmq::recv_flags::dontwait); ++i) {
+          if (msg.more()) {  // PUSH peers send one frame per message: drop the rest of it
+            while (msg.more() && pull->recv(msg, zmq::recv_flags::dontwait)) {
+            }
+            ++dropped;
+            continue;
+          }
+          const auto a = take_frame(std::string_view(static_cast<const char*>(msg.data()), msg.size()));
+          if (a && ack) {
+            const std::string frame = encode_settlement_ack(*a);
+            (void)ack->send(zmq::buffer(frame), zmq::send_flags::dontwait);
+          }
         }
       }
     }
@@ -197,12 +336,15 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
       if (!common.quiet) spdlog::info("cycle {} closed; root {}", c, sched.ledger().cycle_root(c).value_or("?"));
     busy = rep.state_changes > 0;
     if (until_idle && received > 0 && sched.idle()) break;
-    if (until_idle && o.pull.empty() && sched.idle()) break;
+    if (until_idle && !listening && sched.idle()) break;
     if (o.max_runtime > 0 &&
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() > o.max_runtime)
       break;
-    if (!pull && wall && !busy) std::this_thread::sleep_for(std::chrono::milliseconds(o.poll_ms));
+    if (!listening && wall && !busy) std::this_thread::sleep_for(std::chrono::milliseconds(o.poll_ms));
   }
+  if (unroutable || dropped)
+    spdlog::info("scheduler: {} repl{} to gone or full peers dropped, {} malformed message(s) dropped", unroutable,
+                 unroutable == 1 ? "y" : "ies", dropped);
   signal(SIGINT, SIG_DFL);
   signal(SIGTERM, SIG_DFL);
   write_status(sched.status(), common);
@@ -213,13 +355,16 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
 void add_scheduler_command(CLI::App& app, CommonOptions& common) {
   auto o = std::make_shared<SchedulerOptions>();
   CLI::App* cmd = app.add_subcommand("scheduler", "Settlement scheduler: settle cycles durably into the ledger");
-  cmd->add_option("--pull", o->pull, "ZeroMQ endpoint to bind a PULL socket on (e.g. tcp://127.0.0.1:7401)");
+  cmd->add_option("--bind", o->bind,
+                  "ZeroMQ endpoint to bind a ROUTER socket on: settlement.cycle -> settlement.ack, settlement.query"
+                  " -> settlement.report (tcp://127.0.0.1:* picks a free port)");
+  cmd->add_option("--pull", o->pull, "ZeroMQ endpoint to bind a PULL socket on (e.g. tcp://127.0.0.1:7402)");
   cmd->add_option("--ack", o->ack, "ZeroMQ endpoint to PUSH settlement.ack messages to");
   cmd->add_option("--ledger", o->ledger, "Ledger and scheduler state (SQLite file)");
   cmd->add_option("--chains", o->chains, "Chains and liquidity (JSON, see examples/chains.json)");
   cmd->add_option("--chain-state", o->chain_state, "Sim chains' state (SQLite; default: LEDGER.chains.sqlite)");
   cmd->add_option("--cycle-file", o->cycle_files, "Settle a cycle from a JSON file (repeatable)");
-  cmd->add_flag("--until-idle", o->until_idle, "Exit once every received cycle is closed");
+  cmd->add_flag("--until-idle", o->until_idle, "With --bind/--pull: exit once every received cycle is closed");
   cmd->add_option("--clock", o->clock, "wall or virtual (virtual: --start + --tick-seconds per tick)")
       ->check(CLI::IsMember({"wall", "virtual"}))
       ->capture_default_str();

@@ -234,4 +234,109 @@ SchedulerStatus read_scheduler_status(SqliteDb& db) {
   return s;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Settlement report (the answer to settlement.query)
+
+namespace {
+
+bool has_sched_tables(SqliteDb& db) {
+  SqliteStatement q(db, "SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name IN"
+                        " ('sched_cycles','sched_instructions','sched_carried')");
+  q.step();
+  return q.int64(0) == 3;
+}
+
+// A read transaction (one snapshot) unless the caller is inside one already.
+class ReadSnapshot {
+ public:
+  explicit ReadSnapshot(SqliteDb& db) : db_(db), own_(!db.in_transaction()) {
+    if (own_) db_.exec("BEGIN");
+  }
+  ~ReadSnapshot() {
+    if (own_) db_.rollback();  // nothing was written: ending it either way is the same
+  }
+  ReadSnapshot(const ReadSnapshot&) = delete;
+  ReadSnapshot& operator=(const ReadSnapshot&) = delete;
+
+ private:
+  SqliteDb& db_;
+  bool own_;
+};
+
+}  // namespace
+
+SettlementReport read_settlement_report(SqliteDb& db, const std::string& cycle_id) {
+  if (!has_sched_tables(db)) throw input_error(db.path(), 0, "", "not a settlement scheduler database");
+  ReadSnapshot snapshot(db);
+  SettlementReport r;
+  r.cycle_id = cycle_id;
+  r.cycle_state = "unknown";
+  {
+    SqliteStatement q(db, "SELECT state FROM sched_cycles WHERE cycle_id = ?");
+    q.bind(1, cycle_id);
+    if (!q.step()) return r;
+    r.cycle_state = q.text(0);
+  }
+  if (r.cycle_state != "queued" && r.cycle_state != "open" && r.cycle_state != "closed")
+    throw input_error(db.path(), 0, "sched_cycles.state",
+                      "cycle " + cycle_id + " has an unknown state '" + r.cycle_state + "'");
+  // The obligations waiting for the next cycle (few: only those not yet in a cycle).
+  std::set<std::string> carried;
+  {
+    SqliteStatement q(db, "SELECT origin FROM sched_carried");
+    while (q.step()) carried.insert(q.text(0));
+  }
+  // The chain of X: X itself, then every instruction carried in from a member of the chain
+  // (ids "X@C2", "X@C2@C3", ...: the id of a carried-in instruction is its origin's id + "@" +
+  // the cycle it joined). A range on the primary key finds the candidates (not LIKE: ids may
+  // hold % or _); the origin link decides (an instruction received as "X@y" is not X's).
+  SqliteStatement chain(db,
+                        "SELECT instruction_id, origin, state, settle FROM sched_instructions"
+                        " WHERE instruction_id >= ? AND instruction_id < ? AND origin != ''");
+  struct Row {
+    std::string id, origin, state;
+    std::int64_t settle;
+  };
+  SqliteStatement own(db,
+                      "SELECT instruction_id, amount, state, settle FROM sched_instructions"
+                      " WHERE cycle_id = ? AND origin = '' ORDER BY rowid");
+  own.bind(1, cycle_id);
+  bool any_pending = false;
+  while (own.step()) {
+    InstructionOutcome out;
+    out.instruction_id = own.text(0);
+    out.amount = own.int64(1);
+    std::vector<Row> rows{{out.instruction_id, "", own.text(2), own.int64(3)}};
+    chain.bind(1, out.instruction_id + "@").bind(2, out.instruction_id + "A");  // '@' + 1 == 'A'
+    std::vector<Row> candidates;
+    while (chain.step()) candidates.push_back({chain.text(0), chain.text(1), chain.text(2), chain.int64(3)});
+    chain.reset();
+    // An origin is always a strict prefix of its successor's id: shorter ids first.
+    std::stable_sort(candidates.begin(), candidates.end(),
+                     [](const Row& a, const Row& b) { return a.id.size() < b.id.size(); });
+    std::set<std::string> members{out.instruction_id};
+    for (Row& c : candidates)
+      if (members.count(c.origin)) {
+        members.insert(c.id);
+        rows.push_back(std::move(c));
+      }
+    bool pending = false, defaulted = false;
+    for (const Row& row : rows) {
+      const auto st = parse_instruction_state(row.state);
+      if (!st) throw input_error(db.path(), 0, "sched_instructions.state",
+                                 "instruction " + row.id + " has an unknown state '" + row.state + "'");
+      if (*st == InstructionState::final) out.settled += row.settle;
+      if (!is_terminal(*st)) pending = true;
+      if (*st == InstructionState::defaulted) defaulted = true;
+    }
+    for (const auto& id : members)
+      if (carried.count(id)) pending = true;  // waiting for the next cycle
+    out.state = pending ? "pending" : defaulted ? "defaulted" : "final";
+    any_pending = any_pending || pending;
+    r.instructions.push_back(std::move(out));
+  }
+  r.complete = r.cycle_state == "closed" && !any_pending;
+  return r;
+}
+
 }  // namespace marginet

@@ -3,6 +3,7 @@
 #include <msgpack.hpp>
 
 #include <cmath>
+#include <initializer_list>
 
 #include "models/errors.hpp"
 
@@ -80,6 +81,30 @@ double number(const msgpack::object& map, std::string_view key) {
   }
   if (!std::isfinite(v)) throw input_error(kSource, 0, std::string(key), "not finite");
   return v;
+}
+
+bool boolean(const msgpack::object& map, std::string_view key) {
+  return need(map, key, msgpack::type::BOOLEAN, "").via.boolean;
+}
+
+/// A non-empty string.
+std::string id_str(const msgpack::object& map, std::string_view key, const std::string& where = "") {
+  std::string s = str(map, key, where);
+  if (s.empty()) throw input_error(kSource, 0, std::string(key), where + "empty");
+  return s;
+}
+
+/// An integer >= 0.
+std::int64_t non_negative(const msgpack::object& map, std::string_view key, const std::string& where) {
+  const std::int64_t v = integer(map, key, where);
+  if (v < 0) throw input_error(kSource, 0, std::string(key), where + "must be >= 0, not " + std::to_string(v));
+  return v;
+}
+
+bool one_of(const std::string& s, std::initializer_list<std::string_view> names) {
+  for (std::string_view n : names)
+    if (s == n) return true;
+  return false;
 }
 
 void check_header(const msgpack::object& map, std::string_view type) {
@@ -191,6 +216,94 @@ SettlementAck decode_settlement_ack(std::string_view frame) {
   const msgpack::object& m = oh.get();
   check_header(m, "settlement.ack");
   return {str(m, "cycle_id"), str(m, "status"), str(m, "message")};
+}
+
+std::string encode_settlement_query(const std::string& cycle_id) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  pk.pack_map(3);
+  pack_str(pk, "v");
+  pk.pack(kSettlementWireVersion);
+  pack_str(pk, "type");
+  pack_str(pk, "settlement.query");
+  pack_str(pk, "cycle_id");
+  pack_str(pk, cycle_id);
+  return std::string(buf.data(), buf.size());
+}
+
+std::string decode_settlement_query(std::string_view frame) {
+  const msgpack::object_handle oh = unpack_bounded(frame);
+  const msgpack::object& m = oh.get();
+  check_header(m, "settlement.query");
+  return id_str(m, "cycle_id");
+}
+
+std::string encode_settlement_report(const SettlementReport& r) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  pk.pack_map(6);
+  pack_str(pk, "v");
+  pk.pack(kSettlementWireVersion);
+  pack_str(pk, "type");
+  pack_str(pk, "settlement.report");
+  pack_str(pk, "cycle_id");
+  pack_str(pk, r.cycle_id);
+  pack_str(pk, "cycle_state");
+  pack_str(pk, r.cycle_state);
+  pack_str(pk, "complete");
+  if (r.complete) pk.pack_true();
+  else pk.pack_false();
+  pack_str(pk, "instructions");
+  pk.pack_array(static_cast<std::uint32_t>(r.instructions.size()));
+  for (const auto& o : r.instructions) {
+    pk.pack_map(4);
+    pack_str(pk, "instruction_id");
+    pack_str(pk, o.instruction_id);
+    pack_str(pk, "amount");
+    pk.pack(o.amount);
+    pack_str(pk, "settled");
+    pk.pack(o.settled);
+    pack_str(pk, "state");
+    pack_str(pk, o.state);
+  }
+  return std::string(buf.data(), buf.size());
+}
+
+SettlementReport decode_settlement_report(std::string_view frame) {
+  const msgpack::object_handle oh = unpack_bounded(frame);
+  const msgpack::object& m = oh.get();
+  check_header(m, "settlement.report");
+  SettlementReport r;
+  r.cycle_id = id_str(m, "cycle_id");
+  r.cycle_state = str(m, "cycle_state");
+  if (!one_of(r.cycle_state, {"unknown", "queued", "open", "closed"}))
+    throw input_error(kSource, 0, "cycle_state", "must be unknown, queued, open or closed, not \"" + r.cycle_state + "\"");
+  r.complete = boolean(m, "complete");
+  const auto& ins = need(m, "instructions", msgpack::type::ARRAY, "");
+  r.instructions.reserve(ins.via.array.size);
+  for (std::uint32_t i = 0; i < ins.via.array.size; ++i) {
+    const auto& o = ins.via.array.ptr[i];
+    const std::string where = "instructions[" + std::to_string(i) + "]: ";
+    if (o.type != msgpack::type::MAP) throw input_error(kSource, 0, "instructions", where + "not a map");
+    InstructionOutcome out;
+    out.instruction_id = id_str(o, "instruction_id", where);
+    out.amount = non_negative(o, "amount", where);
+    out.settled = non_negative(o, "settled", where);
+    out.state = str(o, "state", where);
+    if (!one_of(out.state, {"final", "defaulted", "pending"}))
+      throw input_error(kSource, 0, "state", where + "must be final, defaulted or pending, not \"" + out.state + "\"");
+    if (out.settled > out.amount)
+      throw input_error(kSource, 0, "settled", where + "more than the amount (" + std::to_string(out.settled) + " > " +
+                                                   std::to_string(out.amount) + ")");
+    if (r.complete && out.state == "pending")
+      throw input_error(kSource, 0, "complete", where + "the report is complete but the instruction is pending");
+    r.instructions.push_back(std::move(out));
+  }
+  if (r.cycle_state == "unknown" && !r.instructions.empty())
+    throw input_error(kSource, 0, "instructions", "an unknown cycle has no instructions");
+  if (r.complete && r.cycle_state != "closed")
+    throw input_error(kSource, 0, "complete", "only a closed cycle is complete, not a " + r.cycle_state + " one");
+  return r;
 }
 
 std::string settlement_message_type(std::string_view frame) {
