@@ -15,6 +15,8 @@
 //                                  the end-of-day book (MARGINET_EOD_POSITIONS, default 1M
 //                                  positions; span16) loaded from positions.csv or from the
 //                                  store's kept positions, then margined — load and run timed
+//   BM_CallRunEod                  the end-of-day call run from the same store (issue 14): load,
+//                                  margin, value collateral, record every call and the cycle
 //
 //   bench_capture_service [--device=cpu|cuda] [--benchmark_format=json]
 //
@@ -36,6 +38,7 @@
 #include "host/margin_engine.hpp"
 #include "models/reference_data.hpp"
 #include "service/clearing/clearing_store.hpp"
+#include "service/margin/call_run.hpp"
 #include "service/margin/client.hpp"
 #include "service/margin/server.hpp"
 
@@ -348,6 +351,36 @@ void run_eod(benchmark::State& state, bool from_store) {
 void BM_EodFromFiles(benchmark::State& state) { run_eod(state, false); }
 void BM_EodFromStore(benchmark::State& state) { run_eod(state, true); }
 
+/// The end-of-day call run over the same store (issue 14): kept positions loaded, margined,
+/// collateral valued, every account's call recorded with its cycle in the outbox — one
+/// transaction. Baseline: BM_EodFromStore (load + margin only).
+void BM_CallRunEod(benchmark::State& state) {
+  const EodInputs& in = eod_inputs();
+  const ReferenceData ref = load_reference_data(in.dir + "/instruments.csv", in.dir + "/market.csv", in.dir + "/marks.csv");
+  const Methodology method = load_methodology("span16");
+  ClearingStoreOptions so;
+  so.instruments = instrument_ids(ref.instruments);
+  auto store = open_clearing_store(in.store, OpenMode::writer, so);
+  MarginEngine engine(ref.instruments, ref.market, method, bench::backend());
+  std::size_t accounts = 0, called = 0;
+  double compute_ms = 0;
+  int k = 0;
+  for (auto _ : state) {
+    CallRunRequest rq;
+    rq.run_id = "bench-" + utc_id_stamp(unix_time_now()) + "-" + std::to_string(k++);
+    rq.kind = "eod";
+    const CallRunOutcome r = run_margin_calls(CallRunInputs{*store, ref, "instruments.csv", method, engine}, rq);
+    accounts = r.run.calls.size();
+    called = 0;
+    for (const CallRecord& c : r.run.calls) called += c.call_minor > 0;
+    compute_ms += r.run.compute_ms;
+  }
+  state.counters["positions"] = static_cast<double>(in.positions);
+  state.counters["accounts"] = static_cast<double>(accounts);
+  state.counters["calls"] = static_cast<double>(called);
+  state.counters["before_record_s"] = compute_ms / 1000.0 / static_cast<double>(state.iterations());
+}
+
 BENCHMARK(BM_StoreOneTradePerCommit)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(BM_TradeSubmit)->ArgNames({"clients"})->Arg(1)->Arg(16)->Iterations(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_TradeSubmitPipelined)->ArgNames({"in_flight"})->Arg(1024)->Iterations(2)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -355,6 +388,7 @@ BENCHMARK(BM_PackagePretrade)->Unit(benchmark::kMicrosecond)->UseRealTime()->Min
 BENCHMARK(BM_WhatIfSameAccount)->Unit(benchmark::kMicrosecond)->UseRealTime()->MinTime(1.0);
 BENCHMARK(BM_EodFromFiles)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
 BENCHMARK(BM_EodFromStore)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(1);
+BENCHMARK(BM_CallRunEod)->Unit(benchmark::kSecond)->UseRealTime()->Iterations(2);
 
 }  // namespace
 

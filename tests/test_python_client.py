@@ -66,6 +66,10 @@ class PythonClient(unittest.TestCase):
         status = self.client.status()
         self.assertEqual(status["model"], "deribit-pm")
         self.assertIn("latency_us", status)
+        outbox = status["outbox"]  # no --scheduler here: an empty outbox
+        self.assertEqual(set(outbox), {"scheduler", "unacked", "unsettled", "oldest_unacked", "oldest_unacked_age_s",
+                                       "acks_received", "reports_applied"})
+        self.assertFalse(outbox["scheduler"])
 
     def test_margin_identical_to_offline(self):
         expected = self.offline("margin", "--model", "deribit-pm", "--positions", f"{DATA}/positions.csv")
@@ -109,6 +113,104 @@ class PythonClient(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("accounts margined", out.stdout)
         self.assertIn("error reply: code=unknown_instrument", out.stdout)
+
+
+class CannedClient(Client):
+    """A Client whose transport is a list of canned replies (no server): what it sends is kept
+    decoded in ``sent``; each reply gets the request's id."""
+
+    def __init__(self, replies):
+        super().__init__("tcp://127.0.0.1:9", timeout_ms=1000)  # never connected to
+        self.replies = list(replies)
+        self.sent = []
+        self.frames = []
+
+    def send_raw(self, frame):
+        import msgpack
+        self.frames.append(frame)
+        self.sent.append(msgpack.unpackb(frame, raw=False))
+
+    def receive_raw(self, timeout_ms=None):
+        import msgpack
+        if not self.replies:
+            return None
+        reply = dict(self.replies.pop(0))
+        reply["v"] = 1
+        reply["id"] = self.sent[-1]["id"]
+        return msgpack.packb(reply, use_bin_type=True)
+
+
+class PythonCollateralAndCalls(unittest.TestCase):
+    """The collateral and call methods: the requests they build and the replies they decode
+    (docs/protocol.md "Collateral and calls"), against canned replies: no server needed."""
+
+    def test_deposit_and_withdraw_requests(self):
+        import decimal
+        check = {"im": 41000.5, "value_before": 90000.0, "value_after": 60000.0, "units": "USD"}
+        c = CannedClient([
+            {"type": "collateral.deposit.result", "outcome": "recorded", "account": "ACC1", "asset": "BTC",
+             "amount": "1.5", "balance": "1.50000000", "movement_seq": 1, "cycle_id": ""},
+            {"type": "collateral.withdraw.result", "outcome": "recorded", "account": "ACC1", "asset": "BTC",
+             "amount": "0.5", "balance": "1.00000000", "movement_seq": 2, "cycle_id": "wd-1", "check": check},
+            {"type": "error", "code": "insufficient_collateral", "message": "IM would exceed the collateral value",
+             "check": check},
+        ])
+        with c:
+            d = c.deposit("ACC1", "BTC", "1.5", reference="wire-7731")
+            self.assertEqual(d["balance"], "1.50000000")
+            self.assertEqual(c.sent[0], {"v": 1, "type": "collateral.deposit", "id": c.sent[0]["id"],
+                                         "account": "ACC1", "asset": "BTC", "amount": "1.5", "reference": "wire-7731"})
+            self.assertEqual(list(c.sent[0])[:3], ["v", "type", "id"])  # the header first
+            w = c.withdraw("ACC1", "BTC", decimal.Decimal("0.50"))
+            self.assertEqual(c.sent[1]["amount"], "0.50")
+            self.assertNotIn("reference", c.sent[1])
+            self.assertEqual(w["check"]["value_after"], 60000.0)
+            refused = c.withdraw("ACC1", "BTC", "excess")  # refusals are replies, not exceptions
+            self.assertEqual(c.sent[2]["amount"], "excess")
+            self.assertEqual(refused["code"], "insufficient_collateral")
+            self.assertEqual(refused["check"]["im"], 41000.5)
+            with self.assertRaises(TypeError):
+                c.deposit("ACC1", "BTC", 1.5)  # a float would not be exact
+            self.assertEqual(len(c.sent), 3)
+
+    def test_balances_and_calls_decode_as_rows(self):
+        from marginet_client import rows
+        columns = ["account", "im", "mm", "collateral_value", "call", "settled", "state", "instruction_id"]
+        run = {"type": "calls.run.result", "run_id": "EOD-1", "kind": "eod", "at": "2024-06-28T08:00:00Z",
+               "model": "deribit-pm", "asset": "USD", "scale": 2, "units": "USD", "cycle_id": "calls-EOD-1",
+               "cycle_state": "pending", "total_call": "1234.57", "outcome": "recorded", "compute_ms": 12.5,
+               "columns": columns,
+               "rows": [["ACC1", 5000.0, 4000.0, 3765.43, "1234.57", "0.00", "pending", "calls-EOD-1/ACC1/USD/in/margin_call"],
+                        ["ACC2", 10.0, 8.0, 50.0, "0.00", "0.00", "none", ""]]}
+        query = dict(run, type="calls.query.result")
+        del query["outcome"]
+        c = CannedClient([
+            {"type": "collateral.query.result", "columns": ["account", "asset", "amount", "amount_minor", "scale"],
+             "rows": [["ACC1", "BTC", "1.00000000", 100000000, 8]]},
+            run, query,
+            {"type": "error", "code": "no_store", "message": "calls.run needs --store"},
+        ])
+        with c:
+            balances = rows(c.collateral("ACC1"))
+            self.assertEqual(c.sent[0]["account"], "ACC1")
+            self.assertEqual(balances, [{"account": "ACC1", "asset": "BTC", "amount": "1.00000000",
+                                         "amount_minor": 100000000, "scale": 8}])
+            r = c.calls_run(kind="eod", run_id="EOD-1")
+            self.assertEqual((c.sent[1]["type"], c.sent[1]["kind"], c.sent[1]["run_id"]), ("calls.run", "eod", "EOD-1"))
+            calls = rows(r)
+            self.assertEqual(calls[0]["call"], "1234.57")
+            self.assertEqual(calls[1]["state"], "none")
+            self.assertEqual(r["total_call"], "1234.57")
+            q = c.calls_query()
+            self.assertEqual(c.sent[2], {"v": 1, "type": "calls.query", "id": c.sent[2]["id"]})
+            self.assertNotIn("outcome", q)
+            self.assertEqual(rows(q), calls)
+            with self.assertRaises(ServiceError) as ctx:
+                c.calls_run()
+            self.assertEqual(ctx.exception.code, "no_store")
+            self.assertEqual(c.sent[3]["kind"], "on_demand")
+            with self.assertRaises(ValueError):
+                c.calls_run(kind="weekly")
 
 
 class PythonTradeCapture(unittest.TestCase):

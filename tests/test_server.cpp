@@ -484,40 +484,8 @@ TEST_F(LongBatch, ShutdownAnswersInFlightAndQueuedWork) {
   EXPECT_EQ(srv.stop(SIGTERM, 30'000), 0);
 }
 
-TEST_F(Server, MarginAndNetArePushedToTheScheduler) {
-  zmq::context_t ctx;
-  zmq::socket_t pull(ctx, zmq::socket_type::pull);
-  pull.set(zmq::sockopt::linger, 0);
-  pull.bind("tcp://127.0.0.1:*");
-  const std::string scheduler = pull.get(zmq::sockopt::last_endpoint);
-  ServerProcess srv("--device cpu --quiet --model span16 --scheduler " + scheduler + ref_files(g_dir));
-  MarginClient c(ClientOptions{srv.endpoint()});
-  const auto book = read_inline_positions(g_dir + "/positions.csv");
-  const json m = c.margin(book, "normal", "eod-2024-06-28");
-  EXPECT_EQ(m["cycle_id"], "eod-2024-06-28");
-  auto receive = [&]() -> std::optional<SettlementCycle> {
-    zmq::pollitem_t item{pull.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, std::chrono::milliseconds(10'000)) == 0) return std::nullopt;
-    zmq::message_t msg;
-    (void)pull.recv(msg);
-    return decode_settlement_cycle(std::string_view(static_cast<const char*>(msg.data()), msg.size()));
-  };
-  const auto calls = receive();
-  ASSERT_TRUE(calls);
-  EXPECT_EQ(calls->cycle_id, "eod-2024-06-28");
-  ASSERT_FALSE(calls->instructions.empty());
-  for (const auto& ins : calls->instructions) {
-    EXPECT_EQ(ins.kind, ObligationKind::margin_call);
-    EXPECT_EQ(ins.instruction_id, "eod-2024-06-28/" + ins.member + "/USD/in/margin_call");
-    EXPECT_GT(ins.amount, 0);
-  }
-  const std::string ex = std::string(MARGINET_SOURCE_DIR) + "/examples";
-  const json n = c.net(ex + "/trades.csv", ex + "/assets.csv", "net-cycle-1");
-  const auto nets = receive();
-  ASSERT_TRUE(nets);
-  EXPECT_EQ(nets->cycle_id, "net-cycle-1");
-  EXPECT_EQ(nets->instructions.size(), n["instructions"].get<std::size_t>());
-}
+// Margin queries have no side effects and cycles reach the scheduler through the store's
+// outbox: tests/test_calls_service.cpp.
 
 TEST_F(Server, CurveAllowsListedClientsOnly) {
   const std::string dir = ::testing::TempDir() + "/marginet_curve_" + std::to_string(getpid());

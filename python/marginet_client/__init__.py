@@ -21,6 +21,17 @@ Trade capture (a server started with ``--store``)::
     c.submit_trade(trade, signing_key=open("ACC1.sign.key").read())   # signing: python3-nacl
     c.submit_package("RFQ-7", [leg1, leg2])                            # all legs or none
 
+Collateral and margin calls (a server with ``--store``; docs/protocol.md "Collateral and calls")::
+
+    c.deposit("ACC1", "BTC", "1.5", reference="wire-7731")      # exact decimal text
+    reply = c.withdraw("ACC1", "USDC", "excess")                 # all that IM leaves free
+    if reply["type"] == "error":                                 # insufficient_collateral
+        print(reply["code"], reply["check"])                     # im, value_before/after (USD)
+    balances = rows(c.collateral("ACC1"))                        # [{"account", "asset", ...}]
+    run = c.calls_run(kind="eod", run_id="EOD-2024-06-28")
+    for call in rows(run):
+        print(call["account"], call["call"], call["state"])
+
 Signing a trade needs Debian's python3-nacl (PyNaCl); everything else needs only python3-zmq
 and python3-msgpack.
 """
@@ -36,7 +47,9 @@ import zmq
 PROTOCOL_VERSION = 1
 
 __all__ = ["Client", "ServiceError", "read_positions_csv", "portfolios", "canonical_decimal",
-           "canonical_trade_bytes", "sign_trade", "PROTOCOL_VERSION"]
+           "canonical_trade_bytes", "sign_trade", "rows", "exact_amount", "PROTOCOL_VERSION"]
+
+CALL_RUN_KINDS = ("eod", "intraday", "on_demand")
 
 QUANTITY_SCALE = 8  # decimals of a quantity (service/clearing/trade.hpp kQuantityScale)
 
@@ -73,6 +86,26 @@ def sign_trade(trade, signing_key, package_id=""):
     key = bytes.fromhex(signing_key.strip())
     signer = nacl.signing.SigningKey(key[:32])
     return signer.sign(canonical_trade_bytes(trade, package_id)).signature.hex()
+
+
+def rows(reply):
+    """The ``rows`` of a tabular reply (collateral.query.result, calls.run.result,
+    calls.query.result, positions.query.result, trades.query.result) as dicts keyed by its
+    ``columns``."""
+    columns = reply["columns"]
+    return [dict(zip(columns, row)) for row in reply["rows"]]
+
+
+def exact_amount(amount):
+    """An amount as the exact decimal text the protocol wants: str, int or decimal.Decimal (a
+    float is refused: it would not be exact)."""
+    if isinstance(amount, bool) or isinstance(amount, float):
+        raise TypeError(f"amount {amount!r}: give decimal text, an int or a decimal.Decimal, not a float")
+    if isinstance(amount, decimal.Decimal):
+        if not amount.is_finite():
+            raise ValueError(f"not a decimal: {amount!r}")
+        return format(amount, "f")
+    return str(amount)
 
 
 class ServiceError(Exception):
@@ -143,9 +176,15 @@ class Client:
 
     def call(self, request: dict) -> dict:
         """Send a request (v and id filled in) and return its reply, ``error`` included."""
-        request = dict(request)
-        request.setdefault("v", PROTOCOL_VERSION)
-        request.setdefault("id", next(self._ids))
+        # v, type, id and priority first: the server reads them without decoding the payload.
+        payload = dict(request)
+        request = {"v": payload.pop("v", PROTOCOL_VERSION)}
+        if "type" in payload:
+            request["type"] = payload.pop("type")
+        request["id"] = payload.pop("id") if "id" in payload else next(self._ids)
+        if "priority" in payload:
+            request["priority"] = payload.pop("priority")
+        request.update(payload)
         self.send_raw(msgpack.packb(request, use_bin_type=True))
         deadline = time.monotonic() + self._timeout_ms / 1000.0
         while True:
@@ -234,6 +273,55 @@ class Client:
         request = {"type": "positions.query"}
         if account:
             request["account"] = account
+        return self._checked(request)
+
+    # -- collateral and margin calls (server with --store) ----------------------------------------
+    def deposit(self, account, asset, amount, reference=None):
+        """Credits ``amount`` (exact decimal text, int or Decimal) of ``asset`` to ``account``.
+        ``reference`` makes it idempotent (the same again: outcome "duplicate"). Returns the
+        reply: ``collateral.deposit.result`` or an ``error`` (conflict, bad_request, ...)."""
+        return self.call(self._collateral_change("collateral.deposit", account, asset, amount, reference))
+
+    def withdraw(self, account, asset, amount, reference=None):
+        """Debits ``amount`` of ``asset`` (or ``"excess"``: all that IM leaves free) and pays it out
+        through the scheduler. Returns the reply: ``collateral.withdraw.result`` (with ``check``:
+        im, value_before, value_after, units) or an ``error`` — ``insufficient_collateral`` carries
+        the same ``check``."""
+        return self.call(self._collateral_change("collateral.withdraw", account, asset, amount, reference))
+
+    @staticmethod
+    def _collateral_change(type_, account, asset, amount, reference):
+        request = {"type": type_, "account": account, "asset": asset,
+                   "amount": amount if amount == "excess" else exact_amount(amount)}
+        if reference:
+            request["reference"] = reference
+        return request
+
+    def collateral(self, account=None):
+        """Balances (``collateral.query.result``: columns account, asset, amount, amount_minor,
+        scale); every account when ``account`` is None. ``rows(reply)`` gives dicts."""
+        request = {"type": "collateral.query"}
+        if account:
+            request["account"] = account
+        return self._checked(request)
+
+    def calls_run(self, kind="on_demand", run_id=None):
+        """Margins every account of the store's book and makes the margin calls
+        (``calls.run.result``). ``kind``: "eod", "intraday" or "on_demand"; ``run_id``: the run's
+        id (an existing id answers that run, outcome "duplicate"; None: the server makes one)."""
+        if kind not in CALL_RUN_KINDS:
+            raise ValueError(f"kind {kind!r}: expected one of {', '.join(CALL_RUN_KINDS)}")
+        request = {"type": "calls.run", "kind": kind}
+        if run_id:
+            request["run_id"] = run_id
+        return self._checked(request)
+
+    def calls_query(self, run_id=None):
+        """A call run with its calls' settlement state (``calls.query.result``); the latest run
+        when ``run_id`` is None."""
+        request = {"type": "calls.query"}
+        if run_id:
+            request["run_id"] = run_id
         return self._checked(request)
 
     def market_update(self, underlyings=None, marks=None):

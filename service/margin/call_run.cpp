@@ -156,6 +156,8 @@ WithdrawalCheck check_withdrawal(const CallRunInputs& in, const std::string& acc
   if (unit_value > 0 && free_value > 0) {
     const double units = std::floor(free_value / unit_value);
     c.excess_minor = units >= static_cast<double>(c.balance_minor) ? c.balance_minor : static_cast<std::int64_t>(units);
+    // The division may round up by an ulp: step back until what is left covers IM.
+    while (c.excess_minor > 0 && c.value_before - static_cast<double>(c.excess_minor) * unit_value < c.im) --c.excess_minor;
   }
   const std::int64_t asked = amount_minor < 0 ? c.excess_minor : amount_minor;
   c.value_after = c.value_before - static_cast<double>(std::min(asked, c.balance_minor)) * unit_value;

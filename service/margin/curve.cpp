@@ -98,13 +98,22 @@ std::set<std::string> read_curve_allow_list(const std::string& path) {
     if (!is_z85_key(line)) throw input_error(path, n, "public-key", "expected 40 characters of Z85");
     keys.insert(line);
   }
+  // An allow-list given but listing nobody admits nobody: never "no list, everyone".
+  if (keys.empty()) keys.insert(kCurveNoClient);
   return keys;
+}
+
+bool curve_client_admitted(const std::set<std::string>& allowed_z85, const std::string& client_z85) {
+  if (allowed_z85.empty()) return true;  // no allow-list: any client holding the server key
+  return client_z85 != kCurveNoClient && allowed_z85.count(client_z85) > 0;
 }
 
 ZapHandler::ZapHandler(zmq::context_t& context, std::set<std::string> allowed_z85, std::string domain)
     : socket_(context, zmq::socket_type::rep), allowed_(std::move(allowed_z85)), domain_(std::move(domain)) {
   socket_.set(zmq::sockopt::linger, 0);
   socket_.bind("inproc://zeromq.zap.01");
+  if (allowed_.size() == 1 && allowed_.count(kCurveNoClient))
+    spdlog::warn("ZAP: the CURVE allow-list lists no client key: every client is refused");
   thread_ = std::thread([this] { serve(); });
 }
 
@@ -143,7 +152,7 @@ void ZapHandler::serve() {
       char z85[41] = {};
       zmq_z85_encode(z85, static_cast<const std::uint8_t*>(parts[6].data()), 32);
       user = z85;
-      ok = allowed_.empty() || allowed_.count(user) > 0;
+      ok = curve_client_admitted(allowed_, user);
     }
     (ok ? accepted_ : denied_)++;
     if (!ok) spdlog::warn("ZAP: denied a {} client of domain '{}'", mechanism, domain);

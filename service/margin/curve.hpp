@@ -28,20 +28,32 @@ CurveKeyPair generate_curve_keypair();
 void write_curve_key_files(const CurveKeyPair& keys, const std::string& name);
 /// Reads a .key or .pub file; input_error naming the file and field when malformed.
 CurveKeyPair read_curve_key_file(const std::string& path);
-/// Reads an allow-list of client public keys.
+/// The entry read_curve_allow_list gives for a file that lists no key. It is no Z85 key, so it
+/// matches no client: an allow-list without keys admits nobody (fail closed), whereas an empty
+/// set (no allow-list given at all) admits any client holding the server's public key.
+inline const std::string kCurveNoClient = "(no client)";
+
+/// Reads an allow-list of client public keys: exactly those keys may connect; a file with no
+/// keys (empty, or only comments) gives {kCurveNoClient}, which admits nobody.
 std::set<std::string> read_curve_allow_list(const std::string& path);
+
+/// Whether the ZAP handler admits a client with public key `client_z85`: every client when
+/// `allowed_z85` is empty (no allow-list), else only the keys in it.
+bool curve_client_admitted(const std::set<std::string>& allowed_z85, const std::string& client_z85);
 /// True for 40 characters of the Z85 alphabet.
 bool is_z85_key(const std::string& key);
 
 struct CurveServerOptions {
   std::string secret_key_file;  // the server's NAME.key; CURVE is off when empty
-  std::string allow_list_file;  // client public keys allowed; empty: any client with the server key
+  std::string allow_list_file;  // client public keys allowed (a file without keys: nobody);
+                                // empty: no allow-list, any client with the server key
   std::string domain = "marginet";
   bool enabled() const { return !secret_key_file.empty(); }
 };
 
 /// The ZAP handler: a thread answering libzmq's authentication requests for `domain` from the
-/// allow-list. Must outlive the sockets it guards; created before they bind.
+/// allow-list (curve_client_admitted: an empty set admits every client, {kCurveNoClient} none).
+/// Must outlive the sockets it guards; created before they bind.
 class ZapHandler {
  public:
   ZapHandler(zmq::context_t& context, std::set<std::string> allowed_z85, std::string domain);

@@ -13,6 +13,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <memory>
+#include <ostream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -56,7 +58,28 @@ struct Limits {
   std::size_t max_array = std::size_t(1) << 18;        // elements of one array (and ≤ frame bytes)
   std::size_t max_map = 64;                            // keys of one map
   std::size_t max_string = 4096;                       // bytes of one string
+  // The bytes of all strings a decoded request holds (every std::string of the Request, the
+  // id_raw included): at most string_bytes_factor × frame bytes + string_bytes_slack, else
+  // too_large. Names repeated per element are shared (RequestPosition::account), so a valid
+  // request stays far below; the cap is the guarantee that no frame decodes into more.
+  std::size_t string_bytes_factor = 2;
+  std::size_t string_bytes_slack = std::size_t(64) << 10;
 };
+
+/// Identifiers of the collateral and call requests (account, asset, reference, run_id): 1 to
+/// 128 bytes of printable ASCII (0x21..0x7e) other than ',' (they name CSV fields and keys).
+inline constexpr std::size_t kMaxIdentifierBytes = 128;
+
+/// Values that make no sense are bad_request (docs/protocol.md "Limits and hardening").
+inline constexpr double kMaxQuantity = 1e12;           // |quantity| of a position or trade
+inline constexpr double kMaxPrice = 1e12;              // index and mark prices: (0, 1e12]
+inline constexpr double kMaxAbsRate = 10;              // |rate| (10 = 1000 %)
+inline constexpr double kMaxIv = 100;                  // mark_iv: (0, 100]
+inline constexpr double kMaxCollateralAmount = 1e15;   // margin collateral amounts: [0, 1e15]
+inline constexpr double kMaxUnixTime = 253402300799;   // valuation_time: [0, 9999-12-31T23:59:59Z]
+/// The server copies an account's name into each position it margins (models::Position): a
+/// margin or whatif request whose positions × account-name bytes exceed this is too_large.
+inline constexpr std::size_t kMaxPositionNameBytes = std::size_t(64) << 20;
 
 enum class RequestType {
   ping, status, greeks, margin, whatif, net, market_update,
@@ -71,31 +94,72 @@ const char* request_type_name(RequestType type);
 enum class Priority { normal, high };
 const char* priority_name(Priority priority);
 
-/// One inline position (margin, whatif) or trade (whatif): instrument by id, signed quantity.
+/// One inline position or trade as a client builds a request (service/margin/client.hpp):
+/// account, instrument by id, signed quantity. Decoded requests use RequestPosition.
 struct InlinePosition {
   std::string account;
   std::string instrument;
   double quantity = 0;
 };
 
-/// Collateral held by an account (margin requests): `amount` units of `asset`.
+/// Collateral held by an account as a client builds a margin request: `amount` units of
+/// `asset`. Decoded requests use RequestCollateral.
 struct InlineCollateral {
   std::string account, asset;
   double amount = 0;
 };
 
+/// An account name shared by every position, trade and collateral row of one account in a
+/// decoded request: the name is stored once per request, however many rows name it (a 4 MB
+/// frame of a million positions of one 4,000-byte account holds the name once, not a million
+/// times). Immutable; converts to `const std::string&`; copies share the name.
+class SharedName {
+ public:
+  SharedName();                           // ""
+  explicit SharedName(std::string name);
+  const std::string& str() const noexcept { return *name_; }
+  operator const std::string&() const noexcept { return *name_; }  // NOLINT: a name is a string
+  std::size_t size() const noexcept { return name_->size(); }
+  bool empty() const noexcept { return name_->empty(); }
+  /// True when both share the same stored name (not merely equal text).
+  bool same_storage(const SharedName& other) const noexcept { return name_ == other.name_; }
+  friend bool operator==(const SharedName& a, const SharedName& b) { return a.str() == b.str(); }
+  friend bool operator==(const SharedName& a, std::string_view b) { return a.str() == b; }
+  friend bool operator==(const SharedName& a, const std::string& b) { return a.str() == b; }
+  friend bool operator==(const SharedName& a, const char* b) { return a.str() == b; }
+  friend std::ostream& operator<<(std::ostream& out, const SharedName& n) { return out << n.str(); }
+
+ private:
+  std::shared_ptr<const std::string> name_;
+};
+
+/// One position (margin, whatif) or trade (whatif) of a decoded request: the account's shared
+/// name, the instrument by id, the signed quantity (finite, |q| ≤ kMaxQuantity).
+struct RequestPosition {
+  SharedName account;
+  std::string instrument;
+  double quantity = 0;
+};
+
+/// Collateral of a decoded margin request: `amount` units of `asset` (0 ≤ amount ≤ 1e15).
+struct RequestCollateral {
+  SharedName account;
+  std::string asset;
+  double amount = 0;
+};
+
 struct MarginRequest {
-  std::vector<InlinePosition> positions;  // every portfolio, accounts in request order
-  std::vector<InlineCollateral> collateral;  // optional, per portfolio
-  std::vector<std::string> accounts;      // distinct accounts, in request order
-  std::string cycle_id;                   // optional: the settlement cycle of the PUSH
+  std::vector<RequestPosition> positions;     // every portfolio, accounts in request order
+  std::vector<RequestCollateral> collateral;  // optional, per portfolio
+  std::vector<std::string> accounts;          // distinct accounts, in request order
+  std::string cycle_id;                       // optional: the settlement cycle of the PUSH
 };
 
 struct WhatIfRequest {
   std::string account;
-  std::vector<InlinePosition> trades;
+  std::vector<RequestPosition> trades;    // every one of `account`
   bool has_positions = false;             // the account's book inline (else the server's book)
-  std::vector<InlinePosition> positions;
+  std::vector<RequestPosition> positions;
 };
 
 struct GreeksRequest {
@@ -197,6 +261,35 @@ struct Request {
 /// Decodes and validates one frame. Throws protocol_error (never anything else for bad bytes).
 Request decode_request(std::string_view frame, const Limits& limits = {});
 
+/// The priority of a request that names none: high for whatif, trade.submit, trade.cancel,
+/// collateral.deposit and collateral.withdraw (intraday work); normal for the others.
+Priority default_priority(RequestType type);
+
+/// The envelope of a request, read without decoding its payload.
+struct RequestHeader {
+  int version = kVersion;
+  RequestType type = RequestType::ping;
+  std::string id_raw;                     // as Request::id_raw (nil when absent)
+  Priority priority = Priority::normal;   // as decode_request gives it (defaults included)
+};
+
+/// Reads v, type, id and priority of a frame, so that the socket thread can answer ping and
+/// status at once and hand a large frame to another thread to decode. Cheap by construction:
+/// it walks the top-level map's keys in place and stops once it has all four; the values of
+/// other keys met before that are skipped by a scan of the bytes that allocates nothing and
+/// builds no object (strings by their length, arrays and maps element by element, with the
+/// depth and size limits of decode_request). A client that puts v, type, id and priority
+/// first is peeked in O(1); without a priority the whole top-level map is scanned (still
+/// without allocating). It allocates only the id (and an error message).
+///
+/// Throws protocol_error as decode_request does when the header is bad: the frame size
+/// (too_large), not a msgpack map, non-string or duplicate top-level keys among those read, a
+/// bad id, v (bad_request / unsupported_version), type (missing, not a string, unknown) or
+/// priority; a truncated or over-limit value met while scanning. It does not validate the
+/// payload: a frame it accepts may still be refused by decode_request, which stays the
+/// authority. When both succeed they agree on version, type, id_raw and priority.
+RequestHeader peek_request(std::string_view frame, const Limits& limits = {});
+
 /// The msgpack nil: the id of replies to requests whose id could not be read.
 std::string nil_id();
 
@@ -229,6 +322,7 @@ struct StatusInfo {
   double outbox_oldest_unacked_age_s = 0;
   std::uint64_t acks_received = 0, reports_applied = 0;
 };
+/// status.result; the outbox fields go under a nested "outbox" map (always present).
 std::string encode_status(std::string_view id_raw, const StatusInfo& info);
 
 /// Batch facts carried by a margin.result.

@@ -52,10 +52,16 @@ double unix_now() {
 }
 
 struct Job {
-  Request request;
+  Request request;                    // type, id_raw and priority always; the rest once decoded
   std::vector<std::string> envelope;  // ROUTER routing frames (and a REQ delimiter, if any)
   Clock::time_point received;
+  std::string raw;                    // a large frame, decoded by the compute thread ("" = decoded)
+  std::size_t charged = 0;            // bytes counted against the client's and the total bound
 };
+
+/// Frames above this are decoded by the compute thread, so that the socket thread keeps
+/// answering ping and status while a large request is decoded.
+constexpr std::size_t kDeferDecodeBytes = 64 << 10;
 
 /// Instruments of a what-if book engine's cache: all of them for tables of a moderate size
 /// (every later what-if is then a cache hit), else one per underlying (so every underlying is
@@ -140,6 +146,8 @@ struct MarginServer::Impl {
   std::mutex mu;
   std::condition_variable cv;
   std::deque<Job> high, normal;
+  std::unordered_map<std::string, std::size_t> queued_bytes;  // client identity -> bytes charged
+  std::size_t queued_bytes_total = 0;
   bool stopping = false;
   std::atomic<bool> compute_done{false}, computing{false}, stop_requested{false};
   std::atomic<std::uint64_t> batches_run{0}, market_updates{0}, compute_errors{0};
@@ -198,7 +206,7 @@ struct MarginServer::Impl {
     // libzmq drops the connection of a peer sending more than maxmsgsize; frames between the
     // protocol limit and this hard cap are answered with too_large.
     router.set(zmq::sockopt::maxmsgsize, static_cast<std::int64_t>(2 * opt.limits.max_frame_bytes + (64 << 10)));
-    router.set(zmq::sockopt::sndhwm, 10000);
+    router.set(zmq::sockopt::sndhwm, opt.max_unsent_replies);
     router.set(zmq::sockopt::rcvhwm, 10000);
     try {
       router.bind(opt.bind);
@@ -405,10 +413,22 @@ struct MarginServer::Impl {
     AssetTable assets;
     for (std::size_t i = 0; i < req.assets.size(); ++i)
       assets.add(req.assets[i].asset, static_cast<int>(req.assets[i].scale), "request.assets", static_cast<long>(i + 1));
+    // Every field double-quoted: a trade id starting with '#' is data, not a comment line, and a
+    // comma or quote inside a field cannot shift the columns.
+    auto quoted = [](std::string& out, const std::string& field) {
+      out += '"';
+      for (char c : field) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+      out += '"';
+    };
     std::string text = "trade_id,buyer,seller,base_asset,quote_asset,quantity,price\n";
-    for (const auto& t : req.trades)
-      text += t.trade_id + "," + t.buyer + "," + t.seller + "," + t.base_asset + "," + t.quote_asset + "," +
-              t.quantity + "," + t.price + "\n";
+    for (const auto& t : req.trades) {
+      const std::string* fields[] = {&t.trade_id, &t.buyer, &t.seller, &t.base_asset, &t.quote_asset, &t.quantity, &t.price};
+      for (std::size_t f = 0; f < 7; ++f) {
+        if (f) text += ',';
+        quoted(text, *fields[f]);
+      }
+      text += '\n';
+    }
     const TradeSet trades = parse_trades_csv(text, "request.trades", assets);
     NettingOptions options;
     options.backend = opt.backend;
@@ -944,6 +964,34 @@ struct MarginServer::Impl {
     ++batches_run;
   }
 
+  /// Returns a job's bytes to its client's and the total budget (mu held).
+  void release_charge(const Job& job) {
+    if (job.charged == 0 || job.envelope.empty()) return;
+    queued_bytes_total -= std::min(queued_bytes_total, job.charged);
+    const auto it = queued_bytes.find(job.envelope.front());
+    if (it == queued_bytes.end()) return;
+    it->second -= std::min(it->second, job.charged);
+    if (it->second == 0) queued_bytes.erase(it);
+  }
+
+  /// Decodes a deferred frame; false (the error answered) when it is bad.
+  bool decode_deferred(Job& job) {
+    if (job.raw.empty()) return true;
+    try {
+      const protocol::Priority p = job.request.priority;
+      job.request = protocol::decode_request(job.raw, opt.limits);
+      job.request.priority = p;
+    } catch (const protocol::protocol_error& e) {
+      reply_error(job, e.code(), e.what());
+      return false;
+    } catch (const std::exception& e) {
+      reply_error(job, ErrorCode::internal, std::string("decoder failure: ") + e.what());
+      return false;
+    }
+    std::string().swap(job.raw);
+    return true;
+  }
+
   static bool overlaps(const Job& job, const std::set<std::string>& accounts) {
     for (const std::string& a : job.request.margin.accounts)
       if (accounts.count(a)) return true;
@@ -973,6 +1021,15 @@ struct MarginServer::Impl {
         std::deque<Job>& q = from_high ? high : normal;
         batch.push_back(std::move(q.front()));
         q.pop_front();
+        release_charge(batch.front());
+        if (!batch.front().raw.empty()) {
+          // A large frame: decoded here, outside the lock, and run alone.
+          computing = true;
+          lk.unlock();
+          if (decode_deferred(batch.front())) process(batch);
+          computing = false;
+          continue;
+        }
         if (batch.front().request.type == RequestType::margin && opt.max_batch > 1) {
           std::set<std::string> accounts(batch.front().request.margin.accounts.begin(),
                                          batch.front().request.margin.accounts.end());
@@ -980,15 +1037,23 @@ struct MarginServer::Impl {
           while (true) {
             // Contiguous margin requests of other accounts join the pass (FIFO is kept).
             while (batch.size() < opt.max_batch && !q.empty() && q.front().request.type == RequestType::margin &&
-                   !overlaps(q.front(), accounts)) {
+                   q.front().raw.empty() && !overlaps(q.front(), accounts)) {
               for (const std::string& a : q.front().request.margin.accounts) accounts.insert(a);
               batch.push_back(std::move(q.front()));
               q.pop_front();
+              release_charge(batch.back());
             }
             if (batch.size() >= opt.max_batch || !q.empty() || stopping) break;
             if (!from_high && !high.empty()) {
               // Urgent work arrived while gathering end-of-day work: it goes first.
-              for (auto it = batch.rbegin(); it != batch.rend(); ++it) normal.push_front(std::move(*it));
+              for (auto it = batch.rbegin(); it != batch.rend(); ++it) {
+                // Back in the queue: charged again.
+                if (!it->envelope.empty() && it->charged) {
+                  queued_bytes[it->envelope.front()] += it->charged;
+                  queued_bytes_total += it->charged;
+                }
+                normal.push_front(std::move(*it));
+              }
               batch.clear();
               break;
             }
@@ -998,9 +1063,11 @@ struct MarginServer::Impl {
           if (batch.empty()) continue;
         } else if (batch.front().request.type == RequestType::trade_submit) {
           // Submits queued back to back share one durable commit; no window: what is queued now.
-          while (batch.size() < kMaxTradeBatch && !q.empty() && q.front().request.type == RequestType::trade_submit) {
+          while (batch.size() < kMaxTradeBatch && !q.empty() && q.front().request.type == RequestType::trade_submit &&
+                 q.front().raw.empty()) {
             batch.push_back(std::move(q.front()));
             q.pop_front();
+            release_charge(batch.back());
           }
         }
         computing = true;
@@ -1096,9 +1163,24 @@ struct MarginServer::Impl {
       if (code == ErrorCode::busy) ++busy; else ++errors;
       send_to_client(envelope, protocol::encode_error(id_raw, code, message));
     };
+    // A large frame is only peeked at here (v, type, id, priority) and decoded by the compute
+    // thread, so that ping and status stay answered while it is decoded.
+    const bool defer = frame.size() > kDeferDecodeBytes;
     Request req;
     try {
-      req = protocol::decode_request(frame, opt.limits);
+      if (defer) {
+        if (frame.size() > opt.limits.max_frame_bytes)
+          throw protocol::protocol_error(ErrorCode::too_large, "frame of " + std::to_string(frame.size()) +
+                                                                   " bytes exceeds the limit of " +
+                                                                   std::to_string(opt.limits.max_frame_bytes));
+        const protocol::RequestHeader h = protocol::peek_request(frame, opt.limits);
+        req.version = h.version;
+        req.type = h.type;
+        req.id_raw = h.id_raw;
+        req.priority = h.priority;
+      } else {
+        req = protocol::decode_request(frame, opt.limits);
+      }
     } catch (const protocol::protocol_error& e) {
       return fail(e.id_raw().empty() ? protocol::nil_id() : e.id_raw(), e.code(), e.what());
     } catch (const std::exception& e) {
@@ -1118,23 +1200,34 @@ struct MarginServer::Impl {
     job.request = std::move(req);
     job.received = received;
     for (const auto& e : envelope) job.envelope.emplace_back(static_cast<const char*>(e.data()), e.size());
-    bool full = false;
+    if (defer) job.raw.assign(frame.data(), frame.size());
+    // Decoded, a request holds at most 2 × its frame in strings (protocol Limits): 3 × bounds it.
+    job.charged = 3 * frame.size() + 256;
+    std::string refusal;
     std::string id;
     const protocol::Priority priority = job.request.priority;
     {
       std::lock_guard<std::mutex> lk(mu);
       std::deque<Job>& q = priority == protocol::Priority::high ? high : normal;
+      const std::string& client = job.envelope.empty() ? std::string() : job.envelope.front();
+      const std::size_t mine = queued_bytes.count(client) ? queued_bytes[client] : 0;
       if (q.size() >= opt.queue_capacity) {
-        full = true;
-        id = job.request.id_raw;
+        refusal = std::string("the ") + protocol::priority_name(priority) + "-priority queue is full (" +
+                  std::to_string(opt.queue_capacity) + " requests); retry later";
+      } else if (mine + job.charged > opt.max_client_queued_bytes) {
+        refusal = "this client's queued requests would exceed " + std::to_string(opt.max_client_queued_bytes >> 20) +
+                  " MiB; wait for the replies";
+      } else if (queued_bytes_total + job.charged > opt.max_queued_bytes) {
+        refusal = "the server's queued requests would exceed " + std::to_string(opt.max_queued_bytes >> 20) +
+                  " MiB; retry later";
       } else {
+        queued_bytes[client] += job.charged;
+        queued_bytes_total += job.charged;
         q.push_back(std::move(job));
       }
+      if (!refusal.empty()) id = job.request.id_raw;
     }
-    if (full)
-      return fail(id, ErrorCode::busy, std::string("the ") + protocol::priority_name(priority) +
-                                           "-priority queue is full (" + std::to_string(opt.queue_capacity) +
-                                           " requests); retry later");
+    if (!refusal.empty()) return fail(id, ErrorCode::busy, refusal);
     cv.notify_one();
   }
 

@@ -63,6 +63,12 @@ struct ServerOptions {
   double batch_window_us = 500;            // how long a margin batch waits for more requests
   std::size_t max_batch = 64;              // requests per engine pass (1 = batching off)
   std::size_t queue_capacity = 1024;       // per priority; beyond it: busy
+  // Memory bounds (docs/protocol.md "Limits"): bytes of queued requests per client and in all
+  // (a request counts 3 × its frame: decoded it holds at most 2 × the frame in strings), and
+  // replies queued unsent to one client (the router's send high-water mark, in messages).
+  std::size_t max_client_queued_bytes = std::size_t(64) << 20;
+  std::size_t max_queued_bytes = std::size_t(512) << 20;
+  int max_unsent_replies = 1000;
   protocol::Limits limits;
   CurveServerOptions curve;                // enabled when curve.secret_key_file is set
   bool quiet = false;

@@ -1,6 +1,6 @@
 #pragma once
-// msgpack encoding of settlement messages on the ZeroMQ PUSH/PULL channel to the scheduler
-// (SPEC §7, §8). One message = one frame = one msgpack map:
+// msgpack encoding of settlement messages between producers and the scheduler (ZeroMQ DEALER to
+// the scheduler's ROUTER, or PUSH/PULL one way; SPEC §7, §8). One message = one frame = one msgpack map:
 //   settlement.cycle: {"v": 1, "type": "settlement.cycle", "cycle_id": str, "deadline": float
 //                      (Unix seconds UTC), "assets": [{"asset": str, "scale": int}, ...],
 //                      "instructions": [{"instruction_id": str, "member": str, "asset": str,
