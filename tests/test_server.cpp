@@ -7,9 +7,11 @@
 #include <gtest/gtest.h>
 #include <zmq.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -222,6 +224,78 @@ TEST_F(Server, HostileFramesGetErrorRepliesAndTheServerStaysUp) {
   ASSERT_GT(rss_after, 0) << "the server's resident size could not be read";
   EXPECT_LT(rss_after - rss_before, 64 * 1024) << "KiB grown";
 #endif
+}
+
+/// A margin frame of `positions` positions of one account whose name is `name_bytes` long (the
+/// payload first, the id last: the server must peek through it).
+std::string hostile_margin_frame(std::size_t positions, std::size_t name_bytes, const std::string& instrument) {
+  json pos = json::array();
+  for (std::size_t i = 0; i < positions; ++i) pos.push_back(json::array({instrument, 1.0}));
+  json r;
+  r["portfolios"] = json::array({{{"account", std::string(name_bytes, 'N')}, {"positions", pos}}});
+  r["v"] = 1;
+  r["type"] = "margin";
+  r["id"] = "hostile";
+  const auto b = json::to_msgpack(r);
+  return std::string(b.begin(), b.end());
+}
+
+TEST_F(Server, LargeHostileFramesStayBoundedAndPingIsAnswered) {
+  ServerProcess srv("--device cpu --quiet" + ref_files(g_dir));
+  // About 4 MB: ~160,000 positions under one 4,000-character account name.
+  const std::string instrument = [] {
+    std::ifstream in(g_dir + "/instruments.csv");
+    std::string line;
+    while (std::getline(in, line))
+      if (!line.empty() && line[0] != '#' && line.rfind("id,", 0) != 0) return line.substr(0, line.find(','));
+    return std::string();
+  }();
+  ASSERT_FALSE(instrument.empty());
+  const std::string frame = hostile_margin_frame(150'000, 4'000, instrument);
+  ASSERT_GT(frame.size(), 3'000'000u);
+  ASSERT_LT(frame.size(), std::size_t(4) << 20);
+  ClientOptions o = options(60'000);
+  o.endpoint = srv.endpoint();
+  MarginClient attacker(o), probe(o);
+  ASSERT_EQ(probe.ping()["type"], "ping.result");  // connected before the frames go out
+  std::vector<double> ping_ms;
+  // Ten of them back to back: the client's queued bytes are bounded, the rest are `busy`.
+  for (int i = 0; i < 10; ++i) attacker.send_raw(frame);
+  std::map<std::string, int> codes;
+  int pings = 0;
+  double worst_ping_ms = 0;
+  long worst_rss_kib = 0;
+  for (int answered = 0; answered < 10;) {
+    const auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(probe.ping()["type"], "ping.result");  // a timeout throws: the socket thread stalled
+    ping_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    worst_ping_ms = std::max(worst_ping_ms, ping_ms.back());
+    ++pings;
+    worst_rss_kib = std::max(worst_rss_kib, srv.rss_kib());
+    while (const auto reply = attacker.receive_raw(1)) {
+      const json r = json::from_msgpack(*reply);
+      ASSERT_EQ(r["type"], "error") << r.dump().substr(0, 300);
+      ++codes[r["code"].get<std::string>()];
+      ++answered;
+    }
+  }
+  // A position copies its account's name for the engine: 150,000 × 4,000 bytes is refused.
+  EXPECT_GT(codes["too_large"], 0);
+  EXPECT_GT(codes["busy"], 0) << "ten 4 MB frames exceed the client's 64 MiB of queued requests";
+  EXPECT_EQ(codes["too_large"] + codes["busy"], 10);
+  EXPECT_GT(pings, 1);
+  std::sort(ping_ms.begin(), ping_ms.end());
+  std::cout << "pings answered while the frames were handled: " << pings << ", p50 " << ping_ms[ping_ms.size() / 2]
+            << " ms, p99 " << ping_ms[ping_ms.size() * 99 / 100] << " ms, slowest " << worst_ping_ms
+            << " ms; peak RSS " << worst_rss_kib / 1024 << " MiB\n";
+#if !defined(__SANITIZE_ADDRESS__)
+  EXPECT_LT(worst_rss_kib, 1024 * 1024) << "KiB: the documented bound is 1 GiB";
+#endif
+  // The same positions under a short name are margined.
+  attacker.send_raw(hostile_margin_frame(20'000, 8, instrument));
+  const auto ok = attacker.receive_raw(60'000);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(json::from_msgpack(*ok)["type"], "margin.result");
 }
 
 TEST_F(Server, OversizedFrameIsTooLarge) {

@@ -62,6 +62,11 @@ struct Job {
 /// Frames above this are decoded by the compute thread, so that the socket thread keeps
 /// answering ping and status while a large request is decoded.
 constexpr std::size_t kDeferDecodeBytes = 64 << 10;
+/// How much of a deferred frame the socket thread reads for its header.
+constexpr std::size_t kPeekBytes = 4096;
+/// Client bytes the socket thread takes in per poll round before it polls again (so that a
+/// burst of large frames cannot keep a ping waiting).
+constexpr std::size_t kRoundBytes = 8 << 20;
 
 /// Instruments of a what-if book engine's cache: all of them for tables of a moderate size
 /// (every later what-if is then a cache hit), else one per underlying (so every underlying is
@@ -1026,7 +1031,15 @@ struct MarginServer::Impl {
           // A large frame: decoded here, outside the lock, and run alone.
           computing = true;
           lk.unlock();
-          if (decode_deferred(batch.front())) process(batch);
+          if (decode_deferred(batch.front())) {
+            Job& job = batch.front();
+            if (job.request.type == RequestType::ping)
+              reply(job, protocol::encode_pong(job.request.id_raw, unix_now()));
+            else if (job.request.type == RequestType::status)
+              reply_error(job, ErrorCode::bad_request, "status: send it as a small frame (it is answered at once)");
+            else
+              process(batch);
+          }
           computing = false;
           continue;
         }
@@ -1173,11 +1186,20 @@ struct MarginServer::Impl {
           throw protocol::protocol_error(ErrorCode::too_large, "frame of " + std::to_string(frame.size()) +
                                                                    " bytes exceeds the limit of " +
                                                                    std::to_string(opt.limits.max_frame_bytes));
-        const protocol::RequestHeader h = protocol::peek_request(frame, opt.limits);
-        req.version = h.version;
-        req.type = h.type;
-        req.id_raw = h.id_raw;
-        req.priority = h.priority;
+        // Only its first 4 KiB: a client that writes v, type, id (and priority) first gets its
+        // priority honoured; otherwise the frame waits in the normal queue, its type and id
+        // known once decoded. Either way this thread spends microseconds on it.
+        try {
+          const protocol::RequestHeader h = protocol::peek_request(frame.substr(0, kPeekBytes), opt.limits);
+          req.version = h.version;
+          req.type = h.type;
+          req.id_raw = h.id_raw;
+          req.priority = h.priority;
+        } catch (const protocol::protocol_error&) {
+          req.type = RequestType::margin;  // provisional: the compute thread decodes it
+          req.id_raw = protocol::nil_id();
+          req.priority = protocol::Priority::normal;
+        }
       } else {
         req = protocol::decode_request(frame, opt.limits);
       }
@@ -1307,9 +1329,11 @@ struct MarginServer::Impl {
       }
       if (items[1].revents & ZMQ_POLLIN) forward_results();
       if (items[0].revents & ZMQ_POLLIN) {
-        // A bounded number per round, so that replies keep flowing under load.
-        for (int i = 0; i < 256 && receive_client(parts); ++i) {
+        // A bounded number (and bytes) per round, so that replies keep flowing under load.
+        std::size_t round_bytes = 0;
+        for (int i = 0; i < 256 && round_bytes < kRoundBytes && receive_client(parts); ++i) {
           if (parts.size() < 2 || parts.size() > 8) continue;  // not a ROUTER envelope + one frame
+          round_bytes += parts.back().size();
           handle_client_message(parts, shutting_down);
         }
       }
