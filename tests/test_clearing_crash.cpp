@@ -18,6 +18,7 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -84,6 +85,15 @@ class ClearingCrash : public ::testing::Test {
   void TearDown() override {
     server_.reset();
     stop_scheduler(SIGKILL);
+    if (HasFailure()) {  // what the processes said, for the failure's report
+      for (const char* log : {"/server.log", "/scheduler.log"}) {
+        std::ifstream in(dir_ + log);
+        std::vector<std::string> lines;
+        for (std::string l; std::getline(in, l);) lines.push_back(l);
+        std::cout << "---- last lines of " << log + 1 << "\n";
+        for (std::size_t i = lines.size() > 40 ? lines.size() - 40 : 0; i < lines.size(); ++i) std::cout << lines[i] << "\n";
+      }
+    }
     fs::remove_all(dir_);
   }
 
@@ -204,6 +214,11 @@ TEST_F(ClearingCrash, CallsSettleExactlyOnceWhileServerAndSchedulerAreKilled) {
   }
   workload_done = true;
   killer.join();
+  // The server the killer thread started gets SIGKILL with that thread's end (ServerProcess sets
+  // PR_SET_PDEATHSIG, which follows the thread that forked): one more restart, from this thread.
+  server_->stop(SIGKILL);
+  ++server_kills;
+  start_server();
   EXPECT_GE(server_kills, 20);
   EXPECT_GE(scheduler_kills, 20);
   EXPECT_GE(trades, 2000);
@@ -219,6 +234,25 @@ TEST_F(ClearingCrash, CallsSettleExactlyOnceWhileServerAndSchedulerAreKilled) {
   }
   EXPECT_EQ(st.unacked, 0);
   EXPECT_EQ(st.unsettled, 0);
+  if (st.unacked + st.unsettled > 0) {  // say where each stuck cycle is, on both sides
+    auto reader = open_clearing_store(store_, OpenMode::reader);
+    SqliteDb db(ledger_, false);
+    for (const OutboxEntry& e : reader->outbox_due(4e9, 100)) {
+      const SettlementReport r = read_settlement_report(db, e.cycle_id);
+      std::cout << "stuck " << e.cycle_id << ": outbox " << e.state << ", attempts " << e.attempts << ", next in "
+                << e.next_attempt_at - std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count()
+                << " s; scheduler " << r.cycle_state << (r.complete ? " complete" : " not complete") << "\n";
+    }
+    std::cout << "server pid " << server_->pid() << (kill(server_->pid(), 0) == 0 ? " alive" : " gone") << "\n";
+    try {
+      ClientOptions co;
+      co.endpoint = endpoint();
+      co.timeout_ms = 3000;
+      std::cout << "status.outbox " << MarginClient(co).status()["outbox"].dump() << "\n";
+    } catch (const std::exception& e) {
+      std::cout << "no status: " << e.what() << "\n";
+    }
+  }
   EXPECT_EQ(st.rejected, 0);
   server_->stop(SIGTERM);
   stop_scheduler(SIGTERM);
