@@ -1,6 +1,7 @@
 // The clearing store's command line end to end through the real binary (docs/clearing.md
-// "Command line"): trades import/list/cancel/verify, positions, members, accounts, and
-// `margin --store` and `whatif --store` against `--positions` on the same positions.
+// "Command line"): trades import/list/cancel/verify, positions, members, accounts,
+// `margin --store` and `whatif --store` against `--positions` on the same positions, and
+// collateral and call runs on the store file.
 
 #include <gtest/gtest.h>
 #include <stdlib.h>
@@ -332,6 +333,58 @@ TEST_F(ClearingCli, MarginFromTheStoreEqualsMarginFromTheFile) {
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_TRUE(contains(r.output, store_)) << r.output;
   EXPECT_TRUE(contains(r.output, "DOGE-PERPETUAL")) << r.output;
+}
+
+TEST_F(ClearingCli, CollateralAndCallsOnTheStoreFile) {
+  const std::string ex = std::string(MARGINET_SOURCE_DIR) + "/examples";
+  const std::string ref = " --instruments " + ex + "/instruments.csv --market " + ex + "/market.csv --marks " + ex +
+                          "/marks.csv --device cpu --quiet";
+  ASSERT_EQ(run_marginet("trades import " + ex + "/captured_trades.csv --quiet --instruments " + ex + "/instruments.csv" + st()).status, 0);
+  // Deposits: exact, idempotent by reference, refused with a reason (exit 2).
+  auto r = run_marginet("collateral deposit DESK-A USDC 150000.5 --reference d1 --quiet" + st(), false);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "recorded,DESK-A,USDC,150000.500000,150000.500000,1,")) << r.output;
+  r = run_marginet("collateral deposit DESK-A USDC 150000.5 --reference d1 --quiet" + st(), false);
+  EXPECT_TRUE(contains(r.output, "duplicate,")) << r.output;
+  r = run_marginet("collateral deposit DESK-A USDC 1.0000001 --quiet" + st());
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "amount")) << r.output;
+  r = run_marginet("collateral deposit DESK-A DOGE 1 --quiet" + st());
+  EXPECT_EQ(r.status, 2) << r.output;
+  // A call run on the file: DESK-A is covered, the others are called.
+  r = run_marginet("calls run --run-id eod-1 --kind eod" + ref + st(), false);
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto rows = csv_rows(r.output);
+  ASSERT_EQ(rows.size(), 4u) << r.output;  // header + DESK-A, FUND-B, MM-C
+  EXPECT_EQ(rows[0][0], "account");
+  EXPECT_EQ(rows[0][4], "call_USD");
+  std::map<std::string, std::vector<std::string>> by_account;
+  for (std::size_t i = 1; i < rows.size(); ++i) by_account[rows[i][0]] = rows[i];
+  EXPECT_EQ(by_account["DESK-A"][4], "0.00");
+  EXPECT_EQ(by_account["DESK-A"][6], "none");
+  EXPECT_NE(by_account["FUND-B"][4], "0.00");
+  EXPECT_EQ(by_account["FUND-B"][6], "pending");
+  // Shown again (the latest run), from a reader; the same id again changes nothing.
+  EXPECT_EQ(run_marginet("calls show --quiet" + st(), false).output, run_marginet("calls show eod-1 --quiet" + st(), false).output);
+  r = run_marginet("calls run --run-id eod-1" + ref.substr(0, ref.size() - 8) + st());  // without --quiet
+  EXPECT_TRUE(contains(r.output, ", duplicate")) << r.output;
+  EXPECT_EQ(run_marginet("calls show no-such-run --quiet" + st()).status, 2);
+  // Withdrawals: never below IM; the excess may leave.
+  r = run_marginet("collateral withdraw DESK-A USDC 150000.5" + ref + st());
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "withdrawal refused: IM")) << r.output;
+  r = run_marginet("collateral withdraw DESK-A USDC excess --reference w1" + ref + st(), false);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "recorded,DESK-A,USDC,")) << r.output;
+  EXPECT_TRUE(contains(r.output, "withdrawal-DESK-A-w1")) << r.output;
+  // The movements agree with the balances.
+  r = run_marginet("collateral movements" + st());
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "collateral: ok: 2 collateral movements")) << r.output;
+  r = run_marginet("collateral list --quiet" + st(), false);
+  EXPECT_EQ(csv_rows(r.output).size(), 2u) << r.output;
+  // --connect and --store together is a usage error.
+  EXPECT_NE(run_marginet("collateral list --connect tcp://127.0.0.1:1 --quiet" + st()).status, 0);
 }
 
 TEST_F(ClearingCli, SecondWriterIsRefusedWhileOneHoldsTheLock) {
