@@ -371,8 +371,9 @@ void BM_CallRunEod(benchmark::State& state) {
     rq.kind = "eod";
     const CallRunOutcome r = run_margin_calls(CallRunInputs{*store, ref, "instruments.csv", method, engine}, rq);
     accounts = r.run.calls.size();
-    called = 0;
-    for (const CallRecord& c : r.run.calls) called += c.call_minor > 0;
+    std::size_t n = 0;
+    for (const CallRecord& c : r.run.calls) n += c.call_minor > 0;
+    called = std::max(called, n);  // the first run calls everyone; later ones see those calls in transit
     compute_ms += r.run.compute_ms;
   }
   state.counters["positions"] = static_cast<double>(in.positions);
