@@ -48,7 +48,14 @@ nlohmann::ordered_json MarginClient::call(nlohmann::ordered_json request) {
   if (!request.contains("v")) request["v"] = protocol::kVersion;
   if (!request.contains("id")) request["id"] = next_id_++;
   const nlohmann::ordered_json id = request["id"];
-  const std::vector<std::uint8_t> bytes = nlohmann::ordered_json::to_msgpack(request);
+  // v, type, id and priority first: the server reads a large frame's header from its first
+  // 4 KiB (service/margin/server.cpp), so that its priority is honoured.
+  nlohmann::ordered_json ordered = nlohmann::ordered_json::object();
+  for (const char* key : {"v", "type", "id", "priority"})
+    if (request.contains(key)) ordered[key] = request[key];
+  for (auto it = request.begin(); it != request.end(); ++it)
+    if (!ordered.contains(it.key())) ordered[it.key()] = std::move(it.value());
+  const std::vector<std::uint8_t> bytes = nlohmann::ordered_json::to_msgpack(ordered);
   send_raw(std::string(bytes.begin(), bytes.end()));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.timeout_ms);
   while (true) {
