@@ -14,6 +14,7 @@
 #include <set>
 #include <string>
 
+#include "models/errors.hpp"
 #include "service/margin/curve.hpp"
 
 namespace marginet {
@@ -57,6 +58,15 @@ TEST_F(Curve, AllowListAdmitsExactlyItsKeys) {
   EXPECT_EQ(allowed, (std::set<std::string>{listed.public_key}));
   EXPECT_TRUE(curve_client_admitted(allowed, listed.public_key));
   EXPECT_FALSE(curve_client_admitted(allowed, other.public_key));
+}
+
+TEST_F(Curve, KeysWithZ85HashAndEqualsAreKeysNotCommentsOrSettings) {
+  // Z85's alphabet has '#' and '=' (a key cannot start with '#': that group would exceed 2^32).
+  const std::string hash_key = "a#" + std::string(38, 'a'), equals_key = std::string(20, 'b') + "=" + std::string(19, 'c');
+  const std::set<std::string> allowed = read_curve_allow_list(
+      write("z85.txt", hash_key + "\n" + equals_key + "\n# " + hash_key + "\npublic-key = " + equals_key + "\n"));
+  EXPECT_EQ(allowed, (std::set<std::string>{hash_key, equals_key}));
+  EXPECT_THROW(read_curve_allow_list(write("bad.txt", "secret-key = " + equals_key + "\n")), input_error);
 }
 
 TEST_F(Curve, NoAllowListAdmitsAnyClient) {

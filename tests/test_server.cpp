@@ -15,6 +15,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "host/book_generator.hpp"
@@ -296,6 +297,47 @@ TEST_F(Server, LargeHostileFramesStayBoundedAndPingIsAnswered) {
   const auto ok = attacker.receive_raw(60'000);
   ASSERT_TRUE(ok);
   EXPECT_EQ(json::from_msgpack(*ok)["type"], "margin.result");
+}
+
+TEST_F(Server, SlowReaderRepliesWaitInTheServerInOrderAndNoneIsLost) {
+  ServerProcess srv("--device cpu --quiet" + ref_files(g_dir));
+  ClientOptions o = options(60'000);
+  o.endpoint = srv.endpoint();
+  MarginClient slow(o), probe(o);
+  ASSERT_EQ(probe.ping()["type"], "ping.result");
+  // 1,500 greeks requests (every instrument: a reply of ~15 KB each), none read for now.
+  const int n = 1500;
+  for (int i = 0; i < n; ++i) {
+    const auto b = json::to_msgpack(json{{"v", 1}, {"type", "greeks"}, {"id", i}});
+    slow.send_raw(std::string(b.begin(), b.end()));
+  }
+  // The replies beyond ZeroMQ's pipe (100 messages) wait in the server: status shows them.
+  std::uint64_t unsent = 0;
+  for (int k = 0; k < 500 && unsent == 0; ++k) {
+    unsent = probe.status()["replies"]["unsent_bytes"].get<std::uint64_t>();
+    if (unsent == 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GT(unsent, 0u);
+  EXPECT_LT(srv.rss_kib(), 512 * 1024);
+  // Now read: every request answered exactly once (greeks results in request order, or busy
+  // when the queue was full).
+  std::set<int> answered;
+  int results = 0, last_result = -1;
+  for (int k = 0; k < n; ++k) {
+    const auto frame = slow.receive_raw(30'000);
+    ASSERT_TRUE(frame) << "reply " << k << " lost";
+    const json r = json::from_msgpack(*frame);
+    const int id = r["id"].get<int>();
+    EXPECT_TRUE(answered.insert(id).second) << "two replies to " << id;
+    if (r["type"] == "greeks.result") {
+      EXPECT_GT(id, last_result);
+      last_result = id;
+      ++results;
+    }
+  }
+  EXPECT_EQ(answered.size(), static_cast<std::size_t>(n));
+  EXPECT_GT(results, 0);
+  EXPECT_EQ(probe.status()["replies"]["dropped_slow"], 0);
 }
 
 TEST_F(Server, OversizedFrameIsTooLarge) {

@@ -90,10 +90,17 @@ std::set<std::string> read_curve_allow_list(const std::string& path) {
   while (std::getline(in, line)) {
     ++n;
     line = trim(line);
+    // A bare key first: Z85 has '#' and '=' in its alphabet, so a key may hold either (it
+    // cannot start with '#': that group would exceed 2^32; a commented-out key stays a comment).
+    if (is_z85_key(line)) {
+      keys.insert(line);
+      continue;
+    }
     if (line.empty() || line[0] == '#') continue;
-    if (const auto eq = line.find('='); eq != std::string::npos) {
-      if (trim(line.substr(0, eq)) != "public-key") throw input_error(path, n, "public-key", "expected a public key");
-      line = trim(line.substr(eq + 1));
+    if (line.rfind("public-key", 0) == 0) {
+      const std::string rest = trim(line.substr(10));
+      if (rest.empty() || rest[0] != '=') throw input_error(path, n, "public-key", "expected public-key = KEY");
+      line = trim(rest.substr(1));
     }
     if (!is_z85_key(line)) throw input_error(path, n, "public-key", "expected 40 characters of Z85");
     keys.insert(line);

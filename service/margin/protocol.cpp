@@ -1071,9 +1071,11 @@ std::string encode_status(std::string_view id_raw, const StatusInfo& s) {
   kv(pk, "requests_total", s.requests_total);
   kv(pk, "margin_requests", s.margin_requests);
   pk.pack(std::string_view("replies"));
-  pk.pack_map(2);
+  pk.pack_map(4);
   kv(pk, "errors", s.errors);
   kv(pk, "busy", s.busy);
+  kv(pk, "unsent_bytes", static_cast<std::uint64_t>(s.unsent_replies_bytes));
+  kv(pk, "dropped_slow", s.replies_dropped_slow);
   kv(pk, "requests_per_s", s.requests_per_s);
   pk.pack(std::string_view("latency_us"));
   pk.pack_map(4);

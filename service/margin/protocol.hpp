@@ -321,6 +321,9 @@ struct StatusInfo {
   std::string outbox_oldest_unacked;
   double outbox_oldest_unacked_age_s = 0;
   std::uint64_t acks_received = 0, reports_applied = 0;
+  // Replies waiting in the server for slow clients (bytes), and those dropped beyond the bounds.
+  std::size_t unsent_replies_bytes = 0;
+  std::uint64_t replies_dropped_slow = 0;
 };
 /// status.result; the outbox fields go under a nested "outbox" map (always present).
 std::string encode_status(std::string_view id_raw, const StatusInfo& info);

@@ -1093,17 +1093,70 @@ struct MarginServer::Impl {
 
   // ------------------------------------------------------------------ socket thread
 
-  bool send_to_client(const std::vector<zmq::message_t>& envelope_frames, const std::string& frame) {
+  // Replies a client is not reading fast enough: ZeroMQ's pipe to it holds at most
+  // max_unsent_replies messages; the rest wait here, in order, bounded in bytes per client and
+  // in all, and are retried every poll round. Beyond the bounds a reply is dropped (counted).
+  struct Unsent {
+    std::deque<std::pair<std::vector<std::string>, std::string>> replies;  // envelope, frame
+    std::size_t bytes = 0;
+  };
+  std::unordered_map<std::string, Unsent> unsent;  // client identity -> replies waiting
+  std::size_t unsent_bytes = 0;
+  std::uint64_t dropped_slow = 0;
+
+  enum class Sent { ok, full, gone };
+  Sent try_send(const std::vector<std::string>& envelope, const std::string& frame) {
     try {
-      for (const auto& e : envelope_frames)
-        if (!router.send(zmq::buffer(e.data(), e.size()), zmq::send_flags::sndmore | zmq::send_flags::dontwait))
-          return ++unroutable, false;
-      if (!router.send(zmq::buffer(frame), zmq::send_flags::dontwait)) return ++unroutable, false;
-    } catch (const zmq::error_t& e) {
-      ++unroutable;  // EHOSTUNREACH (router_mandatory): the client has gone
+      for (const std::string& e : envelope)
+        if (!router.send(zmq::buffer(e), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return Sent::full;
+      if (!router.send(zmq::buffer(frame), zmq::send_flags::dontwait)) return Sent::full;
+    } catch (const zmq::error_t&) {
+      return Sent::gone;  // EHOSTUNREACH (router_mandatory): the client has gone
+    }
+    return Sent::ok;
+  }
+
+  bool send_to_client(const std::vector<zmq::message_t>& envelope_frames, const std::string& frame) {
+    std::vector<std::string> envelope;
+    envelope.reserve(envelope_frames.size());
+    for (const auto& e : envelope_frames) envelope.emplace_back(static_cast<const char*>(e.data()), e.size());
+    const std::string client = envelope.empty() ? std::string() : envelope.front();
+    auto waiting = unsent.find(client);
+    if (waiting == unsent.end()) {  // nothing queued before it: straight to ZeroMQ
+      const Sent r = try_send(envelope, frame);
+      if (r == Sent::ok) return true;
+      if (r == Sent::gone) return ++unroutable, false;
+    }
+    // Behind others, or ZeroMQ's pipe is full: wait here, within the bounds.
+    const std::size_t bytes = frame.size() + 64;
+    Unsent& u = unsent[client];
+    if (u.bytes + bytes > opt.max_client_unsent_bytes || unsent_bytes + bytes > opt.max_unsent_bytes) {
+      ++dropped_slow;
+      ++unroutable;
+      if (u.replies.empty()) unsent.erase(client);
       return false;
     }
+    u.replies.emplace_back(std::move(envelope), frame);
+    u.bytes += bytes;
+    unsent_bytes += bytes;
     return true;
+  }
+
+  /// Sends what waits, client by client, until a pipe is full again.
+  void flush_unsent() {
+    for (auto it = unsent.begin(); it != unsent.end();) {
+      Unsent& u = it->second;
+      while (!u.replies.empty()) {
+        const Sent r = try_send(u.replies.front().first, u.replies.front().second);
+        if (r == Sent::full) break;
+        if (r == Sent::gone) ++unroutable;
+        const std::size_t bytes = u.replies.front().second.size() + 64;
+        u.bytes -= bytes;
+        unsent_bytes -= bytes;
+        u.replies.pop_front();
+      }
+      it = u.replies.empty() ? unsent.erase(it) : std::next(it);
+    }
   }
 
   void record_latency(double us) {
@@ -1138,6 +1191,8 @@ struct MarginServer::Impl {
     s.curve = opt.curve.enabled();
     s.store = opt.store.size() > 0;
     s.journal_entries = journal_entries.load();
+    s.unsent_replies_bytes = unsent_bytes;
+    s.replies_dropped_slow = dropped_slow;
     if (link) {
       const SettlementLinkStats ls = link->stats();
       s.scheduler = true;
@@ -1328,6 +1383,7 @@ struct MarginServer::Impl {
         throw;
       }
       if (items[1].revents & ZMQ_POLLIN) forward_results();
+      if (!unsent.empty()) flush_unsent();
       if (items[0].revents & ZMQ_POLLIN) {
         // A bounded number (and bytes) per round, so that replies keep flowing under load.
         std::size_t round_bytes = 0;

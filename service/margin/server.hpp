@@ -64,11 +64,15 @@ struct ServerOptions {
   std::size_t max_batch = 64;              // requests per engine pass (1 = batching off)
   std::size_t queue_capacity = 1024;       // per priority; beyond it: busy
   // Memory bounds (docs/protocol.md "Limits"): bytes of queued requests per client and in all
-  // (a request counts 3 × its frame: decoded it holds at most 2 × the frame in strings), and
-  // replies queued unsent to one client (the router's send high-water mark, in messages).
+  // (a request counts 3 × its frame: decoded it holds at most 2 × the frame in strings); replies
+  // not yet taken by a slow client: ZeroMQ's pipe to it holds at most max_unsent_replies
+  // messages, the rest wait in the server, at most max_client_unsent_bytes per client and
+  // max_unsent_bytes in all (beyond: dropped and counted).
   std::size_t max_client_queued_bytes = std::size_t(64) << 20;
   std::size_t max_queued_bytes = std::size_t(512) << 20;
-  int max_unsent_replies = 1000;
+  int max_unsent_replies = 100;
+  std::size_t max_client_unsent_bytes = std::size_t(64) << 20;
+  std::size_t max_unsent_bytes = std::size_t(512) << 20;
   protocol::Limits limits;
   CurveServerOptions curve;                // enabled when curve.secret_key_file is set
   bool quiet = false;
