@@ -70,7 +70,13 @@ void add_target_options(CLI::App* cmd, CallsOptions& o, bool needs_reference_dat
 /// busy/internal/timeouts.
 json ask(const CallsOptions& o, json request) {
   MarginClient client(o.connection);
-  json r = client.call(std::move(request));
+  json r;
+  try {
+    r = client.call(std::move(request));
+  } catch (const client_error& e) {
+    throw std::runtime_error(std::string(e.what()) + " (is `marginet serve --store` running there? with the service "
+                                                     "stopped, work on the file with --store FILE)");
+  }
   if (r.value("type", "") == "error") {
     const std::string code = r.value("code", "");
     std::string message = "service replied " + code + ": " + r.value("message", "");
