@@ -119,7 +119,7 @@ TEST_F(CollateralStoreTest, DepositsAndWithdrawalsKeepBalancesEqualToMovements) 
   EXPECT_EQ(store_->deposit({"A1", "DOGE", 1, ""}).outcome, Outcome::rejected);
   EXPECT_EQ(store_->deposit({"A1", "USDC", 0, ""}).outcome, Outcome::rejected);
   EXPECT_EQ(store_->deposit({"A1", "USDC", -5, ""}).outcome, Outcome::rejected);
-  EXPECT_EQ(store_->deposit({"bad\x01account", "USDC", 5, ""}).outcome, Outcome::rejected);
+  EXPECT_EQ(store_->deposit({"bad\x01" "account", "USDC", 5, ""}).outcome, Outcome::rejected);
   EXPECT_EQ(store_->deposit({"A1", "USDC", INT64_MAX, ""}).outcome, Outcome::rejected);  // overflow
   // A withdrawal of everything leaves no balance row.
   ASSERT_EQ(store_->withdraw({"A1", "USDC", 100'000'000000, ""}, std::nullopt).outcome, Outcome::recorded);
