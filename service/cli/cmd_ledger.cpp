@@ -7,11 +7,20 @@
 //   marginet ledger prove ENTRY --ledger FILE   the RFC 6962 inclusion proof of entry ENTRY in
 //                                           its cycle's tree, as JSON; check it with
 //                                           scripts/verify_proof.py
+//   marginet ledger backup FILE --ledger LEDGER a consistent copy of a ledger (also of a live
+//                                           one: SQLite's online backup API, not `cp`, which
+//                                           misses what is still in the WAL), then verified;
+//                                           FILE must not exist
 
 #include <nlohmann/json.hpp>
 
+#include <sqlite3.h>
+
+#include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <memory>
+#include <thread>
 
 #include "models/errors.hpp"
 #include "service/cli/common.hpp"
@@ -24,6 +33,7 @@ namespace {
 
 struct LedgerOptions {
   std::string ledger;
+  std::string backup_file;
   std::int64_t from = 1, to = 0;
   std::string cycle;
   std::int64_t entry = 0;
@@ -84,6 +94,47 @@ void run_prove(const CommonOptions& common, const LedgerOptions& o) {
   sink.stream() << j.dump(2) << "\n";
 }
 
+/// SQLite's online backup, 256 pages a step: a writer (the scheduler) goes on between steps, and
+/// a step that meets its write restarts the copy, so the copy is one consistent snapshot.
+void run_backup(const CommonOptions& common, const LedgerOptions& o) {
+  auto src = open_ledger(o.ledger);
+  std::error_code ec;
+  if (std::filesystem::exists(o.backup_file, ec))
+    throw input_error(o.backup_file, 0, "", "exists already: give a new file for the backup");
+  sqlite3* dst = nullptr;
+  if (sqlite3_open_v2(o.backup_file.c_str(), &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) != SQLITE_OK) {
+    const std::string why = dst ? sqlite3_errmsg(dst) : "out of memory";
+    sqlite3_close(dst);
+    throw input_error(o.backup_file, 0, "", "cannot create the backup: " + why);
+  }
+  sqlite3_backup* b = sqlite3_backup_init(dst, "main", src->handle(), "main");
+  if (!b) {
+    const std::string why = sqlite3_errmsg(dst);
+    sqlite3_close(dst);
+    std::filesystem::remove(o.backup_file, ec);
+    throw input_error(o.backup_file, 0, "", "cannot start the backup: " + why);
+  }
+  int rc = SQLITE_OK;
+  while ((rc = sqlite3_backup_step(b, 256)) == SQLITE_OK || rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+    if (rc != SQLITE_OK) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const int pages = sqlite3_backup_pagecount(b);
+  sqlite3_backup_finish(b);
+  const std::string why = sqlite3_errmsg(dst);
+  sqlite3_close(dst);
+  if (rc != SQLITE_DONE) {
+    std::filesystem::remove(o.backup_file, ec);
+    throw std::runtime_error("ledger backup to " + o.backup_file + " failed: " + why);
+  }
+  // The copy is checked as `ledger verify` checks a ledger.
+  SqliteDb copy(o.backup_file, false);
+  Ledger ledger(copy);
+  const LedgerVerifyReport rep = ledger.verify();
+  if (!rep.ok) throw input_error(o.backup_file, 0, "", "the backup does not verify: " + rep.message);
+  OutputSink sink(common.out);
+  sink.stream() << "backup of " << o.ledger << " in " << o.backup_file << ": " << pages << " pages; " << rep.message
+                << "\n";
+}
+
 }  // namespace
 
 void add_ledger_command(CLI::App& app, CommonOptions& common) {
@@ -103,6 +154,10 @@ void add_ledger_command(CLI::App& app, CommonOptions& common) {
   prove->add_option("ENTRY", o->entry, "Entry sequence number")->required();
   prove->add_option("--ledger", o->ledger, "Ledger (SQLite file)")->required();
   prove->callback([&common, o] { run_prove(common, *o); });
+  CLI::App* backup = cmd->add_subcommand("backup", "A consistent, verified copy of a ledger (also while the scheduler runs)");
+  backup->add_option("FILE", o->backup_file, "The copy (must not exist)")->required();
+  backup->add_option("--ledger", o->ledger, "Ledger (SQLite file)")->required();
+  backup->callback([&common, o] { run_backup(common, *o); });
 }
 
 }  // namespace marginet::cli

@@ -38,6 +38,7 @@
 #include "models/settlement_cycle.hpp"
 #include "service/cli/common.hpp"
 #include "service/cli/table.hpp"
+#include "service/db/writer_lock.hpp"
 #include "service/settlement/ledger.hpp"
 #include "service/settlement/scheduler.hpp"
 #include "service/settlement/wire.hpp"
@@ -67,7 +68,7 @@ struct SchedulerOptions {
   std::string status_ledger;
 };
 
-// ROUTER (--bind) limits: the largest frame accepted, the messages handled per loop round (so
+// ROUTER (--bind) and PULL (--pull) limits: the largest frame accepted, the messages handled per loop round (so
 // that ticks go on under a flood).
 constexpr std::int64_t kRouterMaxMessageBytes = std::int64_t{16} << 20;
 constexpr int kMessagesPerRound = 256;
@@ -127,6 +128,9 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
   if (!(o.tick_seconds > 0)) throw usage_error("scheduler: --tick-seconds must be > 0");
 
   const SchedulerConfig cfg = load_scheduler_config(o.chains);
+  // One writer per ledger: a second scheduler on the same file is refused (exit 2) before it
+  // touches anything (service/db/writer_lock.hpp; released by the kernel on any exit).
+  const WriterLock lock(o.ledger, "settlement ledger");
   SqliteDb db(o.ledger);
   SqliteDb chain_db(o.chain_state.empty() ? default_chain_state(o.ledger) : o.chain_state);
   std::vector<std::unique_ptr<SimChain>> sims;
@@ -166,7 +170,7 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
   }
   if (!o.pull.empty()) {
     pull = std::make_unique<zmq::socket_t>(*ctx, zmq::socket_type::pull);
-    pull->set(zmq::sockopt::maxmsgsize, std::int64_t{256} << 20);
+    pull->set(zmq::sockopt::maxmsgsize, kRouterMaxMessageBytes);  // a larger frame drops its sender
     pull->set(zmq::sockopt::linger, 0);
     try {
       pull->bind(o.pull);
