@@ -331,6 +331,32 @@ TEST(Scheduler, MissedDeadlineCanGoToDefaultManagement) {
   EXPECT_EQ(json::parse(d[0].body)["members_missed"], json::array({"M3"}));
 }
 
+TEST(Scheduler, APayInInFlightAtTheDeadlineThatThenFailsIsRolledOrDefaultedAndTheCycleCloses) {
+  // The cycle opens after its deadline: M3's pay-in is submitted, still in flight when the
+  // deadline is processed, and fails afterwards. It must end rolled (or defaulted), not stay
+  // `failed` with the cycle open for ever.
+  for (const auto action : {MissedDeadlineAction::roll, MissedDeadlineAction::default_management}) {
+    SchedulerConfig cfg = make_config(5 * kBtc, 0);
+    cfg.on_missed_deadline = action;
+    cfg.sim_chains[0].failing_members = {"M3"};
+    const bool roll = action == MissedDeadlineAction::roll;
+    Rig r(roll ? "late_fail_roll" : "late_fail_default", cfg);
+    SettlementCycle c;
+    c.cycle_id = "c1";
+    c.deadline = r.now - 10;
+    c.assets = {{"BTC", 8}};
+    c.instructions = {ins("c1", "M3", "BTC", Leg::pay_in, kBtc), ins("c1", "M1", "BTC", Leg::pay_out, kBtc)};
+    r.sched->receive(c, r.now);
+    EXPECT_LT(r.run_until_idle(300), 300) << "the cycle never closed";
+    EXPECT_TRUE(r.sched->idle());
+    EXPECT_EQ(r.state_of("c1/M3/BTC/in"), roll ? "rolled" : "defaulted");
+    EXPECT_GT(r.seq_of("c1/M3/BTC/in", "failed"), 0) << "it failed on the chain first";
+    EXPECT_EQ(r.state_of("c1/M1/BTC/out"), "final");  // paid from liquidity
+    if (roll) EXPECT_EQ(r.sched->status().carried.at("BTC"), kBtc);
+    EXPECT_TRUE(r.sched->ledger().verify().ok);
+  }
+}
+
 TEST(Scheduler, AReorgUndoesAConfirmationBeforeFinality) {
   Rig r("reorg", make_config(0, 0));
   SettlementCycle c;

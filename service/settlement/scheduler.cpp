@@ -359,6 +359,16 @@ void SettlementScheduler::track_chain(Tx& tx, Instruction& in) {
           set_state(tx, in, InstructionState::rolled, "pay-out failed " + std::to_string(in.attempt) +
                                                           " times: carried to the next cycle");
         }
+      } else if (deadline_done_) {
+        // A pay-in still in flight at the deadline that failed since: the deadline's rule
+        // applies now (rule 5), so that the cycle can close.
+        const std::string why = "pay-in failed after the deadline";
+        if (cfg_.on_missed_deadline == MissedDeadlineAction::roll) {
+          carry(tx, in, in.amount, "rolled");
+          set_state(tx, in, InstructionState::rolled, why + "; rolled to the next cycle");
+        } else {
+          set_state(tx, in, InstructionState::defaulted, why + "; handed to default management");
+        }
       }
       break;
   }
