@@ -950,4 +950,34 @@ TEST(SettlementReport, AChainIsFollowedByOriginNotByIdPattern) {
   EXPECT_EQ(text(outcome(rep2, "p%_@zz")), "final 8/8");
 }
 
+TEST(Scheduler, ACarriedIdThatAProducerAlreadyUsedGetsASuffixInsteadOfStoppingTheScheduler) {
+  // c1's failing pay-in is rolled into c2 as "<id>@c2"; c2 itself already holds an instruction
+  // of that id (a producer's choice). The carry becomes "<id>@c2~2"; nothing stops.
+  SchedulerConfig cfg = make_config(5 * kBtc, 0);
+  cfg.sim_chains[0].failing_members = {"M3"};
+  Rig r("carry_collision", cfg);
+  SettlementCycle c1;
+  c1.cycle_id = "c1";
+  c1.deadline = r.now + 20;
+  c1.assets = {{"BTC", 8}};
+  c1.instructions = {ins("c1", "M3", "BTC", Leg::pay_in, kBtc), ins("c1", "M1", "BTC", Leg::pay_out, kBtc)};
+  SettlementCycle c2 = c1;
+  c2.cycle_id = "c2";
+  c2.deadline = r.now + 200;
+  c2.instructions = {ins("c2", "M4", "BTC", Leg::pay_in, kBtc), ins("c2", "M1", "BTC", Leg::pay_out, kBtc)};
+  c2.instructions[0].instruction_id = "c1/M3/BTC/in@c2";
+  r.sched->receive(c1, r.now);
+  r.sched->receive(c2, r.now);
+  EXPECT_LT(r.run_until_idle(1000), 1000);
+  EXPECT_EQ(r.state_of("c1/M3/BTC/in"), "rolled");
+  EXPECT_EQ(r.state_of("c1/M3/BTC/in@c2"), "final");  // the producer's own instruction (M4 pays)
+  EXPECT_NE(r.state_of("c1/M3/BTC/in@c2~2"), "(none)");  // the carry
+  EXPECT_TRUE(r.sched->ledger().verify().ok);
+  // The report of c1 follows its carry, not the producer's look-alike.
+  const SettlementReport rep = read_settlement_report(*r.db, "c1");
+  const InstructionOutcome* o = outcome(rep, "c1/M3/BTC/in");
+  ASSERT_NE(o, nullptr);
+  EXPECT_EQ(o->settled, 0);
+}
+
 }  // namespace

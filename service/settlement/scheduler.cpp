@@ -500,8 +500,19 @@ void SettlementScheduler::open_next_cycle(Tx& tx) {
                         "INSERT INTO sched_instructions(instruction_id, cycle_id, member, asset, leg, kind, amount,"
                         " settle, state, attempt, height, origin, reason) VALUES (?,?,?,?,?,?,?,?,'instructed',0,0,?,?)");
     std::vector<std::string> done;
+    SqliteStatement taken(db_, "SELECT 1 FROM sched_instructions WHERE instruction_id = ?");
     while (c.step()) {
-      const std::string id = c.text(1) + "@" + cycle;
+      // "<origin>@<cycle>", unless a producer sent that id already: then "<origin>@<cycle>~2",
+      // "~3", ... (an id is recorded once; a collision must not stop every later tick).
+      const std::string base = c.text(1) + "@" + cycle;
+      std::string id = base;
+      for (int n = 2;; ++n) {
+        taken.bind(1, id);
+        const bool used = taken.step();
+        taken.reset();
+        if (!used) break;
+        id = base + "~" + std::to_string(n);
+      }
       ins.bind(1, id).bind(2, cycle).bind(3, c.text(2)).bind(4, c.text(3)).bind(5, c.text(4)).bind(6, c.text(5));
       ins.bind(7, c.int64(6)).bind(8, c.int64(6)).bind(9, c.text(1)).bind(10, "carried: " + c.text(7));
       ins.run();
