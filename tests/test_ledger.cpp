@@ -211,22 +211,46 @@ TEST(Ledger, TheShippedPythonCheckerAcceptsProofsAndRejectsForgeries) {
     const std::string proof = (dir / ("p" + std::to_string(seq) + ".json")).string();
     auto r = mt::run_marginet("ledger prove " + std::to_string(seq) + " --ledger " + path + " --out " + proof);
     ASSERT_EQ(r.status, 0) << r.output;
-    auto v = mt::run_command(python + " " + checker + " " + proof);
-    EXPECT_EQ(v.status, 0) << "entry " << seq << ": " << v.output;
-    EXPECT_NE(v.output.find("OK"), std::string::npos) << v.output;
-    // Forge: change the entry text, or the root, or one path element.
     std::ifstream in(proof);
     json p = json::parse(in);
-    for (int f = 0; f < 3; ++f) {
+    // The trusted root: the closed cycle's root recorded in the ledger; for the open cycle, the
+    // root of its entries so far (what a reader would take from `ledger prove` at that moment).
+    std::string root = p["root"];
+    if (p["cycle_closed"].get<bool>()) {
+      SqliteDb db(path);
+      Ledger ledger(db);
+      root = ledger.cycle_root(p["cycle_id"]).value();
+    }
+    auto v = mt::run_command(python + " " + checker + " " + proof + " --root " + root);
+    EXPECT_EQ(v.status, 0) << "entry " << seq << ": " << v.output;
+    EXPECT_NE(v.output.find("OK"), std::string::npos) << v.output;
+    // Without a trusted root a proof proves nothing: refused (exit 2).
+    auto none = mt::run_command(python + " " + checker + " " + proof);
+    EXPECT_EQ(none.status, 2) << none.output;
+    // Forge: change the entry text, or the root, or one path element; claim another entry; or
+    // forge a whole self-consistent proof (a one-leaf tree whose root is the forged leaf).
+    for (int f = 0; f < 5; ++f) {
       json q = p;
       if (f == 0) q["entry"] = q["entry"].get<std::string>() + " ";
       if (f == 1) q["root"] = std::string(64, 'a');
       if (f == 2 && !q["audit_path"].empty()) q["audit_path"][0] = std::string(64, 'b');
       if (f == 2 && q["audit_path"].empty()) continue;
+      if (f == 3) q["entry_seq"] = q["entry_seq"].get<int>() + 1;
+      if (f == 4) {
+        const std::string text = q["entry"].get<std::string>() + " forged";
+        const std::string leaf = merkle::to_hex(merkle::leaf_hash(text));
+        q["entry"] = text;
+        q["entry_hash"] = merkle::to_hex(merkle::sha256(text));
+        q["leaf_hash"] = leaf;
+        q["leaf_index"] = 0;
+        q["tree_size"] = 1;
+        q["audit_path"] = json::array();
+        q["root"] = leaf;
+      }
       const std::string forged = (dir / "forged.json").string();
       std::ofstream(forged) << q.dump();
-      auto x = mt::run_command(python + " " + checker + " " + forged);
-      EXPECT_NE(x.status, 0) << "forgery " << f << " of entry " << seq << " accepted";
+      auto x = mt::run_command(python + " " + checker + " " + forged + " --root " + root);
+      EXPECT_EQ(x.status, 1) << "forgery " << f << " of entry " << seq << " accepted: " << x.output;
     }
   }
   // The closed cycle's proof matches the root published in the ledger.
