@@ -352,7 +352,9 @@ TEST(Scheduler, APayInInFlightAtTheDeadlineThatThenFailsIsRolledOrDefaultedAndTh
     EXPECT_EQ(r.state_of("c1/M3/BTC/in"), roll ? "rolled" : "defaulted");
     EXPECT_GT(r.seq_of("c1/M3/BTC/in", "failed"), 0) << "it failed on the chain first";
     EXPECT_EQ(r.state_of("c1/M1/BTC/out"), "final");  // paid from liquidity
-    if (roll) EXPECT_EQ(r.sched->status().carried.at("BTC"), kBtc);
+    if (roll) {
+      EXPECT_EQ(r.sched->status().carried.at("BTC"), kBtc);
+    }
     EXPECT_TRUE(r.sched->ledger().verify().ok);
   }
 }
@@ -450,16 +452,18 @@ TEST(Scheduler, ADuplicateCycleChangesNothing) {
   changed.instructions[0].amount += 1;
   EXPECT_THROW(r.sched->receive(changed, r.now), input_error);
   EXPECT_EQ(r.sched->ledger().size(), after);
-  // An instruction delivered again inside another cycle is not recorded twice.
+  // An instruction delivered again inside another cycle: that cycle is refused whole (ids are
+  // unique across cycles), nothing of it recorded.
   SettlementCycle c2;
   c2.cycle_id = "c2";
   c2.deadline = kT0 + 1000;
   c2.assets = c.assets;
   c2.instructions = {c.instructions[0], ins("c2", "M9", "BTC", Leg::pay_in, 5)};
-  EXPECT_EQ(r.sched->receive(c2, r.now), CycleReceipt::recorded);
+  EXPECT_THROW(r.sched->receive(c2, r.now), input_error);
+  EXPECT_EQ(r.sched->ledger().size(), after);
   SqliteStatement q(*r.db, "SELECT COUNT(*) FROM sched_instructions WHERE cycle_id='c2'");
   q.step();
-  EXPECT_EQ(q.int64(0), 1);
+  EXPECT_EQ(q.int64(0), 0);
 }
 
 TEST(Scheduler, ACycleArrivingWhileAnotherIsOpenWaitsAndReceivesTheRolledObligations) {
@@ -978,6 +982,34 @@ TEST(Scheduler, ACarriedIdThatAProducerAlreadyUsedGetsASuffixInsteadOfStoppingTh
   const InstructionOutcome* o = outcome(rep, "c1/M3/BTC/in");
   ASSERT_NE(o, nullptr);
   EXPECT_EQ(o->settled, 0);
+}
+
+TEST(Scheduler, ACycleReusingAnInstructionIdOfAnotherCycleIsRefusedWhole) {
+  SchedulerConfig cfg = make_config(5 * kBtc, 0);
+  Rig r("reused_id", cfg);
+  SettlementCycle c1;
+  c1.cycle_id = "c1";
+  c1.deadline = r.now + 100;
+  c1.assets = {{"BTC", 8}};
+  c1.instructions = {ins("c1", "M1", "BTC", Leg::pay_in, kBtc), ins("c1", "M2", "BTC", Leg::pay_out, kBtc)};
+  ASSERT_EQ(r.sched->receive(c1, r.now), CycleReceipt::recorded);
+  const auto entries = r.sched->ledger().entries().size();
+  SettlementCycle c2 = c1;
+  c2.cycle_id = "c2";
+  c2.instructions = {ins("c2", "M3", "BTC", Leg::pay_in, kBtc), c1.instructions[1]};  // c1's pay-out again
+  try {
+    r.sched->receive(c2, r.now);
+    ADD_FAILURE() << "a reused instruction id was accepted";
+  } catch (const input_error& e) {
+    EXPECT_NE(std::string(e.what()).find("recorded already in cycle 'c1'"), std::string::npos) << e.what();
+  }
+  // Nothing of c2 was recorded; with its own ids it is welcome.
+  EXPECT_EQ(r.sched->ledger().entries().size(), entries);
+  EXPECT_EQ(r.sched->status().cycles_queued + r.sched->status().cycles_open, 1);
+  c2.instructions[1] = ins("c2", "M2", "BTC", Leg::pay_out, kBtc);
+  EXPECT_EQ(r.sched->receive(c2, r.now), CycleReceipt::recorded);
+  EXPECT_LT(r.run_until_idle(), 500);
+  EXPECT_TRUE(r.sched->ledger().verify().ok);
 }
 
 }  // namespace

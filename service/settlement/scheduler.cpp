@@ -217,16 +217,22 @@ CycleReceipt SettlementScheduler::receive(const SettlementCycle& cycle, double n
                           " VALUES (?,?,?,'queued',?,?)");
     ins_c.bind(1, cycle.cycle_id).bind(2, arrival).bind(3, cycle.deadline).bind(4, digest).bind(5, at);
     ins_c.run();
-    std::size_t skipped = 0;
+    // Instruction ids are unique across cycles: a cycle reusing one is refused whole (a rejected
+    // ack), never recorded with the instruction silently left out.
+    const std::size_t skipped = 0;
     std::vector<const SettlementInstruction*> fresh;
     {
-      SqliteStatement q(db_, "SELECT 1 FROM sched_instructions WHERE instruction_id = ?");
+      SqliteStatement q(db_, "SELECT cycle_id FROM sched_instructions WHERE instruction_id = ?");
       for (const auto& in : cycle.instructions) {
         q.bind(1, in.instruction_id);
-        const bool known = q.step();
+        if (q.step()) {
+          const std::string other = q.text(0);
+          throw input_error(src, 0, "instruction_id",
+                            "instruction '" + in.instruction_id + "' was recorded already in cycle '" + other +
+                                "': instruction ids are unique across cycles");
+        }
         q.reset();
-        if (known) ++skipped;
-        else fresh.push_back(&in);
+        fresh.push_back(&in);
       }
     }
     json summary = {{"cycle_id", cycle.cycle_id}, {"deadline", iso(cycle.deadline)}, {"digest", digest},
@@ -247,7 +253,6 @@ CycleReceipt SettlementScheduler::receive(const SettlementCycle& cycle, double n
       ledger_.append(cycle.cycle_id, "instruction.instructed", at, body.dump());
     }
     db_.commit();
-    if (skipped) spdlog::warn("cycle {}: {} instruction(s) already recorded, skipped", cycle.cycle_id, skipped);
   } catch (...) {
     db_.rollback();
     ledger_.reload();

@@ -18,9 +18,10 @@
 //   its unpaid obligations are rolled to the next cycle or handed to default management
 //   (configurable); everyone else settles;
 // - a failed pay-out is retried (new attempt) up to max_payout_attempts, then carried;
-// - idempotent: a cycle delivered twice changes nothing (same id, same digest), an
-//   instruction id already recorded is not recorded again; receive() returns only once the
-//   cycle is durably recorded, so an acknowledgement after it never lies;
+// - idempotent: a cycle delivered twice changes nothing (same id, same digest); instruction
+//   ids are unique across cycles (a cycle reusing one is refused whole: input_error);
+//   receive() returns only once the cycle is durably recorded, so an acknowledgement after it
+//   never lies;
 // - crash safety: each tick (one block per chain) is one SQLite transaction holding the state
 //   changes and their ledger entries; a restart reloads the state; chain submissions are
 //   idempotent by key "<instruction_id>#<attempt>", so a resubmission never pays twice.
@@ -61,7 +62,8 @@ class SettlementScheduler {
   SettlementScheduler(SqliteDb& db, SchedulerConfig config, std::vector<ChainAdapter*> chains);
 
   /// Records a cycle durably (one transaction). Idempotent: a redelivery of the same cycle is
-  /// `duplicate` and changes nothing; the same id with different contents is an input_error.
+  /// `duplicate` and changes nothing; the same id with different contents, or an instruction id
+  /// recorded in another cycle, is an input_error (nothing recorded).
   CycleReceipt receive(const SettlementCycle& cycle, double now);
 
   /// One step at time `now`: poll every chain, advance every instruction, open/close cycles;
