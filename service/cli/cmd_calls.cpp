@@ -112,29 +112,6 @@ struct Offline {
   CallRunInputs inputs(const CallsOptions& o) { return CallRunInputs{*store, ref, o.instruments, method, *engine}; }
 };
 
-protocol::CallRunText run_text(const CallRun& run, const std::string& outcome) {
-  protocol::CallRunText t;
-  t.run_id = run.run_id;
-  t.kind = run.kind;
-  t.at = run.at;
-  t.model = run.model;
-  t.asset = run.asset;
-  t.units = run.units;
-  t.scale = run.scale;
-  t.cycle_id = run.cycle_id;
-  t.cycle_state = run.cycle_state;
-  t.outcome = outcome;
-  t.compute_ms = run.compute_ms;
-  std::int64_t total = 0;
-  for (const CallRecord& c : run.calls) {
-    if (!checked_add(total, c.call_minor, total)) throw logic_error("the total of the calls overflows");
-    t.calls.push_back({c.account, c.im, c.mm, c.collateral_value, format_money(c.call_minor, run.scale),
-                       format_money(c.settled_minor, run.scale), c.state, c.instruction_id});
-  }
-  t.total_call = format_money(total, run.scale);
-  return t;
-}
-
 void print_run(const CommonOptions& common, const json& r) {
   if (!common.quiet) {
     std::cerr << "call run " << r.value("run_id", "") << " (" << r.value("kind", "") << ", " << r.value("at", "")
@@ -199,7 +176,7 @@ void run_calls(const CommonOptions& common, const CallsOptions& o) {
   rq.kind = o.kind;
   const CallRunOutcome r = run_margin_calls(off.inputs(o), rq);
   print_run(common, as_json(protocol::encode_calls_result(protocol::nil_id(), protocol::RequestType::calls_run,
-                                                          run_text(r.run, to_string(r.outcome)))));
+                                                          call_run_text(r.run, to_string(r.outcome)))));
 }
 
 void show_calls(const CommonOptions& common, const CallsOptions& o) {
@@ -212,15 +189,14 @@ void show_calls(const CommonOptions& common, const CallsOptions& o) {
   const auto run = store->call_run(o.run_id);
   if (!run) throw input_error(o.store, 0, "run", o.run_id.empty() ? "no call run yet" : "no call run '" + o.run_id + "'");
   print_run(common, as_json(protocol::encode_calls_result(protocol::nil_id(), protocol::RequestType::calls_query,
-                                                          run_text(*run, ""))));
+                                                          call_run_text(*run, ""))));
 }
 
-std::int64_t minor_of(ClearingStore& store, const std::string& asset, const std::string& amount, int& scale) {
+int scale_of(const ClearingStore& store, const std::string& asset) {
   const auto scales = store.asset_scales();
   const auto it = scales.find(asset);
   if (it == scales.end()) throw input_error("", 0, "asset", "'" + asset + "' is not a collateral asset of " + store.path());
-  scale = it->second;
-  return parse_money(amount, scale, "command line", 0, "amount");
+  return it->second;
 }
 
 void change_collateral(const CommonOptions& common, const CallsOptions& o, bool deposit) {
@@ -233,18 +209,19 @@ void change_collateral(const CommonOptions& common, const CallsOptions& o, bool 
     return;
   }
   Offline off(o, resolve_backend(common), !deposit);
-  int scale = 0;
+  const int scale = scale_of(*off.store, o.asset);
   const bool excess = !deposit && o.amount == "excess";
-  const std::int64_t minor = excess ? -1 : minor_of(*off.store, o.asset, o.amount, scale);
-  if (excess) minor_of(*off.store, o.asset, "0", scale);
+  const std::int64_t minor = excess ? -1 : parse_money(o.amount, scale, "command line", 0, "amount");
   CollateralResult r;
-  json out;
   std::int64_t amount = minor;
+  protocol::CollateralFigures figures;
   if (deposit) {
     r = off.store->deposit({o.account, o.asset, minor, o.reference});
   } else {
     const WithdrawalCheck c = check_withdrawal(off.inputs(o), o.account, o.asset, minor);
-    out["check"] = {{"im", c.im}, {"value_before", c.value_before}, {"value_after", c.value_after}, {"units", "USD"}};
+    figures.im = c.im;
+    figures.value_before = c.value_before;
+    figures.value_after = c.value_after;
     if (!c.allowed)
       throw input_error("", 0, "amount",
                         "account " + o.account + ": withdrawal refused: IM " + format_double(c.im) +
@@ -258,14 +235,10 @@ void change_collateral(const CommonOptions& common, const CallsOptions& o, bool 
                             withdrawal_cycle(cycle_id, o.account, o.asset, scale, amount, std::floor(now) + 3600));
   }
   if (r.outcome != Outcome::recorded && r.outcome != Outcome::duplicate) throw input_error("", 0, "amount", r.message);
-  out["outcome"] = to_string(r.outcome);
-  out["account"] = o.account;
-  out["asset"] = o.asset;
-  out["amount"] = format_money(amount, scale);
-  out["balance"] = format_money(r.balance_minor, scale);
-  out["movement_seq"] = r.movement_seq;
-  out["cycle_id"] = r.cycle_id;
-  print_change(common, out);
+  protocol::CollateralChangeResult out = collateral_change_text(r, o.account, o.asset, amount, scale);
+  if (!deposit) out.figures = &figures;
+  const auto type = deposit ? protocol::RequestType::collateral_deposit : protocol::RequestType::collateral_withdraw;
+  print_change(common, as_json(protocol::encode_collateral_change_result(protocol::nil_id(), type, out)));
 }
 
 void list_collateral(const CommonOptions& common, const CallsOptions& o) {
@@ -275,10 +248,8 @@ void list_collateral(const CommonOptions& common, const CallsOptions& o) {
     return;
   }
   auto store = open_clearing_store(o.store, OpenMode::reader);
-  std::vector<protocol::BalanceRowText> rows;
-  for (const BalanceRow& b : store->balances(o.account))
-    rows.push_back({b.account, b.asset, format_money(b.amount_minor, b.scale), b.amount_minor, b.scale});
-  print_balances(common, as_json(protocol::encode_collateral_query_result(protocol::nil_id(), rows)));
+  print_balances(common, as_json(protocol::encode_collateral_query_result(protocol::nil_id(),
+                                                                         balance_rows_text(store->balances(o.account)))));
 }
 
 void list_movements(const CommonOptions& common, const CallsOptions& o) {

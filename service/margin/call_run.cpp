@@ -5,7 +5,6 @@
 #include <ctime>
 #include <map>
 
-#include "host/collateral.hpp"
 #include "models/errors.hpp"
 #include "models/money.hpp"
 
@@ -15,36 +14,75 @@ double unix_time_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string utc_id_stamp(double unix_seconds) {
-  const std::time_t t = static_cast<std::time_t>(std::floor(unix_seconds));
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec);
-  return buf;
-}
-
 namespace {
 
-std::string iso_now(double unix_seconds) {
+/// `unix_seconds` (whole seconds) in UTC with strftime's `format`.
+std::string utc_text(double unix_seconds, const char* format) {
   const std::time_t t = static_cast<std::time_t>(std::floor(unix_seconds));
   std::tm tm{};
   gmtime_r(&t, &tm);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec);
+  std::strftime(buf, sizeof buf, format, &tm);
   return buf;
 }
 
-/// The store's balances as holdings in units of each asset (risk figures: doubles).
-std::vector<CollateralHolding> holdings_of(const std::vector<BalanceRow>& rows) {
+}  // namespace
+
+std::string utc_id_stamp(double unix_seconds) { return utc_text(unix_seconds, "%Y%m%dT%H%M%SZ"); }
+
+std::vector<CollateralHolding> collateral_holdings(const std::vector<BalanceRow>& rows) {
   std::vector<CollateralHolding> out;
   out.reserve(rows.size());
   for (const BalanceRow& b : rows)
     out.push_back({b.account, b.asset, static_cast<double>(b.amount_minor) / static_cast<double>(pow10_i64(b.scale))});
   return out;
 }
+
+protocol::CallRunText call_run_text(const CallRun& run, const std::string& outcome) {
+  protocol::CallRunText t;
+  t.run_id = run.run_id;
+  t.kind = run.kind;
+  t.at = run.at;
+  t.model = run.model;
+  t.asset = run.asset;
+  t.units = run.units;
+  t.scale = run.scale;
+  t.cycle_id = run.cycle_id;
+  t.cycle_state = run.cycle_state;
+  t.outcome = outcome;
+  t.compute_ms = run.compute_ms;
+  std::int64_t total = 0;
+  for (const CallRecord& c : run.calls) {
+    if (!checked_add(total, c.call_minor, total)) throw logic_error("the total of the calls overflows");
+    t.calls.push_back({c.account, c.im, c.mm, c.collateral_value, format_money(c.call_minor, run.scale),
+                       format_money(c.settled_minor, run.scale), c.state, c.instruction_id});
+  }
+  t.total_call = format_money(total, run.scale);
+  return t;
+}
+
+std::vector<protocol::BalanceRowText> balance_rows_text(const std::vector<BalanceRow>& rows) {
+  std::vector<protocol::BalanceRowText> out;
+  out.reserve(rows.size());
+  for (const BalanceRow& b : rows)
+    out.push_back({b.account, b.asset, format_money(b.amount_minor, b.scale), b.amount_minor, b.scale});
+  return out;
+}
+
+protocol::CollateralChangeResult collateral_change_text(const CollateralResult& r, const std::string& account,
+                                                        const std::string& asset, std::int64_t amount_minor, int scale) {
+  protocol::CollateralChangeResult out;
+  out.outcome = to_string(r.outcome);
+  out.account = account;
+  out.asset = asset;
+  out.amount = format_money(amount_minor, scale);
+  out.balance = format_money(r.balance_minor, scale);
+  out.movement_seq = r.movement_seq;
+  out.cycle_id = r.cycle_id;
+  return out;
+}
+
+namespace {
 
 void require_finite(const AccountMargin& a) {
   if (!std::isfinite(a.im) || !std::isfinite(a.mm))
@@ -66,7 +104,7 @@ CallRunOutcome run_margin_calls(const CallRunInputs& in, const CallRunRequest& r
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<Position> book = kept_positions(in.store, in.ref.instruments, in.instruments_source);
   MarginRun margins = in.engine.run(book);
-  std::vector<CollateralHolding> holdings = holdings_of(in.store.balances());
+  std::vector<CollateralHolding> holdings = collateral_holdings(in.store.balances());
   // Calls sent and not yet final are collateral in transit (settlement asset).
   const Methodology& m = in.method;
   for (const auto& [account, minor] : in.store.pending_calls(m.settlement_asset))
@@ -77,7 +115,7 @@ CallRunOutcome run_margin_calls(const CallRunInputs& in, const CallRunRequest& r
   CallRun& run = out.run;
   run.run_id = run_id;
   run.kind = request.kind;
-  run.at = iso_now(now);
+  run.at = utc_text(now, "%Y-%m-%dT%H:%M:%SZ");
   run.model = m.name;
   run.asset = m.settlement_asset;
   run.scale = m.settlement_scale;
@@ -144,7 +182,7 @@ WithdrawalCheck check_withdrawal(const CallRunInputs& in, const std::string& acc
   int scale = 0;
   for (const BalanceRow& b : rows)
     if (b.asset == asset) c.balance_minor = b.amount_minor, scale = b.scale;
-  const auto values = collateral_values(holdings_of(rows), in.ref.market, m);
+  const auto values = collateral_values(collateral_holdings(rows), in.ref.market, m);
   const auto v = values.find(account);
   c.value_before = v == values.end() ? 0.0 : v->second;
   // The value of one minor unit of the asset after its haircut.

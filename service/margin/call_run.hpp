@@ -21,7 +21,9 @@
 #include "host/margin_engine.hpp"
 #include "models/methodology.hpp"
 #include "models/reference_data.hpp"
+#include "host/collateral.hpp"
 #include "service/clearing/clearing_store.hpp"
+#include "service/margin/protocol.hpp"
 
 namespace marginet {
 
@@ -67,5 +69,18 @@ SettlementCycle withdrawal_cycle(const std::string& cycle_id, const std::string&
 /// Seconds since the Unix epoch, and a UTC timestamp "20261202T160000Z" for ids.
 double unix_time_now();
 std::string utc_id_stamp(double unix_seconds);
+
+/// The store's balances as holdings in units of each asset (risk figures: doubles), for
+/// collateral_values().
+std::vector<CollateralHolding> collateral_holdings(const std::vector<BalanceRow>& rows);
+
+// The store's records as the protocol's reply rows (the service and the CLI print the same).
+/// A run with its calls in exact decimals of the run's asset and their total; logic_error if the
+/// total overflows int64.
+protocol::CallRunText call_run_text(const CallRun& run, const std::string& outcome);
+std::vector<protocol::BalanceRowText> balance_rows_text(const std::vector<BalanceRow>& rows);
+/// A deposit's or withdrawal's result (`figures` and `cycle_id` are the caller's to add).
+protocol::CollateralChangeResult collateral_change_text(const CollateralResult& r, const std::string& account,
+                                                        const std::string& asset, std::int64_t amount_minor, int scale);
 
 }  // namespace marginet

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <new>
 #include <optional>
 #include <set>
@@ -1283,15 +1284,22 @@ std::string encode_trades_query_result(std::string_view id_raw, const std::vecto
   return take(buf);
 }
 
+namespace {
+/// "columns": [names...], then "rows": an array of `rows` entries that the caller packs.
+void pack_table_header(Packer& pk, std::initializer_list<std::string_view> columns, std::size_t rows) {
+  pk.pack(std::string_view("columns"));
+  pk.pack_array(static_cast<std::uint32_t>(columns.size()));
+  for (std::string_view col : columns) pk.pack(col);
+  pk.pack(std::string_view("rows"));
+  pk.pack_array(static_cast<std::uint32_t>(rows));
+}
+}  // namespace
+
 std::string encode_positions_query_result(std::string_view id_raw, const std::vector<PositionRowText>& rows) {
   msgpack::sbuffer buf;
   Packer pk(buf);
   begin_reply(pk, id_raw, "positions.query.result", 2);
-  pk.pack(std::string_view("columns"));
-  pk.pack_array(3);
-  for (const char* col : {"account", "instrument", "quantity"}) pk.pack(std::string_view(col));
-  pk.pack(std::string_view("rows"));
-  pk.pack_array(static_cast<std::uint32_t>(rows.size()));
+  pack_table_header(pk, {"account", "instrument", "quantity"}, rows.size());
   for (const PositionRowText& r : rows) {
     pk.pack_array(3);
     pk.pack(r.account);
@@ -1347,11 +1355,7 @@ std::string encode_collateral_query_result(std::string_view id_raw, const std::v
   msgpack::sbuffer buf;
   Packer pk(buf);
   begin_reply(pk, id_raw, "collateral.query.result", 2);
-  pk.pack(std::string_view("columns"));
-  pk.pack_array(5);
-  for (const char* col : {"account", "asset", "amount", "amount_minor", "scale"}) pk.pack(std::string_view(col));
-  pk.pack(std::string_view("rows"));
-  pk.pack_array(static_cast<std::uint32_t>(rows.size()));
+  pack_table_header(pk, {"account", "asset", "amount", "amount_minor", "scale"}, rows.size());
   for (const BalanceRowText& r : rows) {
     pk.pack_array(5);
     pk.pack(r.account);
@@ -1382,12 +1386,8 @@ std::string encode_calls_result(std::string_view id_raw, RequestType type, const
   kv(pk, "total_call", run.total_call);
   if (with_outcome) kv(pk, "outcome", run.outcome);
   kv(pk, "compute_ms", run.compute_ms);
-  pk.pack(std::string_view("columns"));
-  pk.pack_array(8);
-  for (const char* col : {"account", "im", "mm", "collateral_value", "call", "settled", "state", "instruction_id"})
-    pk.pack(std::string_view(col));
-  pk.pack(std::string_view("rows"));
-  pk.pack_array(static_cast<std::uint32_t>(run.calls.size()));
+  pack_table_header(pk, {"account", "im", "mm", "collateral_value", "call", "settled", "state", "instruction_id"},
+                    run.calls.size());
   for (const CallRowText& c : run.calls) {
     pk.pack_array(8);
     pk.pack(c.account);

@@ -554,8 +554,7 @@ struct MarginServer::Impl {
       if (!valued) {
         // The store's balances (and the --collateral file's holdings, when given).
         std::vector<CollateralHolding> holdings = collateral;
-        for (const BalanceRow& b : store->balances())
-          holdings.push_back({b.account, b.asset, static_cast<double>(b.amount_minor) / static_cast<double>(pow10_i64(b.scale))});
+        for (CollateralHolding& h : collateral_holdings(store->balances())) holdings.push_back(std::move(h));
         values = collateral_values(holdings, ref.market, method);
         valued = true;
       }
@@ -736,20 +735,26 @@ struct MarginServer::Impl {
 
   CallRunInputs call_inputs() { return CallRunInputs{*store, ref, opt.instruments, method, *batch_engine}; }
 
-  /// Decimal text -> minor units of the store's scale of `asset` (bad_request naming the field).
-  std::pair<std::int64_t, int> amount_of(const std::string& asset, const std::string& text) {
+  /// The store's scale of a collateral asset (bad_request when the store has no such asset).
+  int scale_of(const std::string& asset) {
     const auto scales = store->asset_scales();
     const auto it = scales.find(asset);
     if (it == scales.end())
       throw protocol::protocol_error(ErrorCode::bad_request, "asset '" + asset.substr(0, 64) +
                                                                  "' is not a collateral asset of the store");
+    return it->second;
+  }
+
+  /// Decimal text -> minor units of the store's scale of `asset` (bad_request naming the field).
+  std::pair<std::int64_t, int> amount_of(const std::string& asset, const std::string& text) {
+    const int scale = scale_of(asset);
     std::int64_t minor = 0;
-    const MoneyStatus st = parse_minor_units(text, it->second, minor, Rounding::exact);
+    const MoneyStatus st = parse_minor_units(text, scale, minor, Rounding::exact);
     if (st != MoneyStatus::ok || minor <= 0)
       throw protocol::protocol_error(ErrorCode::bad_request,
                                      "amount: '" + text.substr(0, 64) + "' is not a positive amount of " + asset + " (" +
-                                         (st != MoneyStatus::ok ? money_status_text(st, it->second) : "not > 0") + ")");
-    return {minor, it->second};
+                                         (st != MoneyStatus::ok ? money_status_text(st, scale) : "not > 0") + ")");
+    return {minor, scale};
   }
 
   static ErrorCode collateral_error(Outcome o) {
@@ -765,14 +770,8 @@ struct MarginServer::Impl {
     const CollateralResult r = st.deposit({req.account, req.asset, minor, req.reference});
     if (r.outcome != Outcome::recorded && r.outcome != Outcome::duplicate)
       throw protocol::protocol_error(r.outcome == Outcome::conflict ? ErrorCode::conflict : ErrorCode::bad_request, r.message);
-    protocol::CollateralChangeResult out;
-    out.outcome = to_string(r.outcome);
-    out.account = req.account;
-    out.asset = req.asset;
-    out.amount = format_money(minor, scale);
-    out.balance = format_money(r.balance_minor, scale);
-    out.movement_seq = r.movement_seq;
-    reply(job, protocol::encode_collateral_change_result(job.request.id_raw, RequestType::collateral_deposit, out));
+    reply(job, protocol::encode_collateral_change_result(job.request.id_raw, RequestType::collateral_deposit,
+                                                         collateral_change_text(r, req.account, req.asset, minor, scale)));
   }
 
   void process_withdraw(const Job& job) {
@@ -782,11 +781,7 @@ struct MarginServer::Impl {
     std::int64_t minor = -1;
     int scale = 0;
     if (excess) {
-      const auto scales = st.asset_scales();
-      const auto it = scales.find(req.asset);
-      if (it == scales.end())
-        throw protocol::protocol_error(ErrorCode::bad_request, "asset '" + req.asset.substr(0, 64) + "' is not a collateral asset of the store");
-      scale = it->second;
+      scale = scale_of(req.asset);
     } else {
       std::tie(minor, scale) = amount_of(req.asset, req.amount);
     }
@@ -796,14 +791,9 @@ struct MarginServer::Impl {
         if (m.kind == MovementKind::withdrawal && m.reference == req.reference) {
           const CollateralResult r = st.withdraw({req.account, req.asset, excess ? -m.amount_minor : minor, req.reference}, std::nullopt);
           if (r.outcome != Outcome::duplicate) throw protocol::protocol_error(collateral_error(r.outcome), r.message);
-          protocol::CollateralChangeResult out;
-          out.outcome = "duplicate";
-          out.account = req.account;
-          out.asset = req.asset;
-          out.amount = format_money(-m.amount_minor, scale);
-          out.balance = format_money(r.balance_minor, scale);
-          out.movement_seq = r.movement_seq;
-          reply(job, protocol::encode_collateral_change_result(job.request.id_raw, RequestType::collateral_withdraw, out));
+          reply(job, protocol::encode_collateral_change_result(
+                         job.request.id_raw, RequestType::collateral_withdraw,
+                         collateral_change_text(r, req.account, req.asset, -m.amount_minor, scale)));
           return;
         }
     }
@@ -836,47 +826,15 @@ struct MarginServer::Impl {
     if (r.outcome != Outcome::recorded && r.outcome != Outcome::duplicate)
       throw protocol::protocol_error(collateral_error(r.outcome), r.message);
     if (link) link->wake();
-    protocol::CollateralChangeResult out;
-    out.outcome = to_string(r.outcome);
-    out.account = req.account;
-    out.asset = req.asset;
-    out.amount = format_money(amount, scale);
-    out.balance = format_money(r.balance_minor, scale);
-    out.movement_seq = r.movement_seq;
+    protocol::CollateralChangeResult out = collateral_change_text(r, req.account, req.asset, amount, scale);
     out.figures = &fig;
-    out.cycle_id = r.cycle_id;
     reply(job, protocol::encode_collateral_change_result(job.request.id_raw, RequestType::collateral_withdraw, out));
   }
 
   void process_collateral_query(const Job& job) {
     ClearingStore& st = need_store();
-    std::vector<protocol::BalanceRowText> rows;
-    for (const BalanceRow& b : st.balances(job.request.collateral_query.account))
-      rows.push_back({b.account, b.asset, format_money(b.amount_minor, b.scale), b.amount_minor, b.scale});
-    reply(job, protocol::encode_collateral_query_result(job.request.id_raw, rows));
-  }
-
-  static protocol::CallRunText call_run_text(const CallRun& run, const std::string& outcome) {
-    protocol::CallRunText t;
-    t.run_id = run.run_id;
-    t.kind = run.kind;
-    t.at = run.at;
-    t.model = run.model;
-    t.asset = run.asset;
-    t.units = run.units;
-    t.scale = run.scale;
-    t.cycle_id = run.cycle_id;
-    t.cycle_state = run.cycle_state;
-    t.outcome = outcome;
-    t.compute_ms = run.compute_ms;
-    std::int64_t total = 0;
-    for (const CallRecord& c : run.calls) {
-      (void)checked_add(total, c.call_minor, total);
-      t.calls.push_back({c.account, c.im, c.mm, c.collateral_value, format_money(c.call_minor, run.scale),
-                         format_money(c.settled_minor, run.scale), c.state, c.instruction_id});
-    }
-    t.total_call = format_money(total, run.scale);
-    return t;
+    reply(job, protocol::encode_collateral_query_result(
+                   job.request.id_raw, balance_rows_text(st.balances(job.request.collateral_query.account))));
   }
 
   CallRunOutcome call_run(const std::string& run_id, const std::string& kind) {

@@ -18,6 +18,15 @@ void pack_str(msgpack::packer<msgpack::sbuffer>& pk, std::string_view s) {
   pk.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
 }
 
+/// Opens a message: a map of `fields` entries, "v" and "type" among them (written here).
+void pack_header(msgpack::packer<msgpack::sbuffer>& pk, std::string_view type, std::uint32_t fields) {
+  pk.pack_map(fields);
+  pack_str(pk, "v");
+  pk.pack(kSettlementWireVersion);
+  pack_str(pk, "type");
+  pack_str(pk, type);
+}
+
 msgpack::object_handle unpack_bounded(std::string_view frame) {
   // Nothing in a frame can be longer than the frame itself: that bounds every container.
   const std::size_t n = frame.size();
@@ -120,11 +129,7 @@ void check_header(const msgpack::object& map, std::string_view type) {
 std::string encode_settlement_cycle(const SettlementCycle& c) {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk(buf);
-  pk.pack_map(6);
-  pack_str(pk, "v");
-  pk.pack(kSettlementWireVersion);
-  pack_str(pk, "type");
-  pack_str(pk, "settlement.cycle");
+  pack_header(pk, "settlement.cycle", 6);
   pack_str(pk, "cycle_id");
   pack_str(pk, c.cycle_id);
   pack_str(pk, "deadline");
@@ -197,11 +202,7 @@ SettlementCycle decode_settlement_cycle(std::string_view frame) {
 std::string encode_settlement_ack(const SettlementAck& ack) {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk(buf);
-  pk.pack_map(5);
-  pack_str(pk, "v");
-  pk.pack(kSettlementWireVersion);
-  pack_str(pk, "type");
-  pack_str(pk, "settlement.ack");
+  pack_header(pk, "settlement.ack", 5);
   pack_str(pk, "cycle_id");
   pack_str(pk, ack.cycle_id);
   pack_str(pk, "status");
@@ -221,11 +222,7 @@ SettlementAck decode_settlement_ack(std::string_view frame) {
 std::string encode_settlement_query(const std::string& cycle_id) {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk(buf);
-  pk.pack_map(3);
-  pack_str(pk, "v");
-  pk.pack(kSettlementWireVersion);
-  pack_str(pk, "type");
-  pack_str(pk, "settlement.query");
+  pack_header(pk, "settlement.query", 3);
   pack_str(pk, "cycle_id");
   pack_str(pk, cycle_id);
   return std::string(buf.data(), buf.size());
@@ -241,11 +238,7 @@ std::string decode_settlement_query(std::string_view frame) {
 std::string encode_settlement_report(const SettlementReport& r) {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk(buf);
-  pk.pack_map(6);
-  pack_str(pk, "v");
-  pk.pack(kSettlementWireVersion);
-  pack_str(pk, "type");
-  pack_str(pk, "settlement.report");
+  pack_header(pk, "settlement.report", 6);
   pack_str(pk, "cycle_id");
   pack_str(pk, r.cycle_id);
   pack_str(pk, "cycle_state");
