@@ -8,6 +8,7 @@
 
 #include "models/csv.hpp"
 #include "models/errors.hpp"
+#include "models/identifier.hpp"
 #include "models/money.hpp"
 
 namespace marginet {
@@ -37,10 +38,12 @@ int cycle_asset_scale(const SettlementCycle& cycle, std::string_view asset) {
 }
 
 void validate_cycle(const SettlementCycle& c, const std::string& source) {
-  if (c.cycle_id.empty()) throw input_error(source, 0, "cycle_id", "empty");
+  // Every text is an identifier (valid UTF-8, no control characters, bounded): a cycle is
+  // written to JSON, the ledger and logs, where anything else fails or misleads.
+  if (auto p = identifier_problem(c.cycle_id, kMaxCycleIdBytes)) throw input_error(source, 0, "cycle_id", *p);
   std::set<std::string> assets;
   for (const auto& a : c.assets) {
-    if (a.asset.empty()) throw input_error(source, 0, "assets", "an asset has an empty name");
+    if (auto p = identifier_problem(a.asset, kMaxAssetBytes)) throw input_error(source, 0, "assets", "an asset name is " + *p);
     if (a.scale < 0 || a.scale > kMaxMoneyScale)
       throw input_error(source, 0, "assets",
                         "asset " + a.asset + ": " + money_status_text(MoneyStatus::bad_scale, a.scale));
@@ -48,12 +51,14 @@ void validate_cycle(const SettlementCycle& c, const std::string& source) {
       throw input_error(source, 0, "assets", "asset " + a.asset + " listed twice");
   }
   std::set<std::string> ids;
-  for (const auto& i : c.instructions) {
+  for (std::size_t k = 0; k < c.instructions.size(); ++k) {
+    const auto& i = c.instructions[k];
+    if (auto p = identifier_problem(i.instruction_id, kMaxInstructionIdBytes))
+      throw input_error(source, 0, "instruction_id", "instruction " + std::to_string(k + 1) + ": " + *p);
     const std::string where = "instruction '" + i.instruction_id + "': ";
-    if (i.instruction_id.empty()) throw input_error(source, 0, "instruction_id", "empty");
     if (!ids.insert(i.instruction_id).second)
       throw input_error(source, 0, "instruction_id", where + "duplicate instruction id");
-    if (i.member.empty()) throw input_error(source, 0, "member", where + "empty member");
+    if (auto p = identifier_problem(i.member, kMaxMemberBytes)) throw input_error(source, 0, "member", where + "member " + *p);
     if (!assets.count(i.asset))
       throw input_error(source, 0, "asset", where + "asset '" + i.asset + "' is not in the cycle's assets");
     if (i.amount <= 0) throw input_error(source, 0, "amount", where + "amount must be > 0");
@@ -64,6 +69,7 @@ nlohmann::ordered_json cycle_to_json(const SettlementCycle& c) {
   nlohmann::ordered_json j;
   j["cycle_id"] = c.cycle_id;
   j["deadline"] = format_iso8601_utc(c.deadline);
+  if (c.liquidity_draw) j["liquidity_draw"] = true;
   j["assets"] = nlohmann::ordered_json::array();
   for (const auto& a : c.assets) j["assets"].push_back({{"asset", a.asset}, {"scale", a.scale}});
   j["instructions"] = nlohmann::ordered_json::array();
@@ -114,6 +120,10 @@ SettlementCycle cycle_from_json(const nlohmann::json& j, const std::string& sour
     } else {
       throw input_error(source, 0, "deadline", "must be an ISO 8601 UTC time");
     }
+  }
+  if (const auto it = j.find("liquidity_draw"); it != j.end()) {
+    if (!it->is_boolean()) throw input_error(source, 0, "liquidity_draw", "must be true or false");
+    c.liquidity_draw = it->get<bool>();
   }
   const auto& assets = member_of(j, "assets", source, "");
   if (!assets.is_array()) throw input_error(source, 0, "assets", "must be an array");

@@ -8,12 +8,13 @@
 //
 // File form (`--cycle-file`): JSON, self-contained —
 //   {"cycle_id": "...", "deadline": "2024-06-28T09:00:00Z",
-//    "assets": [{"asset": "BTC", "scale": 8}, ...],
+//    "assets": [{"asset": "BTC", "scale": 8}, ...], "liquidity_draw": false (optional),
 //    "instructions": [{"instruction_id": "...", "member": "M1", "asset": "BTC",
 //                      "leg": "pay_in"|"pay_out", "kind": "net"|"margin_call",
 //                      "amount": "1.50000000", "amount_minor": 150000000}, ...]}
 // On read, `amount_minor` wins when both are present and they must agree.
 
+#include <cstddef>
 #include <cstdint>
 #include <iosfwd>
 #include <nlohmann/json.hpp>
@@ -45,6 +46,10 @@ struct SettlementCycle {
   double deadline = 0;         // Unix seconds (UTC)
   std::vector<AssetScale> assets;
   std::vector<SettlementInstruction> instructions;
+  // Per asset, a cycle's pay-outs are funded by its pay-ins (net pay-ins equal net pay-outs)
+  // unless it says it draws on what the CCP holds (collateral released on a withdrawal, CCP
+  // liquidity): a scheduler accepts that only from a sender it authorised to draw.
+  bool liquidity_draw = false;
 };
 
 /// What became of one instruction a producer sent, following it through the cycles it was
@@ -74,7 +79,14 @@ bool parse_obligation_kind(std::string_view text, ObligationKind& out);
 /// The scale of `asset` in the cycle's asset list; -1 when absent.
 int cycle_asset_scale(const SettlementCycle& cycle, std::string_view asset);
 
-/// Checks what every consumer relies on: a non-empty cycle id, assets listed once with a scale
+// Bounds of a cycle's texts (bytes of UTF-8).
+inline constexpr std::size_t kMaxCycleIdBytes = 256;
+inline constexpr std::size_t kMaxInstructionIdBytes = 512;
+inline constexpr std::size_t kMaxMemberBytes = 256;
+inline constexpr std::size_t kMaxAssetBytes = 64;
+
+/// Checks what every consumer relies on: every text valid UTF-8 without control characters
+/// and within the bounds above, a non-empty cycle id, assets listed once with a scale
 /// of 0..18, every instruction with a unique non-empty id, a member, a listed asset and an
 /// amount > 0. Throws input_error naming `source` and the offending field.
 void validate_cycle(const SettlementCycle& cycle, const std::string& source);

@@ -28,6 +28,7 @@
 #include <string>
 #include <string_view>
 
+#include "models/identifier.hpp"
 #include "models/money.hpp"
 
 namespace marginet {
@@ -55,10 +56,9 @@ std::string quantity_text(std::int64_t quantity_units);
 /// (strtod of quantity_text), so 1.5 is exactly 1.5 and 0.1 is the double of "0.1".
 double quantity_value(std::int64_t quantity_units);
 
-/// Why `id` is not a valid identifier ("empty", "longer than 128 bytes", "not valid UTF-8",
-/// "contains a control character"), or nullopt when it is. `max_bytes` is for other texts of the
-/// same rules (a cancel's reason).
-std::optional<std::string> identifier_problem(std::string_view id, std::size_t max_bytes = kMaxIdBytes);
+/// Why `id` is not a valid identifier (models/identifier.hpp), 128 bytes at most by default;
+/// `max_bytes` is for other texts of the same rules (a cancel's reason).
+inline std::optional<std::string> identifier_problem(std::string_view id) { return identifier_problem(id, kMaxIdBytes); }
 /// True for `YYYY-MM-DDTHH:MM:SS[.fraction]Z` naming a real UTC time (rules above).
 bool is_valid_utc_time(std::string_view text);
 

@@ -5,7 +5,16 @@
 //                      [--cycle-file F]...
 //                      [--until-idle] [--chain-state FILE] [--clock wall|virtual --start ISO
 //                      --tick-seconds S] [--poll-ms N] [--max-runtime S]
+//                      [--curve-key NAME.key --producers FILE] [--insecure]
 //   marginet scheduler status --ledger FILE.sqlite
+//   marginet scheduler roll|close CYCLE (--connect ENDPOINT [--curve-server-key PUB --curve-key KEY]
+//                                        | --ledger FILE.sqlite --chains FILE.json)
+//
+// Trust (docs/settlement.md): with --curve-key every peer authenticates with a key listed in
+// --producers ("KEY NAME [draw] [operate]" per line); only a producer with `draw` may send a cycle
+// whose pay-outs its pay-ins do not fund (a withdrawal), only one with `operate` may end a
+// cycle. Without CURVE no peer is authenticated: balanced cycles and queries are accepted,
+// draws and operator requests only with --insecure (development on one host).
 //
 // Cycles come from --cycle-file (JSON, models/settlement_cycle.hpp) and/or msgpack frames
 // (service/settlement/wire.hpp) on a ZeroMQ ROUTER socket bound at --bind (request/reply with
@@ -23,6 +32,9 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <chrono>
 #include <csignal>
 #include <iostream>
@@ -35,10 +47,12 @@
 
 #include "models/csv.hpp"
 #include "models/errors.hpp"
+#include "models/identifier.hpp"
 #include "models/settlement_cycle.hpp"
 #include "service/cli/common.hpp"
 #include "service/cli/table.hpp"
 #include "service/db/writer_lock.hpp"
+#include "service/margin/curve.hpp"
 #include "service/settlement/ledger.hpp"
 #include "service/settlement/scheduler.hpp"
 #include "service/settlement/wire.hpp"
@@ -66,7 +80,47 @@ struct SchedulerOptions {
   int poll_ms = 20;
   double max_runtime = 0;
   std::string status_ledger;
+  std::string curve_key;      // the scheduler's NAME.key (CURVE on both sockets)
+  std::string producers;      // allow-list with rights
+  bool insecure = false;      // without CURVE: every peer may draw and operate
+  // roll | close
+  std::string end_cycle;
+  std::string connect;
+  std::string curve_server_key;
 };
+
+// A producer of the allow-list: its name and rights.
+struct Producer {
+  std::string name;
+  bool draw = false;
+  bool operate = false;
+};
+
+/// The producers file: "KEY NAME [draw] [operate]" per line (KEY: 40 Z85 characters; blank
+/// lines and # comments ignored). input_error naming file, line and field.
+std::map<std::string, Producer> read_producers(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw input_error(path, 0, "", "cannot open the producers file");
+  std::map<std::string, Producer> out;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    if (const auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    std::istringstream words(line);
+    std::string key;
+    if (!(words >> key)) continue;
+    if (!is_z85_key(key)) throw input_error(path, n, "key", "not a 40-character Z85 public key");
+    Producer p;
+    if (!(words >> p.name)) throw input_error(path, n, "name", "missing (KEY NAME [draw] [operate])");
+    if (auto why = identifier_problem(p.name, 128)) throw input_error(path, n, "name", *why);
+    for (std::string right; words >> right;) {
+      if (right == "draw") p.draw = true;
+      else if (right == "operate") p.operate = true;
+      else throw input_error(path, n, "rights", "unknown right '" + right + "' (draw, operate)");
+    }
+    if (!out.emplace(key, p).second) throw input_error(path, n, "key", "listed twice");
+  }
+  return out;
+}
 
 // ROUTER (--bind) and PULL (--pull) limits: the largest frame accepted, the messages handled per loop round (so
 // that ticks go on under a flood).
@@ -95,8 +149,13 @@ void write_status(const SchedulerStatus& st, const CommonOptions& common) {
   t.add_row({std::string("cycles"), std::string("open"), st.cycles_open});
   t.add_row({std::string("cycles"), std::string("queued"), st.cycles_queued});
   t.add_row({std::string("cycles"), std::string("closed"), st.cycles_closed});
-  if (!st.open_cycle.empty()) t.add_row({std::string("cycles"), std::string("open_cycle"), st.open_cycle});
-  for (const char* s : {"instructed", "submitted", "confirmed", "final", "failed", "rolled", "defaulted"}) {
+  if (!st.open_cycle.empty()) {
+    t.add_row({std::string("cycles"), std::string("open_cycle"), st.open_cycle});
+    t.add_row({std::string("cycles"), std::string("open_deadline"), st.open_deadline});
+  }
+  // The members whose instructions keep the open cycle open, and what is not final.
+  for (const auto& [member, what] : st.blocking) t.add_row({std::string("blocking"), member, what});
+  for (const char* s : {"instructed", "submitted", "confirmed", "final", "failed", "rolled", "defaulted", "expired"}) {
     auto it = st.instructions_per_state.find(s);
     t.add_row({std::string("instructions"), std::string(s), it == st.instructions_per_state.end() ? 0 : it->second});
   }
@@ -104,6 +163,7 @@ void write_status(const SchedulerStatus& st, const CommonOptions& common) {
   for (const auto& [asset, v] : st.carried) t.add_row({std::string("carried"), asset, amount(asset, v)});
   for (const auto& [asset, v] : st.shortfall) t.add_row({std::string("shortfall"), asset, amount(asset, v)});
   for (const auto& [asset, v] : st.liquidity) t.add_row({std::string("liquidity"), asset, amount(asset, v)});
+  t.add_row({std::string("transfers"), std::string("watched"), st.transfers_watched});
   t.add_row({std::string("ledger"), std::string("entries"), st.ledger_entries});
   OutputSink sink(common.out);
   write_table(sink.stream(), t, common.format);
@@ -114,6 +174,72 @@ void run_status(const CommonOptions& common, const SchedulerOptions& o) {
   if (path.empty()) throw usage_error("scheduler status: --ledger FILE is required");
   SqliteDb db(path, false);
   write_status(read_scheduler_status(db), common);
+}
+
+// The scheduler over its ledger and chains, the ledger's writer lock held.
+struct SchedulerRuntime {
+  std::unique_ptr<WriterLock> lock;
+  std::unique_ptr<SqliteDb> db, chain_db;
+  std::vector<std::unique_ptr<SimChain>> sims;
+  std::unique_ptr<SettlementScheduler> sched;
+};
+
+SchedulerRuntime open_runtime(const SchedulerOptions& o, const std::string& what) {
+  if (o.ledger.empty()) throw usage_error(what + ": --ledger FILE is required");
+  if (o.chains.empty()) throw usage_error(what + ": --chains FILE is required");
+  const SchedulerConfig cfg = load_scheduler_config(o.chains);
+  SchedulerRuntime rt;
+  // One writer per ledger: a second scheduler on the same file is refused (exit 2) before it
+  // touches anything (service/db/writer_lock.hpp; released by the kernel on any exit).
+  rt.lock = std::make_unique<WriterLock>(o.ledger, "settlement ledger");
+  rt.db = std::make_unique<SqliteDb>(o.ledger);
+  rt.chain_db = std::make_unique<SqliteDb>(o.chain_state.empty() ? default_chain_state(o.ledger) : o.chain_state);
+  std::vector<ChainAdapter*> chains;
+  for (const auto& sc : cfg.sim_chains) {
+    rt.sims.push_back(std::make_unique<SimChain>(sc, rt.chain_db.get()));
+    chains.push_back(rt.sims.back().get());
+  }
+  rt.sched = std::make_unique<SettlementScheduler>(*rt.db, cfg, chains);
+  return rt;
+}
+
+// `scheduler roll|close CYCLE`: through the running daemon (--connect), or on the ledger when
+// no daemon holds it.
+void run_end_cycle(const CommonOptions& common, const SchedulerOptions& o, const std::string& action) {
+  if (o.end_cycle.empty()) throw usage_error("scheduler " + action + ": CYCLE is required");
+  std::string message;
+  if (!o.connect.empty()) {
+    if (!o.ledger.empty()) throw usage_error("scheduler " + action + ": --connect or --ledger, not both");
+    zmq::context_t ctx(1);
+    zmq::socket_t s(ctx, zmq::socket_type::dealer);
+    s.set(zmq::sockopt::linger, 0);
+    s.set(zmq::sockopt::maxmsgsize, std::int64_t{1} << 20);
+    if (o.curve_server_key.empty() != o.curve_key.empty())
+      throw usage_error("scheduler " + action + ": CURVE needs both --curve-server-key and --curve-key");
+    if (!o.curve_server_key.empty())
+      enable_curve_client(s, read_curve_key_file(o.curve_server_key).public_key, read_curve_key_file(o.curve_key));
+    try {
+      s.connect(o.connect);
+    } catch (const zmq::error_t& e) {
+      throw usage_error("scheduler " + action + ": cannot connect to " + o.connect + ": " + e.what());
+    }
+    const std::string frame = encode_settlement_operator({action, o.end_cycle});
+    (void)s.send(zmq::buffer(frame), zmq::send_flags::none);
+    zmq::pollitem_t item{s.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, std::chrono::seconds(30)) == 0)
+      throw std::runtime_error("scheduler " + action + ": no answer from " + o.connect + " within 30 s");
+    zmq::message_t reply;
+    (void)s.recv(reply, zmq::recv_flags::none);
+    const SettlementAck ack = decode_settlement_ack(reply.to_string_view());
+    if (ack.status != "done") throw usage_error("scheduler " + action + " " + o.end_cycle + ": " + ack.message);
+    message = ack.message;
+  } else {
+    SchedulerRuntime rt = open_runtime(o, "scheduler " + action);
+    message = rt.sched->end_cycle(o.end_cycle,
+                                  action == "roll" ? MissedDeadlineAction::roll : MissedDeadlineAction::default_management,
+                                  wall_now(), "operator at the console");
+  }
+  if (!common.quiet) std::cout << message << "\n";
 }
 
 void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
@@ -127,19 +253,15 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
   if (o.clock != "wall" && o.clock != "virtual") throw usage_error("scheduler: --clock is wall or virtual");
   if (!(o.tick_seconds > 0)) throw usage_error("scheduler: --tick-seconds must be > 0");
 
-  const SchedulerConfig cfg = load_scheduler_config(o.chains);
-  // One writer per ledger: a second scheduler on the same file is refused (exit 2) before it
-  // touches anything (service/db/writer_lock.hpp; released by the kernel on any exit).
-  const WriterLock lock(o.ledger, "settlement ledger");
-  SqliteDb db(o.ledger);
-  SqliteDb chain_db(o.chain_state.empty() ? default_chain_state(o.ledger) : o.chain_state);
-  std::vector<std::unique_ptr<SimChain>> sims;
-  std::vector<ChainAdapter*> chains;
-  for (const auto& sc : cfg.sim_chains) {
-    sims.push_back(std::make_unique<SimChain>(sc, &chain_db));
-    chains.push_back(sims.back().get());
-  }
-  SettlementScheduler sched(db, cfg, chains);
+  const bool curve = !o.curve_key.empty();
+  if (curve && o.producers.empty()) throw usage_error("scheduler: --curve-key needs --producers (who may send)");
+  if (!curve && !o.producers.empty()) throw usage_error("scheduler: --producers needs --curve-key");
+  if (curve && o.insecure) throw usage_error("scheduler: --insecure is for a scheduler without CURVE");
+  std::map<std::string, Producer> producers;
+  if (curve) producers = read_producers(o.producers);
+  SchedulerRuntime rt = open_runtime(o, "scheduler");
+  SqliteDb& db = *rt.db;
+  SettlementScheduler& sched = *rt.sched;
 
   // The clock: wall time, or virtual time advancing by --tick-seconds per tick.
   double virtual_now = wall_now();
@@ -153,7 +275,19 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
 
   std::unique_ptr<zmq::context_t> ctx;
   std::unique_ptr<zmq::socket_t> router, pull, ack;
+  std::unique_ptr<ZapHandler> zap;
+  CurveKeyPair keys;
   if (!o.bind.empty() || !o.pull.empty()) ctx = std::make_unique<zmq::context_t>(1);
+  if (ctx && curve) {
+    keys = read_curve_key_file(o.curve_key);
+    std::set<std::string> allowed;
+    for (const auto& [key, p] : producers) allowed.insert(key);
+    if (allowed.empty()) allowed.insert(kCurveNoClient);  // a list without keys admits nobody
+    zap = std::make_unique<ZapHandler>(*ctx, std::move(allowed), "marginet-scheduler");
+  } else if (ctx && !common.quiet) {
+    spdlog::warn("scheduler: no CURVE: peers are not authenticated; liquidity draws and operator requests are {}",
+                 o.insecure ? "accepted from anyone (--insecure)" : "refused");
+  }
   if (!o.bind.empty()) {
     router = std::make_unique<zmq::socket_t>(*ctx, zmq::socket_type::router);
     router->set(zmq::sockopt::maxmsgsize, kRouterMaxMessageBytes);
@@ -161,6 +295,7 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
     router->set(zmq::sockopt::router_mandatory, true);  // a reply to a gone peer fails (EHOSTUNREACH): dropped
     router->set(zmq::sockopt::sndhwm, 10000);
     router->set(zmq::sockopt::rcvhwm, 10000);
+    if (curve) enable_curve_server(*router, keys, "marginet-scheduler");
     try {
       router->bind(o.bind);
     } catch (const zmq::error_t& e) {
@@ -172,6 +307,7 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
     pull = std::make_unique<zmq::socket_t>(*ctx, zmq::socket_type::pull);
     pull->set(zmq::sockopt::maxmsgsize, kRouterMaxMessageBytes);  // a larger frame drops its sender
     pull->set(zmq::sockopt::linger, 0);
+    if (curve) enable_curve_server(*pull, keys, "marginet-scheduler");
     try {
       pull->bind(o.pull);
     } catch (const zmq::error_t& e) {
@@ -192,8 +328,24 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
     return SettlementAck{cycle_id, status, message};
   };
   std::size_t received = 0;
-  auto take = [&](const SettlementCycle& cycle) {
-    const CycleReceipt r = sched.receive(cycle, now());
+  // Who sent a message: the producer its CURVE key names, or an unauthenticated peer.
+  struct Peer {
+    CycleSender sender;
+    bool operate = false;
+  };
+  auto peer_of = [&](zmq::message_t& m) -> Peer {  // gets() is not const in cppzmq
+    if (!curve) return {{"unauthenticated", o.insecure}, o.insecure};
+    const char* uid = nullptr;
+    try {
+      uid = m.gets("User-Id");
+    } catch (const zmq::error_t&) {
+    }
+    const auto it = uid ? producers.find(uid) : producers.end();
+    if (it == producers.end()) return {{"unknown", false}, false};
+    return {{it->second.name, it->second.draw}, it->second.operate};
+  };
+  auto take = [&](const SettlementCycle& cycle, const CycleSender& sender = CycleSender{}) {
+    const CycleReceipt r = sched.receive(cycle, now(), sender);
     ++received;
     return acknowledge(cycle.cycle_id, r == CycleReceipt::recorded ? "recorded" : "duplicate",
                        r == CycleReceipt::recorded ? std::to_string(cycle.instructions.size()) + " instructions, durable"
@@ -204,7 +356,7 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
   // One settlement.cycle frame (from either socket): its ack. Bad input is a rejected ack (with
   // the cycle's id when the frame decoded); any other failure (the database) gets no ack, so
   // that the producer sends the cycle again.
-  auto take_frame = [&](std::string_view frame) -> std::optional<SettlementAck> {
+  auto take_frame = [&](std::string_view frame, const CycleSender& sender) -> std::optional<SettlementAck> {
     SettlementCycle cycle;
     try {
       cycle = decode_settlement_cycle(frame);
@@ -213,7 +365,7 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
       return acknowledge("", "rejected", e.what());
     }
     try {
-      return take(cycle);
+      return take(cycle, sender);
     } catch (const input_error& e) {
       spdlog::warn("scheduler: rejected cycle {}: {}", cycle.cycle_id, e.what());
       return acknowledge(cycle.cycle_id, "rejected", e.what());
@@ -224,8 +376,27 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
     }
   };
   // One ROUTER request: the reply frame, or nothing.
-  auto answer = [&](std::string_view frame) -> std::optional<std::string> {
+  auto answer = [&](std::string_view frame, const Peer& peer) -> std::optional<std::string> {
     const std::string type = settlement_message_type(frame);
+    if (type == "settlement.operator") {
+      OperatorRequest req;
+      try {
+        req = decode_settlement_operator(frame);
+        if (!peer.operate)
+          throw input_error("settlement.operator", 0, "sender",
+                            "'" + peer.sender.name + "' may not end cycles (the operate right; without CURVE: --insecure)");
+        const std::string done = sched.end_cycle(
+            req.cycle_id, req.action == "roll" ? MissedDeadlineAction::roll : MissedDeadlineAction::default_management,
+            now(), peer.sender.name);
+        return encode_settlement_ack(acknowledge(req.cycle_id, "done", done));
+      } catch (const input_error& e) {
+        spdlog::warn("scheduler: rejected an operator request: {}", e.what());
+        return encode_settlement_ack(acknowledge(req.cycle_id, "rejected", e.what()));
+      } catch (const std::exception& e) {
+        spdlog::error("scheduler: operator request not carried out: {}", e.what());
+        return encode_settlement_ack(acknowledge(req.cycle_id, "rejected", std::string("not carried out: ") + e.what()));
+      }
+    }
     if (type == "settlement.query") {
       try {
         return encode_settlement_report(read_settlement_report(db, decode_settlement_query(frame)));
@@ -238,15 +409,15 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
       }
     }
     if (type == "settlement.cycle") {
-      const auto a = take_frame(frame);
+      const auto a = take_frame(frame, peer.sender);
       if (!a) return std::nullopt;
       return encode_settlement_ack(*a);
     }
     const std::string why = type.empty() ? "not a msgpack map with a string \"type\""
                                          : "unexpected message type \"" + type + "\"";
-    spdlog::warn("scheduler: rejected a message: {} (expected settlement.cycle or settlement.query)", why);
+    spdlog::warn("scheduler: rejected a message: {} (expected settlement.cycle, settlement.query or settlement.operator)", why);
     return encode_settlement_ack(
-        acknowledge("", "rejected", why + "; expected settlement.cycle or settlement.query"));
+        acknowledge("", "rejected", why + "; expected settlement.cycle, settlement.query or settlement.operator"));
   };
   // Reads one multipart message; false when none is waiting.
   auto receive_parts = [](zmq::socket_t& s, std::vector<zmq::message_t>& parts) {
@@ -273,10 +444,10 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
         if (!common.quiet) spdlog::warn("scheduler: dropped a message of {} frames", n);
         continue;
       }
-      const zmq::message_t& body = parts[n - 1];
+      zmq::message_t& body = parts[n - 1];
       std::optional<std::string> reply;
       try {
-        reply = answer(std::string_view(static_cast<const char*>(body.data()), body.size()));
+        reply = answer(std::string_view(static_cast<const char*>(body.data()), body.size()), peer_of(body));
       } catch (const std::exception& e) {  // answer() handles its own; this is the last net
         spdlog::error("scheduler: a message was not answered: {}", e.what());
       }
@@ -326,7 +497,7 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
             ++dropped;
             continue;
           }
-          const auto a = take_frame(std::string_view(static_cast<const char*>(msg.data()), msg.size()));
+          const auto a = take_frame(std::string_view(static_cast<const char*>(msg.data()), msg.size()), peer_of(msg).sender);
           if (a && ack) {
             const std::string frame = encode_settlement_ack(*a);
             (void)ack->send(zmq::buffer(frame), zmq::send_flags::dontwait);
@@ -376,12 +547,37 @@ void add_scheduler_command(CLI::App& app, CommonOptions& common) {
   cmd->add_option("--tick-seconds", o->tick_seconds, "Virtual seconds per tick")->capture_default_str();
   cmd->add_option("--poll-ms", o->poll_ms, "Idle wait between ticks (ms)")->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--max-runtime", o->max_runtime, "Stop after this many seconds (0: no limit)");
+  cmd->add_option("--curve-key", o->curve_key,
+                  "CURVE on --bind and --pull: the scheduler's secret key file (marginet keygen NAME)");
+  cmd->add_option("--producers", o->producers,
+                  "CURVE: who may send, one \"KEY NAME [draw] [operate]\" per line (draw: cycles whose pay-outs "
+                  "exceed their pay-ins; operate: roll|close)");
+  cmd->add_flag("--insecure", o->insecure,
+                "Without CURVE: let any peer draw on liquidity and end cycles (development on one host only)");
   CLI::App* status = cmd->add_subcommand("status", "Cycles open, instructions per state, value pending per asset");
   status->add_option("--ledger", o->status_ledger, "Ledger and scheduler state (SQLite file)");
   status->callback([&common, o] { run_status(common, *o); });
+  std::vector<CLI::App*> enders;
+  for (const char* action : {"roll", "close"}) {
+    CLI::App* end = cmd->add_subcommand(
+        action, std::string(action) == "roll"
+                    ? "End the open cycle now: what is not final is rolled to the next cycle"
+                    : "End the open cycle now: members with a pay-in not final go to default management");
+    end->add_option("CYCLE", o->end_cycle, "The open cycle's id")->required();
+    end->add_option("--connect", o->connect, "The running scheduler's --bind endpoint");
+    end->add_option("--curve-server-key", o->curve_server_key, "CURVE: the scheduler's public key file (NAME.pub)");
+    end->add_option("--curve-key", o->curve_key, "CURVE: this operator's secret key file (NAME.key, listed with operate)");
+    end->add_option("--ledger", o->ledger, "Without a running scheduler: its ledger (SQLite file)");
+    end->add_option("--chains", o->chains, "Without a running scheduler: its chains file");
+    end->add_option("--chain-state", o->chain_state, "Sim chains' state (default: LEDGER.chains.sqlite)");
+    end->callback([&common, o, action] { run_end_cycle(common, *o, action); });
+    enders.push_back(end);
+  }
   cmd->require_subcommand(0, 1);
-  cmd->callback([&common, o, status] {
+  cmd->callback([&common, o, status, enders] {
     if (status->parsed()) return;
+    for (CLI::App* e : enders)
+      if (e->parsed()) return;
     run_scheduler(common, *o);
   });
 }

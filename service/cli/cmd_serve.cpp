@@ -42,6 +42,11 @@ void add_serve_command(CLI::App& app, CommonOptions& common) {
   cmd->add_option("--scheduler", o->scheduler,
                   "The scheduler's ROUTER (`scheduler --bind`): the store's outbox of calls, withdrawals and net "
                   "cycles is handed to it exactly once (needs --store)");
+  cmd->add_option("--scheduler-key", o->scheduler_key_file,
+                  "CURVE to the scheduler: its public key file (NAME.pub); needs --scheduler-client-key");
+  cmd->add_option("--scheduler-client-key", o->scheduler_client_key_file,
+                  "CURVE to the scheduler: this service's secret key file (NAME.key), listed in the scheduler's "
+                  "--producers with the right to draw (withdrawals)");
   cmd->add_option("--call-deadline-s", o->call_deadline_s, "Deadline of call and withdrawal cycles (seconds from now)")
       ->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--eod-time", o->eod_time, "End-of-day call run at this UTC time (HH:MM) each day (needs --store)");

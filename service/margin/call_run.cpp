@@ -208,6 +208,7 @@ SettlementCycle withdrawal_cycle(const std::string& cycle_id, const std::string&
   SettlementCycle cycle;
   cycle.cycle_id = cycle_id;
   cycle.deadline = deadline_unix;
+  cycle.liquidity_draw = true;  // a release of collateral the CCP holds: no pay-in funds it
   cycle.assets.push_back(AssetScale{asset, scale});
   SettlementInstruction ins;
   ins.instruction_id = cycle_id + "/" + account + "/" + asset + "/out/withdrawal";

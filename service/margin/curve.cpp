@@ -168,7 +168,7 @@ void ZapHandler::serve() {
       socket_.send(zmq::buffer(request_id), zmq::send_flags::sndmore);
       socket_.send(zmq::buffer(std::string(ok ? "200" : "400")), zmq::send_flags::sndmore);
       socket_.send(zmq::buffer(std::string(ok ? "OK" : "client key not allowed")), zmq::send_flags::sndmore);
-      socket_.send(zmq::buffer(ok ? user.substr(0, 8) : std::string()), zmq::send_flags::sndmore);
+      socket_.send(zmq::buffer(ok ? user : std::string()), zmq::send_flags::sndmore);  // User-Id: the whole key
       socket_.send(zmq::message_t(), zmq::send_flags::none);
     } catch (const zmq::error_t& e) {
       spdlog::warn("ZAP: reply failed: {}", e.what());

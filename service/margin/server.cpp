@@ -235,6 +235,8 @@ struct MarginServer::Impl {
         throw usage_error("serve: --scheduler needs --store (the outbox that hands cycles to the scheduler is in the store)");
       SettlementLinkOptions lo;
       lo.endpoint = opt.scheduler;
+      lo.scheduler_key_file = opt.scheduler_key_file;
+      lo.client_key_file = opt.scheduler_client_key_file;
       lo.quiet = opt.quiet;
       link = std::make_unique<SettlementLink>(context, *store, lo);
     }

@@ -56,6 +56,8 @@ struct ServerOptions {
   std::size_t paths = 0;                   // mc-es: paths (0 = the model's)
   long long seed = -1;                     // mc-es: seed (−1 = the model's)
   std::string scheduler;                   // the scheduler's ROUTER (`scheduler --bind`); needs --store
+  std::string scheduler_key_file;          // the scheduler's NAME.pub: CURVE to the scheduler when set
+  std::string scheduler_client_key_file;   // this service's NAME.key for the scheduler (its producers list)
   double call_deadline_s = 3600;           // deadline of call and withdrawal cycles, seconds from now
   std::string eod_time;                    // "HH:MM" UTC: the end-of-day call run ("" = none)
   std::vector<std::string> call_times;     // "HH:MM" UTC: intraday call runs

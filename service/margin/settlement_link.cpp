@@ -29,6 +29,11 @@ SettlementLink::SettlementLink(zmq::context_t& context, ClearingStore& store, Se
   socket_.set(zmq::sockopt::immediate, true);  // no queueing for a scheduler that is not there
   socket_.set(zmq::sockopt::sndhwm, 1000);
   socket_.set(zmq::sockopt::maxmsgsize, opt_.max_reply_bytes);
+  if (opt_.scheduler_key_file.empty() != opt_.client_key_file.empty())
+    throw usage_error("CURVE to the scheduler needs both its public key and this service's secret key");
+  if (!opt_.scheduler_key_file.empty())
+    enable_curve_client(socket_, read_curve_key_file(opt_.scheduler_key_file).public_key,
+                        read_curve_key_file(opt_.client_key_file));
   try {
     socket_.connect(opt_.endpoint);
   } catch (const zmq::error_t& e) {

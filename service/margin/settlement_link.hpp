@@ -25,11 +25,14 @@
 #include <zmq.hpp>
 
 #include "service/clearing/clearing_store.hpp"
+#include "service/margin/curve.hpp"
 
 namespace marginet {
 
 struct SettlementLinkOptions {
   std::string endpoint;               // the scheduler's ROUTER, e.g. tcp://127.0.0.1:7401
+  std::string scheduler_key_file;     // CURVE: the scheduler's NAME.pub (both or neither)
+  std::string client_key_file;        // CURVE: this producer's NAME.key
   double first_retry_s = 0.5;         // an unacknowledged cycle: resent after 0.5, 1, 2, ... s
   double max_retry_s = 30;
   double first_query_s = 0.5;         // an acknowledged cycle: asked about after 0.5, 0.75, ... s

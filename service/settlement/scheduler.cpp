@@ -4,11 +4,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <set>
 
 #include "models/csv.hpp"
 #include "models/errors.hpp"
+#include "models/identifier.hpp"
 
 namespace marginet {
 
@@ -35,14 +37,15 @@ InstructionState state_from(const std::string& s) {
   return *st;
 }
 
-bool clean_id(const std::string& s) {
-  if (s.empty() || s.size() > 256) return false;
-  for (unsigned char c : s)
-    if (c < 0x20 || c == 0x7f) return false;
-  return true;
+std::string iso(double t) { return format_iso8601_utc(t); }
+
+double wall_clock() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::string iso(double t) { return format_iso8601_utc(t); }
+// Deadlines a scheduler accepts: 2000-01-01 to 2200-01-01 (a time the clock and ISO text hold).
+constexpr double kEarliestDeadline = 946684800.0;
+constexpr double kLatestDeadline = 7258118400.0;
 
 }  // namespace
 
@@ -55,6 +58,7 @@ std::string settlement_cycle_digest(const SettlementCycle& cycle) {
     ins.push_back({i.instruction_id, i.member, i.asset, leg_text(i.leg), kind_text(i.kind), i.amount});
   std::sort(ins.begin(), ins.end());
   j["instructions"] = ins;
+  if (cycle.liquidity_draw) j["liquidity_draw"] = true;  // absent when false: older digests unchanged
   return merkle::to_hex(merkle::sha256(j.dump()));
 }
 
@@ -96,14 +100,26 @@ void SettlementScheduler::create_schema() {
       " member TEXT NOT NULL, asset TEXT NOT NULL, leg TEXT NOT NULL, kind TEXT NOT NULL,"
       " amount INTEGER NOT NULL, why TEXT NOT NULL, ord INTEGER NOT NULL);"
       "CREATE TABLE IF NOT EXISTS sched_liquidity (asset TEXT PRIMARY KEY, available INTEGER NOT NULL);"
-      "CREATE TABLE IF NOT EXISTS sched_assets (asset TEXT PRIMARY KEY, scale INTEGER NOT NULL);");
+      "CREATE TABLE IF NOT EXISTS sched_assets (asset TEXT PRIMARY KEY, scale INTEGER NOT NULL);"
+      // Transfers followed after their instruction ended (expired pay-outs, pay-ins rolled or
+      // defaulted while in flight): a late final or failure is recorded.
+      "CREATE TABLE IF NOT EXISTS sched_watch (key TEXT PRIMARY KEY, instruction_id TEXT NOT NULL,"
+      " member TEXT NOT NULL, asset TEXT NOT NULL, leg TEXT NOT NULL, kind TEXT NOT NULL, amount INTEGER NOT NULL);");
   db_.begin();
   try {
-    SqliteStatement liq(db_, "INSERT OR IGNORE INTO sched_liquidity(asset, available) VALUES (?,?)");
+    SqliteStatement has(db_, "SELECT 1 FROM sched_liquidity WHERE asset = ?");
+    SqliteStatement liq(db_, "INSERT INTO sched_liquidity(asset, available) VALUES (?,?)");
     SqliteStatement sc(db_, "INSERT OR IGNORE INTO sched_assets(asset, scale) VALUES (?,?)");
     for (const auto& [asset, ac] : cfg_.assets) {
-      liq.bind(1, asset).bind(2, ac.ccp_liquidity);
-      liq.run();
+      has.bind(1, asset);
+      const bool known = has.step();
+      has.reset();
+      if (!known) {  // the starting liquidity is in the ledger too: the state is derived from it
+        liq.bind(1, asset).bind(2, ac.ccp_liquidity);
+        liq.run();
+        ledger_.append("", "liquidity.configured", iso(wall_clock()),
+                       json({{"asset", asset}, {"available", ac.ccp_liquidity}, {"scale", ac.scale}}).dump());
+      }
       sc.bind(1, asset).bind(2, static_cast<std::int64_t>(ac.scale));
       sc.run();
     }
@@ -120,6 +136,11 @@ void SettlementScheduler::recover() {
   deadline_done_ = false;
   liquidity_.clear();
   ledger_.reload();
+  {
+    SqliteStatement w(db_, "SELECT COUNT(*) FROM sched_watch");
+    w.step();
+    watched_ = w.int64(0);
+  }
   {
     SqliteStatement q(db_, "SELECT asset, available FROM sched_liquidity");
     while (q.step()) liquidity_[q.text(0)] = q.int64(1);
@@ -169,28 +190,63 @@ std::string SettlementScheduler::key_of(const Instruction& in) const {
   return in.id + "#" + std::to_string(in.attempt);
 }
 
-CycleReceipt SettlementScheduler::receive(const SettlementCycle& cycle, double now) {
+void SettlementScheduler::validate(const SettlementCycle& cycle, const CycleSender& sender) const {
   const std::string src = "cycle " + cycle.cycle_id;
-  if (!clean_id(cycle.cycle_id)) throw input_error(src, 0, "cycle_id", "empty, too long or has control characters");
-  if (!std::isfinite(cycle.deadline)) throw input_error(src, 0, "deadline", "not a finite time");
-  std::set<std::string> ids;
-  for (std::size_t i = 0; i < cycle.instructions.size(); ++i) {
-    const auto& in = cycle.instructions[i];
-    const std::string where = src + " instruction " + std::to_string(i + 1);
-    if (!clean_id(in.instruction_id)) throw input_error(where, 0, "instruction_id", "empty, too long or has control characters");
-    if (!ids.insert(in.instruction_id).second)
-      throw input_error(where, 0, "instruction_id", "repeated in the cycle: " + in.instruction_id);
-    if (!clean_id(in.member)) throw input_error(where, 0, "member", "empty or has control characters");
-    if (in.member == cfg_.ccp_address) throw input_error(where, 0, "member", "is the CCP's own address");
-    if (!cfg_.assets.count(in.asset)) throw input_error(where, 0, "asset", "no chain settles asset '" + in.asset + "'");
-    if (in.amount <= 0) throw input_error(where, 0, "amount", "must be > 0");
-  }
+  validate_cycle(cycle, src);  // texts (UTF-8, bounds), assets, ids unique in the cycle, amounts > 0
+  if (!(cycle.deadline >= kEarliestDeadline && cycle.deadline <= kLatestDeadline))
+    throw input_error(src, 0, "deadline", "not a time between 2000-01-01 and 2200-01-01");
+  if (cycle.instructions.size() > cfg_.max_instructions_per_cycle)
+    throw input_error(src, 0, "instructions", std::to_string(cycle.instructions.size()) + " instructions, more than the " +
+                                                  std::to_string(cfg_.max_instructions_per_cycle) + " a cycle may hold");
   for (const auto& a : cycle.assets) {
     auto it = cfg_.assets.find(a.asset);
     if (it != cfg_.assets.end() && it->second.scale != a.scale)
       throw input_error(src, 0, "assets", "asset " + a.asset + " has scale " + std::to_string(a.scale) +
                                               " in the cycle, " + std::to_string(it->second.scale) + " in the chains file");
   }
+  // Per asset, checked: net pay-ins, net pay-outs, margin-call pay-ins, collateral released.
+  struct Sums { std::int64_t net_in = 0, net_out = 0, call_in = 0, call_out = 0; };
+  std::map<std::string, Sums> sums;
+  for (std::size_t i = 0; i < cycle.instructions.size(); ++i) {
+    const auto& in = cycle.instructions[i];
+    const std::string where = src + " instruction '" + in.instruction_id + "'";
+    if (in.member == cfg_.ccp_address) throw input_error(where, 0, "member", "is the CCP's own address");
+    auto ac = cfg_.assets.find(in.asset);
+    if (ac == cfg_.assets.end()) throw input_error(where, 0, "asset", "no chain settles asset '" + in.asset + "'");
+    if (in.amount > kMaxSettlementAmount)
+      throw input_error(where, 0, "amount", std::to_string(in.amount) + " minor units: more than the " +
+                                                std::to_string(kMaxSettlementAmount) + " an instruction may move");
+    Sums& sm = sums[in.asset];
+    std::int64_t& into = in.kind == ObligationKind::net ? (in.leg == Leg::pay_in ? sm.net_in : sm.net_out)
+                                                        : (in.leg == Leg::pay_in ? sm.call_in : sm.call_out);
+    if (__builtin_add_overflow(into, in.amount, &into) || into > kMaxSettlementAmount)
+      throw input_error(where, 0, "amount", "the cycle's " + std::string(leg_text(in.leg)) + "s of " + in.asset +
+                                                " add up to more than " + std::to_string(kMaxSettlementAmount) +
+                                                " minor units");
+  }
+  // What is paid out must have been paid in, unless the cycle draws on what the CCP holds and
+  // its sender may draw (a withdrawal of collateral; the CCP's liquidity).
+  for (const auto& [asset, sm] : sums) {
+    const int scale = cfg_.assets.at(asset).scale;
+    std::string why;
+    if (sm.net_in != sm.net_out)
+      why = "net pay-ins " + format_minor_units(sm.net_in, scale) + " and net pay-outs " +
+            format_minor_units(sm.net_out, scale) + " of " + asset + " differ";
+    else if (sm.call_out > 0)
+      why = "it releases " + format_minor_units(sm.call_out, scale) + " " + asset + " of collateral";
+    if (why.empty()) continue;
+    if (!cycle.liquidity_draw)
+      throw input_error(src, 0, "instructions",
+                        why + ": a cycle whose pay-outs are not funded by its pay-ins must say liquidity_draw");
+    if (!sender.may_draw)
+      throw input_error(src, 0, "liquidity_draw",
+                        why + ": sender '" + sender.name + "' is not authorised to draw on the CCP's holdings");
+  }
+}
+
+CycleReceipt SettlementScheduler::receive(const SettlementCycle& cycle, double now, const CycleSender& sender) {
+  const std::string src = "cycle " + cycle.cycle_id;
+  validate(cycle, sender);
   const std::string digest = settlement_cycle_digest(cycle);
 
   db_.begin();
@@ -235,8 +291,10 @@ CycleReceipt SettlementScheduler::receive(const SettlementCycle& cycle, double n
         fresh.push_back(&in);
       }
     }
-    json summary = {{"cycle_id", cycle.cycle_id}, {"deadline", iso(cycle.deadline)}, {"digest", digest},
-                    {"instructions", fresh.size()}, {"duplicates_skipped", skipped}, {"arrival", arrival}};
+    json summary = {{"cycle_id", cycle.cycle_id}, {"deadline", iso(cycle.deadline)}, {"deadline_unix", cycle.deadline},
+                    {"digest", digest}, {"instructions", fresh.size()}, {"duplicates_skipped", skipped},
+                    {"arrival", arrival}, {"sender", sender.name}};
+    if (cycle.liquidity_draw) summary["liquidity_draw"] = true;
     ledger_.append(cycle.cycle_id, "cycle.received", at, summary.dump());
     SqliteStatement ins(db_,
                         "INSERT INTO sched_instructions(instruction_id, cycle_id, member, asset, leg, kind, amount,"
@@ -300,6 +358,14 @@ void SettlementScheduler::submit(Tx& tx, Instruction& in) {
 }
 
 void SettlementScheduler::carry(Tx& tx, const Instruction& in, std::int64_t amount, const std::string& why) {
+  insert_carried(in, amount, why);
+  const json body = {{"instruction", in.id}, {"member", in.member}, {"asset", in.asset},
+                     {"leg", leg_text(in.leg)}, {"amount", amount}, {"why", why}};
+  ledger_.append(in.cycle_id, "instruction.carried_out", tx.at, body.dump());
+  ++tx.report.ledger_entries;
+}
+
+void SettlementScheduler::insert_carried(const Instruction& in, std::int64_t amount, const std::string& why) {
   std::int64_t ord = 1;
   {
     SqliteStatement q(db_, "SELECT COALESCE(MAX(ord), 0) + 1 FROM sched_carried");
@@ -313,10 +379,6 @@ void SettlementScheduler::carry(Tx& tx, const Instruction& in, std::int64_t amou
   ins.bind(5, std::string_view(leg_text(in.leg))).bind(6, std::string_view(kind_text(in.kind)));
   ins.bind(7, amount).bind(8, why).bind(9, ord);
   ins.run();
-  const json body = {{"instruction", in.id}, {"member", in.member}, {"asset", in.asset},
-                     {"leg", leg_text(in.leg)}, {"amount", amount}, {"why", why}};
-  ledger_.append(in.cycle_id, "instruction.carried_out", tx.at, body.dump());
-  ++tx.report.ledger_entries;
 }
 
 void SettlementScheduler::track_chain(Tx& tx, Instruction& in) {
@@ -366,14 +428,8 @@ void SettlementScheduler::track_chain(Tx& tx, Instruction& in) {
         }
       } else if (deadline_done_) {
         // A pay-in still in flight at the deadline that failed since: the deadline's rule
-        // applies now (rule 5), so that the cycle can close.
-        const std::string why = "pay-in failed after the deadline";
-        if (cfg_.on_missed_deadline == MissedDeadlineAction::roll) {
-          carry(tx, in, in.amount, "rolled");
-          set_state(tx, in, InstructionState::rolled, why + "; rolled to the next cycle");
-        } else {
-          set_state(tx, in, InstructionState::defaulted, why + "; handed to default management");
-        }
+        // applies now, so that the cycle can close.
+        end_instruction(tx, in, cfg_.on_missed_deadline, "pay-in failed after the deadline");
       }
       break;
   }
@@ -399,7 +455,7 @@ void SettlementScheduler::release_payouts(Tx& tx, bool at_deadline) {
     for (Instruction& in : open_) {
       if (in.leg != Leg::pay_out || in.state != InstructionState::instructed) continue;
       if (!member_paid[in.member]) continue;
-      if (final_in[in.asset] + liquidity_[in.asset] < payouts[in.asset]) continue;  // not covered yet
+      if (static_cast<__int128>(final_in[in.asset]) + liquidity_[in.asset] < payouts[in.asset]) continue;  // not covered yet
       in.settle = in.amount;
       submit(tx, in);
     }
@@ -410,9 +466,11 @@ void SettlementScheduler::release_payouts(Tx& tx, bool at_deadline) {
   for (Instruction& in : open_)
     if (in.leg == Leg::pay_out && in.state == InstructionState::instructed) waiting[in.asset].push_back(&in);
   for (auto& [asset, list] : waiting) {
-    const std::int64_t funds = std::max<std::int64_t>(0, final_in[asset] + liquidity_[asset] - released[asset]);
+    // In 128 bits: liquidity may be configured up to the int64 range.
     std::int64_t requested = 0;
-    for (const Instruction* in : list) requested += in->amount;
+    for (const Instruction* in : list) requested += in->amount;  // bounded: each cycle's sums are validated
+    const __int128 available = static_cast<__int128>(final_in[asset]) + liquidity_[asset] - released[asset];
+    const std::int64_t funds = available <= 0 ? 0 : available >= requested ? requested : static_cast<std::int64_t>(available);
     if (funds >= requested) {
       for (Instruction* in : list) {
         in->settle = in->amount;
@@ -457,11 +515,20 @@ void SettlementScheduler::release_payouts(Tx& tx, bool at_deadline) {
   }
 }
 
-void SettlementScheduler::process_deadline(Tx& tx) {
+void SettlementScheduler::end_instruction(Tx& tx, Instruction& in, MissedDeadlineAction action, const std::string& why) {
+  if (action == MissedDeadlineAction::roll) {
+    carry(tx, in, in.amount, "rolled");
+    set_state(tx, in, InstructionState::rolled, why + "; rolled to the next cycle");
+  } else {
+    set_state(tx, in, InstructionState::defaulted, why + "; handed to default management");
+  }
+}
+
+void SettlementScheduler::process_deadline(Tx& tx, MissedDeadlineAction action) {
   std::map<std::string, bool> missed;
   for (const Instruction& in : open_)
     if (in.leg == Leg::pay_in && in.state != InstructionState::final) missed[in.member] = true;
-  const bool roll = cfg_.on_missed_deadline == MissedDeadlineAction::roll;
+  const bool roll = action == MissedDeadlineAction::roll;
   json defaulters = json::array();
   for (const auto& [m, yes] : missed) defaulters.push_back(m);
   ledger_.append(open_cycle_, "cycle.deadline", tx.at,
@@ -472,23 +539,157 @@ void SettlementScheduler::process_deadline(Tx& tx) {
                  roll ? "rolled to the next cycle" : "handed to default management");
   for (Instruction& in : open_) {
     if (!missed.count(in.member)) continue;
-    // In-flight pay-ins keep being tracked; a pay-in not sent or failed, and every pay-out
-    // (withheld), is rolled or defaulted now.
+    // In-flight pay-ins keep being tracked (until the grace ends); a pay-in not sent or
+    // failed, and every pay-out (withheld), is rolled or defaulted now.
     const bool unsent = in.state == InstructionState::instructed || in.state == InstructionState::failed;
     if (!unsent) continue;
-    const std::string why = in.leg == Leg::pay_in ? "pay-in not final at the deadline" : "withheld: member missed the deadline";
-    if (roll) {
-      carry(tx, in, in.amount, "rolled");
-      set_state(tx, in, InstructionState::rolled, why + "; rolled to the next cycle");
-    } else {
-      set_state(tx, in, InstructionState::defaulted, why + "; handed to default management");
-    }
+    end_instruction(tx, in, action,
+                    in.leg == Leg::pay_in ? "pay-in not final at the deadline" : "withheld: member missed the deadline");
   }
   release_payouts(tx, true);
   deadline_done_ = true;
   SqliteStatement up(db_, "UPDATE sched_cycles SET deadline_done=1 WHERE cycle_id=?");
   up.bind(1, open_cycle_);
   up.run();
+}
+
+void SettlementScheduler::watch(Tx& tx, const Instruction& in) {
+  SqliteStatement ins(db_,
+                      "INSERT OR IGNORE INTO sched_watch(key, instruction_id, member, asset, leg, kind, amount)"
+                      " VALUES (?,?,?,?,?,?,?)");
+  ins.bind(1, key_of(in)).bind(2, in.id).bind(3, in.member).bind(4, in.asset);
+  ins.bind(5, std::string_view(leg_text(in.leg))).bind(6, std::string_view(kind_text(in.kind))).bind(7, in.settle);
+  ins.run();
+  ledger_.append(in.cycle_id, "transfer.watched", tx.at,
+                 json({{"instruction", in.id}, {"key", key_of(in)}, {"leg", leg_text(in.leg)}, {"asset", in.asset},
+                       {"amount", in.settle}})
+                     .dump());
+  ++tx.report.ledger_entries;
+  ++watched_;
+}
+
+void SettlementScheduler::force_terminal(Tx& tx, MissedDeadlineAction action, const std::string& why) {
+  for (Instruction& in : open_) {
+    if (is_terminal(in.state)) continue;
+    const bool in_flight = in.state == InstructionState::submitted || in.state == InstructionState::confirmed;
+    if (in.leg == Leg::pay_out && in_flight) {
+      // Sent from the CCP's wallet: it cannot be rolled (that could pay twice). It expires;
+      // the transfer is watched, and a failure later is re-credited and carried.
+      set_state(tx, in, InstructionState::expired, why + "; the transfer is watched");
+      watch(tx, in);
+      continue;
+    }
+    if (in_flight) watch(tx, in);  // a pay-in that lands late is recorded (docs/settlement.md)
+    end_instruction(tx, in, action, why);
+  }
+  // The pay-outs of members who missed were ended above or at the deadline; any still waiting
+  // (an operator ending the cycle before they were released) were ended by the loop too.
+}
+
+void SettlementScheduler::track_watches(Tx& tx) {
+  if (watched_ == 0) return;
+  struct Row { std::string key, id, member, asset, leg, kind; std::int64_t amount; };
+  std::vector<Row> rows;
+  {
+    SqliteStatement q(db_, "SELECT key, instruction_id, member, asset, leg, kind, amount FROM sched_watch ORDER BY key");
+    while (q.step()) rows.push_back({q.text(0), q.text(1), q.text(2), q.text(3), q.text(4), q.text(5), q.int64(6)});
+  }
+  SqliteStatement del(db_, "DELETE FROM sched_watch WHERE key = ?");
+  SqliteStatement liq(db_, "UPDATE sched_liquidity SET available=? WHERE asset=?");
+  SqliteStatement st(db_, "UPDATE sched_instructions SET state=?, reason=? WHERE instruction_id=?");
+  for (const Row& r : rows) {
+    const auto chain = chain_of_asset_.find(r.asset);
+    if (chain == chain_of_asset_.end()) continue;
+    const TransferStatus ts = chain->second->status(r.key);
+    const bool done = ts.state == TransferState::final;
+    const bool gone = ts.state == TransferState::failed || ts.state == TransferState::unknown;
+    if (!done && !gone) continue;
+    const bool pay_in = r.leg == "pay_in";
+    json body = {{"instruction", r.id}, {"key", r.key}, {"leg", r.leg}, {"asset", r.asset}, {"amount", r.amount}};
+    // Ledger-level entries (no cycle): the transfer's cycle is closed and its tree fixed.
+    if (done && pay_in) {
+      // A pay-in that landed after its member was rolled or defaulted: the CCP holds it; the
+      // obligation carried or handed on stands (the operator refunds or offsets it).
+      add_liquidity(r.asset, r.amount, liq);
+      body["liquidity"] = liquidity_[r.asset];
+      ledger_.append("", "transfer.late_final", tx.at, body.dump());
+    } else if (done) {
+      st.bind(1, std::string_view("final")).bind(2, std::string("final after it expired")).bind(3, r.id);
+      st.run();
+      st.reset();
+      ledger_.append("", "transfer.late_final", tx.at, body.dump());
+    } else if (pay_in) {
+      ledger_.append("", "transfer.late_failed", tx.at, body.dump());
+    } else {
+      // An expired pay-out that failed: the CCP still holds the funds; the member is still owed.
+      add_liquidity(r.asset, r.amount, liq);
+      Instruction in;
+      in.id = r.id;
+      in.member = r.member;
+      in.asset = r.asset;
+      in.leg = Leg::pay_out;
+      in.kind = kind_from(r.kind);
+      insert_carried(in, r.amount, "payout_failed");
+      st.bind(1, std::string_view("rolled")).bind(2, std::string("failed after it expired: carried to the next cycle"));
+      st.bind(3, r.id);
+      st.run();
+      st.reset();
+      body["liquidity"] = liquidity_[r.asset];
+      body["carried"] = r.amount;
+      ledger_.append("", "transfer.late_failed", tx.at, body.dump());
+    }
+    ++tx.report.ledger_entries;
+    ++tx.report.state_changes;
+    del.bind(1, r.key);
+    del.run();
+    del.reset();
+    --watched_;
+  }
+}
+
+void SettlementScheduler::add_liquidity(const std::string& asset, std::int64_t amount, SqliteStatement& update) {
+  std::int64_t& v = liquidity_[asset];
+  if (__builtin_add_overflow(v, amount, &v)) MARGINET_FAIL("liquidity of " + asset + " overflows");
+  update.bind(1, v).bind(2, asset);
+  update.run();
+  update.reset();
+}
+
+std::string SettlementScheduler::end_cycle(const std::string& cycle_id, MissedDeadlineAction action, double now,
+                                           const std::string& by) {
+  if (cycle_id != open_cycle_) {
+    std::string state = "unknown";
+    SqliteStatement q(db_, "SELECT state FROM sched_cycles WHERE cycle_id = ?");
+    q.bind(1, cycle_id);
+    if (q.step()) state = q.text(0);
+    throw input_error("cycle " + cycle_id, 0, "cycle_id",
+                      "is " + state + ", not the open cycle" + (open_cycle_.empty() ? "" : " (" + open_cycle_ + ")") +
+                          ": only the open cycle can be ended");
+  }
+  for (ChainAdapter* c : chains_) c->poll(now);
+  Tx tx{now, iso(now), {}};
+  const bool roll = action == MissedDeadlineAction::roll;
+  std::map<std::string, std::int64_t> before;
+  db_.begin();
+  try {
+    ledger_.append(open_cycle_, "cycle.ended_by_operator", tx.at,
+                   json({{"action", roll ? "roll" : "default_management"}, {"by", by}}).dump());
+    for (Instruction& in : open_)
+      if (in.state == InstructionState::submitted || in.state == InstructionState::confirmed) track_chain(tx, in);
+    if (!deadline_done_) process_deadline(tx, action);
+    force_terminal(tx, action, std::string(roll ? "rolled" : "closed") + " by the operator (" + by + ")");
+    for (const Instruction& in : open_) ++before[instruction_state_name(in.state)];
+    if (!try_close(tx)) MARGINET_FAIL("cycle " + cycle_id + " did not close after every instruction ended");
+    db_.commit();
+  } catch (...) {
+    db_.rollback();
+    recover();
+    throw;
+  }
+  std::string summary;
+  for (const auto& [state, n] : before) summary += (summary.empty() ? "" : ", ") + std::to_string(n) + " " + state;
+  spdlog::warn("cycle {} ended by the operator ({}): {}", cycle_id, by, summary);
+  return "cycle " + cycle_id + " closed by the operator: " + summary;
 }
 
 void SettlementScheduler::open_next_cycle(Tx& tx) {
@@ -574,6 +775,8 @@ bool SettlementScheduler::try_close(Tx& tx) {
   std::map<std::string, std::int64_t> counts;
   for (const Instruction& in : open_) {
     ++counts[instruction_state_name(in.state)];
+    // An expired pay-out left the CCP's wallet: spent unless it fails later (track_watches).
+    if (in.leg == Leg::pay_out && in.state == InstructionState::expired) delta[in.asset] -= in.settle;
     if (in.state != InstructionState::final) continue;
     if (in.leg == Leg::pay_in && in.kind == ObligationKind::net) delta[in.asset] += in.settle;
     if (in.leg == Leg::pay_out) delta[in.asset] -= in.settle;
@@ -604,13 +807,16 @@ TickReport SettlementScheduler::tick(double now) {
   Tx tx{now, iso(now), {}};
   db_.begin();
   try {
+    track_watches(tx);
     for (int round = 0; round < 2; ++round) {
       if (open_cycle_.empty()) open_next_cycle(tx);
       if (open_cycle_.empty()) break;
       for (Instruction& in : open_)
         if (in.state == InstructionState::submitted || in.state == InstructionState::confirmed) track_chain(tx, in);
-      if (!deadline_done_ && now >= open_deadline_) process_deadline(tx);
+      if (!deadline_done_ && now >= open_deadline_) process_deadline(tx, cfg_.on_missed_deadline);
       else if (!deadline_done_) release_payouts(tx, false);
+      if (deadline_done_ && now >= open_deadline_ + cfg_.grace_seconds)
+        force_terminal(tx, cfg_.on_missed_deadline, "not final by the deadline + grace");
       if (!try_close(tx)) break;  // a closed cycle lets the next open in the same tick
     }
     db_.commit();

@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "models/csv.hpp"
 #include "models/errors.hpp"
 
 namespace marginet {
@@ -25,6 +26,7 @@ const char* instruction_state_name(InstructionState s) {
     case InstructionState::failed: return "failed";
     case InstructionState::rolled: return "rolled";
     case InstructionState::defaulted: return "defaulted";
+    case InstructionState::expired: return "expired";
   }
   return "?";
 }
@@ -32,13 +34,14 @@ const char* instruction_state_name(InstructionState s) {
 std::optional<InstructionState> parse_instruction_state(std::string_view s) {
   for (auto st : {InstructionState::instructed, InstructionState::submitted, InstructionState::confirmed,
                   InstructionState::final, InstructionState::failed, InstructionState::rolled,
-                  InstructionState::defaulted})
+                  InstructionState::defaulted, InstructionState::expired})
     if (s == instruction_state_name(st)) return st;
   return std::nullopt;
 }
 
 bool is_terminal(InstructionState s) {
-  return s == InstructionState::final || s == InstructionState::rolled || s == InstructionState::defaulted;
+  return s == InstructionState::final || s == InstructionState::rolled || s == InstructionState::defaulted ||
+         s == InstructionState::expired;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -108,6 +111,15 @@ SchedulerConfig parse_scheduler_config(const std::string& text, const std::strin
     if (j.contains("max_payout_attempts")) {
       cfg.max_payout_attempts = j.at("max_payout_attempts").get<int>();
       if (cfg.max_payout_attempts < 1) fail("max_payout_attempts", "must be at least 1");
+    }
+    if (j.contains("grace_seconds")) {
+      cfg.grace_seconds = j.at("grace_seconds").get<double>();
+      if (!(cfg.grace_seconds >= 0 && cfg.grace_seconds <= 7 * 86400.0)) fail("grace_seconds", "must be in 0..604800");
+    }
+    if (j.contains("max_instructions_per_cycle")) {
+      const auto n = j.at("max_instructions_per_cycle").get<std::int64_t>();
+      if (n < 1 || n > 10'000'000) fail("max_instructions_per_cycle", "must be in 1..10000000");
+      cfg.max_instructions_per_cycle = static_cast<std::size_t>(n);
     }
     if (!j.contains("assets") || !j["assets"].is_object()) fail("assets", "an object of assets is required");
     for (const auto& [asset, a] : j["assets"].items()) {
@@ -198,24 +210,52 @@ SchedulerStatus read_scheduler_status(SqliteDb& db) {
     }
   }
   {
-    SqliteStatement q(db, "SELECT cycle_id FROM sched_cycles WHERE state='open'");
-    if (q.step()) s.open_cycle = q.text(0);
+    SqliteStatement q(db, "SELECT cycle_id, deadline FROM sched_cycles WHERE state='open'");
+    if (q.step()) {
+      s.open_cycle = q.text(0);
+      s.open_deadline = format_iso8601_utc(q.real(1));
+    }
+  }
+  if (!s.open_cycle.empty()) {
+    // Who keeps the open cycle open: each member's instructions not terminal yet.
+    SqliteStatement q(db,
+                      "SELECT i.member, i.asset, i.leg, i.amount, i.state, a.scale FROM sched_instructions i"
+                      " LEFT JOIN sched_assets a ON a.asset = i.asset WHERE i.cycle_id = ?"
+                      " AND i.state NOT IN ('final','rolled','defaulted','expired') ORDER BY i.rowid");
+    q.bind(1, s.open_cycle);
+    while (q.step()) {
+      std::string& what = s.blocking[q.text(0)];
+      if (what.size() > 200) continue;  // enough to name the member
+      if (!what.empty()) what += "; ";
+      const std::string leg = q.text(2) == "pay_in" ? "pay-in" : "pay-out";
+      what += leg + " " + q.text(1) + " " + format_minor_units(q.int64(3), static_cast<int>(q.int64(5))) + " " + q.text(4);
+    }
+  }
+  if (has_table("sched_watch")) {
+    SqliteStatement q(db, "SELECT COUNT(*) FROM sched_watch");
+    q.step();
+    s.transfers_watched = q.int64(0);
   }
   {
     SqliteStatement q(db, "SELECT state, COUNT(*) FROM sched_instructions GROUP BY state");
     while (q.step()) s.instructions_per_state[q.text(0)] = q.int64(1);
   }
+  // Sums in C++, saturating at the int64 range: SQLite's SUM() fails on overflow, which would
+  // leave the status unreadable for good (each amount is bounded, their sum need not be).
+  auto add_saturating = [](std::int64_t& into, std::int64_t v) {
+    if (__builtin_add_overflow(into, v, &into)) into = v > 0 ? INT64_MAX : INT64_MIN;
+  };
   {
     SqliteStatement q(db,
-                      "SELECT asset, SUM(settle) FROM sched_instructions"
-                      " WHERE state NOT IN ('final','rolled','defaulted') GROUP BY asset");
-    while (q.step()) s.value_pending[q.text(0)] = q.int64(1);
+                      "SELECT asset, settle FROM sched_instructions"
+                      " WHERE state NOT IN ('final','rolled','defaulted','expired')");
+    while (q.step()) add_saturating(s.value_pending[q.text(0)], q.int64(1));
   }
   {
-    SqliteStatement q(db, "SELECT asset, why, SUM(amount) FROM sched_carried GROUP BY asset, why");
+    SqliteStatement q(db, "SELECT asset, why, amount FROM sched_carried");
     while (q.step()) {
-      s.carried[q.text(0)] += q.int64(2);
-      if (q.text(1) == "held") s.shortfall[q.text(0)] += q.int64(2);
+      add_saturating(s.carried[q.text(0)], q.int64(2));
+      if (q.text(1) == "held") add_saturating(s.shortfall[q.text(0)], q.int64(2));
     }
   }
   {
@@ -326,7 +366,7 @@ SettlementReport read_settlement_report(SqliteDb& db, const std::string& cycle_i
       if (!st) throw input_error(db.path(), 0, "sched_instructions.state",
                                  "instruction " + row.id + " has an unknown state '" + row.state + "'");
       if (*st == InstructionState::final) out.settled += row.settle;
-      if (!is_terminal(*st)) pending = true;
+      if (!is_terminal(*st) || *st == InstructionState::expired) pending = true;  // expired: still watched
       if (*st == InstructionState::defaulted) defaulted = true;
     }
     for (const auto& id : members)

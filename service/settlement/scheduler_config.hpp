@@ -17,7 +17,9 @@
 
 namespace marginet {
 
-enum class InstructionState : std::uint8_t { instructed, submitted, confirmed, final, failed, rolled, defaulted };
+// expired: a pay-out still in flight at the deadline + grace. Terminal for its cycle (which
+// closes); the transfer stays watched and a late final or failure is recorded (docs/settlement.md).
+enum class InstructionState : std::uint8_t { instructed, submitted, confirmed, final, failed, rolled, defaulted, expired };
 const char* instruction_state_name(InstructionState s);
 std::optional<InstructionState> parse_instruction_state(std::string_view s);
 bool is_terminal(InstructionState s);
@@ -34,6 +36,10 @@ struct SchedulerConfig {
   std::string ccp_address = "CCP";
   MissedDeadlineAction on_missed_deadline = MissedDeadlineAction::roll;
   int max_payout_attempts = 3;
+  // Seconds after a cycle's deadline by which every instruction is terminal: what is still in
+  // flight then is rolled or defaulted (pay-ins) or expired (pay-outs), so nothing waits longer.
+  double grace_seconds = 300;
+  std::size_t max_instructions_per_cycle = 100'000;
   std::map<std::string, SettlementAssetConfig> assets;
   std::vector<SimChainConfig> sim_chains;  // adapter "sim"
 };
@@ -57,6 +63,11 @@ struct SchedulerStatus {
   std::map<std::string, std::int64_t> shortfall;               // asset -> minor units held at the last deadline
   std::map<std::string, std::int64_t> liquidity;               // asset -> CCP liquidity available
   std::map<std::string, int> scales;                           // asset -> decimals
+  std::string open_deadline;                                   // ISO 8601 UTC, of the open cycle
+  // Members of the open cycle that keep it open, with what they owe that is not final yet
+  // ("M1" -> "pay-in BTC 1.50000000 submitted").
+  std::map<std::string, std::string> blocking;
+  std::int64_t transfers_watched = 0;                          // expired or late transfers still followed
   std::int64_t ledger_entries = 0;
 };
 

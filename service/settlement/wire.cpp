@@ -129,11 +129,15 @@ void check_header(const msgpack::object& map, std::string_view type) {
 std::string encode_settlement_cycle(const SettlementCycle& c) {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk(buf);
-  pack_header(pk, "settlement.cycle", 6);
+  pack_header(pk, "settlement.cycle", c.liquidity_draw ? 7 : 6);
   pack_str(pk, "cycle_id");
   pack_str(pk, c.cycle_id);
   pack_str(pk, "deadline");
   pk.pack_double(c.deadline);
+  if (c.liquidity_draw) {  // absent means false: frames of producers that never draw are unchanged
+    pack_str(pk, "liquidity_draw");
+    pk.pack_true();
+  }
   pack_str(pk, "assets");
   pk.pack_array(static_cast<std::uint32_t>(c.assets.size()));
   for (const auto& a : c.assets) {
@@ -170,6 +174,7 @@ SettlementCycle decode_settlement_cycle(std::string_view frame) {
   SettlementCycle c;
   c.cycle_id = str(m, "cycle_id");
   c.deadline = number(m, "deadline");
+  c.liquidity_draw = find(m, "liquidity_draw") != nullptr && boolean(m, "liquidity_draw");
   const auto& assets = need(m, "assets", msgpack::type::ARRAY, "");
   for (std::uint32_t i = 0; i < assets.via.array.size; ++i) {
     const auto& a = assets.via.array.ptr[i];
@@ -233,6 +238,26 @@ std::string decode_settlement_query(std::string_view frame) {
   const msgpack::object& m = oh.get();
   check_header(m, "settlement.query");
   return id_str(m, "cycle_id");
+}
+
+std::string encode_settlement_operator(const OperatorRequest& r) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  pack_header(pk, "settlement.operator", 4);
+  pack_str(pk, "action");
+  pack_str(pk, r.action);
+  pack_str(pk, "cycle_id");
+  pack_str(pk, r.cycle_id);
+  return std::string(buf.data(), buf.size());
+}
+
+OperatorRequest decode_settlement_operator(std::string_view frame) {
+  const msgpack::object_handle oh = unpack_bounded(frame);
+  const msgpack::object& m = oh.get();
+  check_header(m, "settlement.operator");
+  OperatorRequest r{str(m, "action"), id_str(m, "cycle_id")};
+  if (!one_of(r.action, {"roll", "close"})) throw input_error(kSource, 0, "action", "must be roll or close");
+  return r;
 }
 
 std::string encode_settlement_report(const SettlementReport& r) {

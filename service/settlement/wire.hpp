@@ -14,6 +14,10 @@
 //                       "cycle_state": "unknown"|"queued"|"open"|"closed", "complete": bool,
 //                       "instructions": [{"instruction_id": str, "amount": int,
 //                       "settled": int, "state": "final"|"defaulted"|"pending"}, ...]}
+//   settlement.operator: {"v": 1, "type": "settlement.operator", "action": "roll"|"close",
+//                        "cycle_id": str}: end the open cycle now (`marginet scheduler roll|close`),
+//                        answered by a settlement.ack with status "done" or "rejected"
+//   A cycle may also carry "liquidity_draw": true (pay-outs not funded by its pay-ins).
 // A producer with a DEALER socket talks to the scheduler's ROUTER (`--bind`): each cycle is
 // answered by an ack, each query by a report (the outbox of docs/clearing.md).
 // Decoding is bounded (msgpack unpack_limit from the frame size, depth 4), requires the whole
@@ -45,6 +49,13 @@ std::string encode_settlement_query(const std::string& cycle_id);
 std::string decode_settlement_query(std::string_view frame);
 std::string encode_settlement_report(const SettlementReport& report);
 SettlementReport decode_settlement_report(std::string_view frame);
+
+struct OperatorRequest {
+  std::string action;    // roll | close
+  std::string cycle_id;
+};
+std::string encode_settlement_operator(const OperatorRequest& request);
+OperatorRequest decode_settlement_operator(std::string_view frame);
 
 /// The "type" of a frame (empty when it is not a msgpack map with a string type).
 std::string settlement_message_type(std::string_view frame);
