@@ -193,6 +193,9 @@ std::optional<double> parse_iso8601_utc(std::string_view s) {
 }
 
 std::string format_iso8601_utc(double unix_seconds) {
+  // Years 0001..9999 only: a larger value does not fit time_t's conversion (undefined) and
+  // no caller means it.
+  if (!(unix_seconds >= -62135596800.0 && unix_seconds < 253402300800.0)) return "(time out of range)";
   const std::time_t t = static_cast<std::time_t>(std::floor(unix_seconds));
   std::tm tm{};
   gmtime_r(&t, &tm);

@@ -41,6 +41,8 @@ void validate_cycle(const SettlementCycle& c, const std::string& source) {
   // Every text is an identifier (valid UTF-8, no control characters, bounded): a cycle is
   // written to JSON, the ledger and logs, where anything else fails or misleads.
   if (auto p = identifier_problem(c.cycle_id, kMaxCycleIdBytes)) throw input_error(source, 0, "cycle_id", *p);
+  if (!(c.deadline >= 0 && c.deadline < 253402300800.0))
+    throw input_error(source, 0, "deadline", "not a time between 1970 and 9999 (Unix seconds)");
   std::set<std::string> assets;
   for (const auto& a : c.assets) {
     if (auto p = identifier_problem(a.asset, kMaxAssetBytes)) throw input_error(source, 0, "assets", "an asset name is " + *p);

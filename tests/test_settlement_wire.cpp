@@ -20,6 +20,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <zmq.hpp>
 
 #include "models/errors.hpp"
@@ -209,6 +210,52 @@ void expect_rejected(Decode decode, const std::string& frame, const std::string&
     EXPECT_EQ(e.file(), "msgpack frame") << what << ": " << e.what();
     EXPECT_EQ(e.field(), field) << what << ": " << e.what();
   }
+}
+
+// Every string of a cycle must be valid UTF-8 without control characters (validate_cycle, run by
+// the decoder): a frame with anything else in any string field is an input_error naming the
+// field (an instruction's asset: not one of the cycle's assets, which are all valid).
+TEST(SettlementWire, CycleStringsThatAreNotCleanUtf8AreInputErrorsNamingTheField) {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {std::string("\xff"), "a byte that is never UTF-8"},
+      {std::string("M\xc3"), "a truncated sequence"},
+      {std::string("\xc0\xaf"), "an overlong '/'"},
+      {std::string("\xed\xa0\x80"), "a surrogate"},
+      {std::string("\xf4\x90\x80\x80"), "a code point past U+10FFFF"},
+      {std::string("a\nb"), "a newline"},
+      {std::string("a\x7f"), "DEL"},
+      {std::string("a\xc2\x85"), "a C1 control (NEL)"},
+  };
+  for (const auto& [text, what] : bad) {
+    SettlementCycle c = sample();
+    c.cycle_id = text;
+    expect_rejected(decode_settlement_cycle, encode_settlement_cycle(c), "cycle_id", "cycle_id: " + what);
+    c = sample();
+    c.instructions[1].instruction_id = text;
+    expect_rejected(decode_settlement_cycle, encode_settlement_cycle(c), "instruction_id", "instruction_id: " + what);
+    c = sample();
+    c.instructions[0].member = text;
+    expect_rejected(decode_settlement_cycle, encode_settlement_cycle(c), "member", "member: " + what);
+    c = sample();
+    c.assets[0].asset = text;  // and the instructions that name it
+    for (auto& i : c.instructions)
+      if (i.asset == "BTC") i.asset = text;
+    expect_rejected(decode_settlement_cycle, encode_settlement_cycle(c), "assets", "asset name: " + what);
+    c = sample();
+    c.instructions[2].asset = text;
+    expect_rejected(decode_settlement_cycle, encode_settlement_cycle(c), "asset", "instruction asset: " + what);
+  }
+  // Clean non-ASCII text passes in every field.
+  SettlementCycle c = sample();
+  c.cycle_id = "cycle-\xc3\xa9t\xc3\xa9";
+  c.instructions[0].member = "\xe4\xbc\x9a\xe5\x93\xa1";
+  c.instructions[0].instruction_id = "w1/\xf0\x9f\x92\xb0/in";
+  c.assets[0].asset = "\xe2\x82\xbf";
+  c.instructions[0].asset = c.instructions[1].asset = "\xe2\x82\xbf";
+  const SettlementCycle d = decode_settlement_cycle(encode_settlement_cycle(c));
+  EXPECT_EQ(d.cycle_id, c.cycle_id);
+  EXPECT_EQ(d.instructions[0].member, c.instructions[0].member);
+  EXPECT_EQ(d.assets[0].asset, c.assets[0].asset);
 }
 
 TEST(SettlementWire, QueryRoundTrips) {
@@ -564,7 +611,7 @@ TEST(SettlementWire, SchedulerRouterAcksCyclesAndReportsTheirSettlement) {
   a = ack_of(request(dealer, {std::string()}));
   EXPECT_EQ(a.status, "rejected");
   SettlementCycle changed = c;
-  changed.instructions[0].amount += 1;
+  changed.deadline += 60;  // other contents, still a valid cycle
   a = ack_of(request(dealer, {encode_settlement_cycle(changed)}));
   EXPECT_EQ(a.status, "rejected");
   EXPECT_EQ(a.cycle_id, "w1");

@@ -4,13 +4,13 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <set>
 
 #include "models/csv.hpp"
 #include "models/errors.hpp"
 #include "models/identifier.hpp"
+#include "service/settlement/state_check.hpp"
 
 namespace marginet {
 
@@ -38,10 +38,6 @@ InstructionState state_from(const std::string& s) {
 }
 
 std::string iso(double t) { return format_iso8601_utc(t); }
-
-double wall_clock() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // Deadlines a scheduler accepts: 2000-01-01 to 2200-01-01 (a time the clock and ISO text hold).
 constexpr double kEarliestDeadline = 946684800.0;
@@ -83,6 +79,16 @@ SettlementScheduler::SettlementScheduler(SqliteDb& db, SchedulerConfig config, s
   for (const auto& [asset, ac] : cfg_.assets)
     if (!chain_of_asset_.count(asset)) throw input_error("", 0, "chains", "no chain settles asset " + asset);
   create_schema();
+  // The state tables drive payments: they must be what the ledger says (state_check.hpp).
+  const StateCheckReport check = check_scheduler_state(db_, 5);
+  if (!check.ok()) {
+    std::string list;
+    for (const auto& d : check.differences) list += "\n  " + d;
+    throw input_error(db_.path(), 0, "state",
+                      "the scheduler's state tables disagree with its ledger (tampered with, or restored "
+                      "without the ledger); nothing was paid. `marginet ledger verify` lists every difference:" +
+                          list);
+  }
   recover();
 }
 
@@ -105,32 +111,36 @@ void SettlementScheduler::create_schema() {
       // defaulted while in flight): a late final or failure is recorded.
       "CREATE TABLE IF NOT EXISTS sched_watch (key TEXT PRIMARY KEY, instruction_id TEXT NOT NULL,"
       " member TEXT NOT NULL, asset TEXT NOT NULL, leg TEXT NOT NULL, kind TEXT NOT NULL, amount INTEGER NOT NULL);");
-  db_.begin();
-  try {
-    SqliteStatement has(db_, "SELECT 1 FROM sched_liquidity WHERE asset = ?");
-    SqliteStatement liq(db_, "INSERT INTO sched_liquidity(asset, available) VALUES (?,?)");
-    SqliteStatement sc(db_, "INSERT OR IGNORE INTO sched_assets(asset, scale) VALUES (?,?)");
-    for (const auto& [asset, ac] : cfg_.assets) {
-      has.bind(1, asset);
-      const bool known = has.step();
-      has.reset();
-      if (!known) {  // the starting liquidity is in the ledger too: the state is derived from it
-        liq.bind(1, asset).bind(2, ac.ccp_liquidity);
-        liq.run();
-        ledger_.append("", "liquidity.configured", iso(wall_clock()),
-                       json({{"asset", asset}, {"available", ac.ccp_liquidity}, {"scale", ac.scale}}).dump());
-      }
-      sc.bind(1, asset).bind(2, static_cast<std::int64_t>(ac.scale));
-      sc.run();
-    }
-    db_.commit();
-  } catch (...) {
-    db_.rollback();
-    throw;
+}
+
+void SettlementScheduler::configure_assets(const std::string& at) {
+  // An asset of the chains file not configured yet gets its starting liquidity, in the ledger
+  // too (the state is derived from it). Inside the first transaction that has a time, so that
+  // the entry's time is the scheduler's clock (a virtual clock replays the same ledger).
+  if (configured_) return;
+  SqliteStatement has(db_, "SELECT 1 FROM sched_liquidity WHERE asset = ?");
+  SqliteStatement liq(db_, "INSERT INTO sched_liquidity(asset, available) VALUES (?,?)");
+  SqliteStatement sc(db_, "INSERT OR REPLACE INTO sched_assets(asset, scale) VALUES (?,?)");
+  for (const auto& [asset, ac] : cfg_.assets) {
+    has.bind(1, asset);
+    const bool known = has.step();
+    has.reset();
+    if (known) continue;
+    liq.bind(1, asset).bind(2, ac.ccp_liquidity);
+    liq.run();
+    liq.reset();
+    sc.bind(1, asset).bind(2, static_cast<std::int64_t>(ac.scale));
+    sc.run();
+    sc.reset();
+    ledger_.append("", "liquidity.configured", at,
+                   json({{"asset", asset}, {"available", ac.ccp_liquidity}, {"scale", ac.scale}}).dump());
+    liquidity_[asset] = ac.ccp_liquidity;
   }
+  configured_ = true;
 }
 
 void SettlementScheduler::recover() {
+  configured_ = false;
   open_.clear();
   open_cycle_.clear();
   deadline_done_ = false;
@@ -251,12 +261,14 @@ CycleReceipt SettlementScheduler::receive(const SettlementCycle& cycle, double n
 
   db_.begin();
   try {
+    configure_assets(iso(now));
     {
       SqliteStatement q(db_, "SELECT digest FROM sched_cycles WHERE cycle_id = ?");
       q.bind(1, cycle.cycle_id);
       if (q.step()) {
         const std::string old = q.text(0);
         db_.rollback();
+        configured_ = false;  // what configure_assets wrote is gone with the transaction
         if (old == digest) return CycleReceipt::duplicate;
         throw input_error(src, 0, "cycle_id", "already received with different contents (digest " + old + ")");
       }
@@ -313,6 +325,7 @@ CycleReceipt SettlementScheduler::receive(const SettlementCycle& cycle, double n
     db_.commit();
   } catch (...) {
     db_.rollback();
+    configured_ = false;
     ledger_.reload();
     throw;
   }
@@ -672,6 +685,7 @@ std::string SettlementScheduler::end_cycle(const std::string& cycle_id, MissedDe
   std::map<std::string, std::int64_t> before;
   db_.begin();
   try {
+    configure_assets(tx.at);
     ledger_.append(open_cycle_, "cycle.ended_by_operator", tx.at,
                    json({{"action", roll ? "roll" : "default_management"}, {"by", by}}).dump());
     for (Instruction& in : open_)
@@ -807,6 +821,7 @@ TickReport SettlementScheduler::tick(double now) {
   Tx tx{now, iso(now), {}};
   db_.begin();
   try {
+    configure_assets(tx.at);
     track_watches(tx);
     for (int round = 0; round < 2; ++round) {
       if (open_cycle_.empty()) open_next_cycle(tx);

@@ -124,6 +124,7 @@ class SettlementScheduler {
  private:
   struct Tx;  // one tick's pending writes
   void create_schema();
+  void configure_assets(const std::string& at);
   void recover();
   void open_next_cycle(Tx& tx);
   void set_state(Tx& tx, Instruction& in, InstructionState to, const std::string& reason = {});
@@ -156,6 +157,7 @@ class SettlementScheduler {
   std::map<std::string, std::int64_t> liquidity_;  // asset -> available
   std::unique_ptr<SqliteStatement> update_state_;   // prepared once
   std::int64_t watched_ = 0;                        // rows in sched_watch
+  bool configured_ = false;                         // configure_assets ran in a committed transaction
 };
 
 }  // namespace marginet
