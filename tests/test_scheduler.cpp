@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -15,6 +16,7 @@
 #include "models/errors.hpp"
 #include "service/settlement/ledger.hpp"
 #include "service/settlement/scheduler.hpp"
+#include "service/settlement/state_check.hpp"
 #include "service/settlement/chains/sim_chain.hpp"
 
 namespace {
@@ -1014,3 +1016,236 @@ TEST(Scheduler, ACycleReusingAnInstructionIdOfAnotherCycleIsRefusedWhole) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Hardening (issue 15): every finding of the attack, as a test.
+
+// A cycle of one lone pay-out: nothing pays in for it.
+SettlementCycle lone_payout(const std::string& id, double deadline, std::int64_t amount, bool draw) {
+  SettlementCycle c;
+  c.cycle_id = id;
+  c.deadline = deadline;
+  c.assets = {{"BTC", 8}};
+  c.instructions = {ins(id, "M2", "BTC", Leg::pay_out, amount)};
+  c.liquidity_draw = draw;
+  return c;
+}
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const input_error& e) {
+    return e.what();
+  }
+  return "(no input_error)";
+}
+
+TEST(SchedulerHardening, APayOutNotFundedByPayInsNeedsALiquidityDrawFromASenderAllowedToDraw) {
+  Rig r("draws", make_config(5 * kBtc, 0));
+  // The attack: a lone pay-out, paid from CCP liquidity because nothing checked it.
+  std::string m = message_of([&] { r.sched->receive(lone_payout("x1", r.now + 60, 5 * kBtc, false), r.now); });
+  EXPECT_NE(m.find("liquidity_draw"), std::string::npos) << m;
+  // Marked as a draw, from a producer without the right: refused, naming the sender.
+  m = message_of([&] { r.sched->receive(lone_payout("x1", r.now + 60, 5 * kBtc, true), r.now, {"desk-7", false}); });
+  EXPECT_NE(m.find("desk-7"), std::string::npos) << m;
+  EXPECT_NE(m.find("not authorised"), std::string::npos) << m;
+  // Net pay-ins above net pay-outs do not balance either.
+  SettlementCycle over;
+  over.cycle_id = "x2";
+  over.deadline = r.now + 60;
+  over.assets = {{"BTC", 8}};
+  over.instructions = {ins("x2", "M1", "BTC", Leg::pay_in, 3 * kBtc), ins("x2", "M2", "BTC", Leg::pay_out, 2 * kBtc)};
+  m = message_of([&] { r.sched->receive(over, r.now); });
+  EXPECT_NE(m.find("differ"), std::string::npos) << m;
+  EXPECT_TRUE(r.sched->idle()) << "nothing was recorded";
+  // Margin calls pay in without a pay-out: balanced enough (collateral comes in).
+  SettlementCycle calls;
+  calls.cycle_id = "x3";
+  calls.deadline = r.now + 60;
+  calls.assets = {{"BTC", 8}};
+  calls.instructions = {ins("x3", "M1", "BTC", Leg::pay_in, kBtc, ObligationKind::margin_call)};
+  EXPECT_EQ(r.sched->receive(calls, r.now, {"service", false}), CycleReceipt::recorded);
+  // A sender allowed to draw: recorded and paid from liquidity.
+  EXPECT_EQ(r.sched->receive(lone_payout("x4", r.now + 60, 2 * kBtc, true), r.now, {"service", true}),
+            CycleReceipt::recorded);
+  r.run_until_idle();
+  EXPECT_EQ(r.state_of("x4/M2/BTC/out"), "final");
+  EXPECT_EQ(r.sched->status().liquidity.at("BTC"), 3 * kBtc);
+}
+
+TEST(SchedulerHardening, AmountsOutOfRangeAndSumsThatWouldOverflowAreRefusedAndTheStatusStaysReadable) {
+  Rig r("overflow", make_config(0, 0));
+  // Two pay-outs of INT64_MAX (the attack overflowed the sums, then `status` failed for good).
+  SettlementCycle c = lone_payout("o1", r.now + 60, INT64_MAX, true);
+  c.instructions.push_back(ins("o1", "M3", "BTC", Leg::pay_out, INT64_MAX));
+  std::string m = message_of([&] { r.sched->receive(c, r.now); });
+  EXPECT_NE(m.find("amount"), std::string::npos) << m;
+  // Each within range, their sum not.
+  c = lone_payout("o2", r.now + 60, kMaxSettlementAmount, true);
+  c.instructions.push_back(ins("o2", "M3", "BTC", Leg::pay_out, kMaxSettlementAmount));
+  m = message_of([&] { r.sched->receive(c, r.now); });
+  EXPECT_NE(m.find("add up to more than"), std::string::npos) << m;
+  EXPECT_NO_THROW(r.sched->status());
+  // Many queued cycles at the bound: 60 x 2 x 10^17 exceeds INT64_MAX; the status saturates.
+  for (int i = 0; i < 60; ++i) {
+    SettlementCycle big;
+    big.cycle_id = "b" + std::to_string(i);
+    big.deadline = r.now + 3600;
+    big.assets = {{"BTC", 8}};
+    big.instructions = {ins(big.cycle_id, "M1", "BTC", Leg::pay_in, kMaxSettlementAmount),
+                        ins(big.cycle_id, "M2", "BTC", Leg::pay_out, kMaxSettlementAmount)};
+    ASSERT_EQ(r.sched->receive(big, r.now), CycleReceipt::recorded);
+  }
+  SchedulerStatus st;
+  ASSERT_NO_THROW(st = r.sched->status());
+  EXPECT_EQ(st.value_pending.at("BTC"), INT64_MAX);
+}
+
+TEST(SchedulerHardening, TextsThatAreNotCleanBoundsAndDeadlinesAreRefusedWhole) {
+  SchedulerConfig cfg = make_config(0, 0);
+  cfg.max_instructions_per_cycle = 4;
+  Rig r("texts", cfg);
+  const auto entries = r.sched->ledger().size();
+  auto c = three_member_cycle("t1", r.now + 60);
+  c.instructions[0].member = "M\xff";  // what any margin client could put in an account name
+  std::string m = message_of([&] { r.sched->receive(c, r.now); });
+  EXPECT_NE(m.find("UTF-8"), std::string::npos) << m;
+  c = three_member_cycle("t1", 1e300);
+  m = message_of([&] { r.sched->receive(c, r.now); });
+  EXPECT_NE(m.find("deadline"), std::string::npos) << m;
+  c = three_member_cycle("t1", r.now + 60);  // five instructions, four allowed
+  m = message_of([&] { r.sched->receive(c, r.now); });
+  EXPECT_NE(m.find("more than the 4"), std::string::npos) << m;
+  c.instructions[0].instruction_id = std::string(600, 'i');
+  m = message_of([&] { r.sched->receive(c, r.now); });
+  EXPECT_NE(m.find("longer than 512"), std::string::npos) << m;
+  EXPECT_EQ(r.sched->ledger().size(), entries);
+}
+
+TEST(SchedulerHardening, ABlockTimeLongerThanTheTimeLeftEndsAtTheGraceAndTheLateTransfersAreRecorded) {
+  // BTC blocks every 1,000 s (final after 3); the cycle's deadline is 10 s away, the grace
+  // 60 s. The attack left the cycle open (and every later one waiting) until the block came.
+  SchedulerConfig cfg = make_config(kBtc, 1000 * kUsdc);
+  cfg.grace_seconds = 60;
+  cfg.sim_chains[0].block_time = 1000;
+  Rig r("slow_block", cfg);
+  SettlementCycle c1;
+  c1.cycle_id = "c1";
+  c1.deadline = r.now + 10;
+  c1.assets = {{"BTC", 8}};
+  c1.instructions = {ins("c1", "M1", "BTC", Leg::pay_in, kBtc), ins("c1", "M2", "BTC", Leg::pay_out, kBtc)};
+  SettlementCycle c2;
+  c2.cycle_id = "c2";
+  c2.deadline = r.now + 600;
+  c2.assets = {{"USDC", 6}};
+  c2.instructions = {ins("c2", "M3", "USDC", Leg::pay_in, 50 * kUsdc), ins("c2", "M4", "USDC", Leg::pay_out, 50 * kUsdc)};
+  r.sched->receive(c1, r.now);
+  r.sched->receive(c2, r.now);
+  const double start = r.now;
+  while (r.now < start + 200) r.step();  // well before the first BTC block at +1,000 s
+  EXPECT_TRUE(r.sched->idle()) << "c1 ended at its deadline + grace, c2 settled after it";
+  // M1's pay-in was in flight: defaulted, not rolled (a roll would ask it to pay twice). M2's
+  // pay-out, released at the deadline from the CCP's liquidity (Cover-1), expired in flight.
+  EXPECT_EQ(r.state_of("c1/M1/BTC/in"), "defaulted");
+  EXPECT_EQ(r.state_of("c1/M2/BTC/out"), "expired");
+  EXPECT_EQ(r.state_of("c2/M3/USDC/in"), "final");
+  EXPECT_EQ(r.state_of("c2/M4/USDC/out"), "final");
+  EXPECT_EQ(r.sched->status().transfers_watched, 2);
+  EXPECT_EQ(r.sched->status().liquidity.at("BTC"), 0);
+  // The blocks come: both transfers land after their instructions ended; recorded, and the
+  // CCP's BTC liquidity holds the late pay-in.
+  while (r.now < start + 4000) {
+    r.now += 50;
+    r.sched->tick(r.now);
+  }
+  EXPECT_EQ(r.entries_of_kind("transfer.late_final").size(), 2u);
+  EXPECT_EQ(r.sched->status().transfers_watched, 0);
+  EXPECT_EQ(r.state_of("c1/M2/BTC/out"), "final");
+  EXPECT_EQ(r.sched->status().liquidity.at("BTC"), kBtc);
+  EXPECT_EQ(r.chain("BTC").balance("CCP", "BTC"), kBtc);
+  EXPECT_EQ(r.chain("BTC").balance("M2", "BTC"), 1001 * kBtc);
+  EXPECT_TRUE(r.sched->ledger().verify().ok);
+  EXPECT_TRUE(check_scheduler_state(*r.db).ok());
+}
+
+TEST(SchedulerHardening, APayOutInFlightAtTheGraceExpiresClosesTheCycleAndItsLateFinalIsRecorded) {
+  SchedulerConfig cfg = make_config(5 * kBtc, 0);
+  cfg.grace_seconds = 30;
+  cfg.sim_chains[0].block_time = 500;
+  Rig r("expire", cfg);
+  r.sched->receive(lone_payout("e1", r.now + 10, 2 * kBtc, true), r.now);
+  const double start = r.now;
+  while (r.now < start + 100) r.step();
+  EXPECT_TRUE(r.sched->idle());
+  EXPECT_EQ(r.state_of("e1/M2/BTC/out"), "expired");
+  EXPECT_EQ(r.sched->status().liquidity.at("BTC"), 3 * kBtc) << "an expired pay-out left the wallet";
+  while (r.now < start + 2000) {  // blocks every 500 s, final after 3
+    r.now += 10;
+    r.sched->tick(r.now);
+  }
+  EXPECT_EQ(r.state_of("e1/M2/BTC/out"), "final");
+  EXPECT_EQ(r.entries_of_kind("transfer.late_final").size(), 1u);
+  EXPECT_EQ(r.chain("BTC").balance("M2", "BTC"), 1000 * kBtc + 2 * kBtc);
+  EXPECT_EQ(r.sched->status().liquidity.at("BTC"), 3 * kBtc);
+  EXPECT_TRUE(check_scheduler_state(*r.db).ok());
+}
+
+TEST(SchedulerHardening, TheOperatorEndsTheOpenCycleAndTheStatusNamesWhoBlocksIt) {
+  for (const auto action : {MissedDeadlineAction::roll, MissedDeadlineAction::default_management}) {
+    const bool roll = action == MissedDeadlineAction::roll;
+    SchedulerConfig cfg = make_config(0, 0);
+    Rig r(roll ? "op_roll" : "op_close", cfg);
+    r.chain("BTC").set_balance("M1", "BTC", 0);  // M1 cannot pay: its pay-in fails, retried never
+    auto c = three_member_cycle("c1", r.now + 3600);
+    r.sched->receive(c, r.now);
+    for (int i = 0; i < 20; ++i) r.step();
+    SchedulerStatus st = r.sched->status();
+    ASSERT_EQ(st.open_cycle, "c1");
+    ASSERT_TRUE(st.blocking.count("M1")) << "M1's pay-in keeps c1 open";
+    EXPECT_NE(st.blocking.at("M1").find("pay-in BTC 2.00000000"), std::string::npos) << st.blocking.at("M1");
+    // Ending a cycle that is not the open one is refused, naming its state.
+    std::string m = message_of([&] { r.sched->end_cycle("c9", action, r.now, "ops"); });
+    EXPECT_NE(m.find("unknown"), std::string::npos) << m;
+    const std::string done = r.sched->end_cycle("c1", action, r.now, "ops");
+    EXPECT_NE(done.find("closed by the operator"), std::string::npos) << done;
+    EXPECT_TRUE(r.sched->idle());
+    EXPECT_EQ(r.state_of("c1/M1/BTC/in"), roll ? "rolled" : "defaulted");
+    EXPECT_EQ(r.state_of("c1/M2/USDC/in"), "final");
+    EXPECT_EQ(r.state_of("c1/M1/USDC/out"), roll ? "rolled" : "defaulted");  // withheld: M1 did not pay
+    EXPECT_EQ(r.entries_of_kind("cycle.ended_by_operator").size(), 1u);
+    m = message_of([&] { r.sched->end_cycle("c1", action, r.now, "ops"); });
+    EXPECT_NE(m.find("closed"), std::string::npos) << m;
+    EXPECT_TRUE(r.sched->ledger().verify().ok);
+    EXPECT_TRUE(check_scheduler_state(*r.db).ok());
+  }
+}
+
+TEST(SchedulerHardening, StateTablesChangedBehindTheSchedulersBackStopItAndAreNamed) {
+  // The attack: UPDATE a pending pay-out's amount; the restarted scheduler paid 54 BTC, not 30.
+  SchedulerConfig cfg = make_config(100 * kBtc, 0);
+  cfg.sim_chains[0].block_time = 1000;  // nothing is final before the restart
+  {
+    Rig r("tamper_state", cfg);
+    SettlementCycle c;
+    c.cycle_id = "c1";
+    c.deadline = r.now + 3600;
+    c.assets = {{"BTC", 8}};
+    c.instructions = {ins("c1", "M1", "BTC", Leg::pay_in, 30 * kBtc), ins("c1", "M2", "BTC", Leg::pay_out, 30 * kBtc)};
+    r.sched->receive(c, r.now);
+    r.step();
+    ASSERT_TRUE(check_scheduler_state(*r.db).ok());
+    r.db->exec("UPDATE sched_instructions SET amount = 5400000000, settle = 5400000000 WHERE instruction_id = 'c1/M2/BTC/out'");
+    r.db->exec("UPDATE sched_liquidity SET available = 1 WHERE asset = 'USDC'");
+    const StateCheckReport rep = check_scheduler_state(*r.db);
+    ASSERT_FALSE(rep.ok());
+    std::string all;
+    for (const auto& d : rep.differences) all += d + "\n";
+    EXPECT_NE(all.find("sched_instructions 'c1/M2/BTC/out': amount is 5400000000 in the table, 3000000000 in the ledger"),
+              std::string::npos) << all;
+    EXPECT_NE(all.find("sched_liquidity 'USDC': available is 1 in the table, 0 in the ledger"), std::string::npos) << all;
+  }
+  // A scheduler refuses to start on it (nothing is paid), naming the row.
+  const std::string m = message_of([&] { Rig again("tamper_state", cfg, false, false); });
+  EXPECT_NE(m.find("disagree with its ledger"), std::string::npos) << m;
+  EXPECT_NE(m.find("c1/M2/BTC/out"), std::string::npos) << m;
+}

@@ -592,7 +592,15 @@ void SettlementScheduler::force_terminal(Tx& tx, MissedDeadlineAction action, co
       watch(tx, in);
       continue;
     }
-    if (in_flight) watch(tx, in);  // a pay-in that lands late is recorded (docs/settlement.md)
+    if (in_flight) {
+      // A pay-in whose transfer may still land: rolling it would ask the member to pay again
+      // while the first transfer can arrive (collected twice). It goes to default management
+      // whatever the action; a late arrival is recorded and credited (track_watches).
+      watch(tx, in);
+      end_instruction(tx, in, MissedDeadlineAction::default_management,
+                      why + " while its transfer was in flight (rolling could collect it twice)");
+      continue;
+    }
     end_instruction(tx, in, action, why);
   }
   // The pay-outs of members who missed were ended above or at the deadline; any still waiting

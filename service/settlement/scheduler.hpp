@@ -21,8 +21,9 @@
 // - at the deadline a member with a pay-in not final misses it: its pay-outs are withheld and
 //   its unpaid obligations are rolled to the next cycle or handed to default management
 //   (configurable); everyone else settles;
-// - at the deadline + grace every instruction is terminal: a pay-in not final is rolled or
-//   defaulted, a pay-out in flight expires (the cycle closes; the transfer stays watched and
+// - at the deadline + grace every instruction is terminal: a pay-in not sent or failed is
+//   rolled or defaulted, one still in flight is defaulted (rolling it could collect it twice;
+//   a late arrival is credited), a pay-out in flight expires (the cycle closes; the transfer stays watched and
 //   its late final or failure is recorded: a failed one is re-credited and carried); an operator
 //   may end the open cycle earlier (end_cycle: `marginet scheduler roll|close CYCLE`);
 // - a failed pay-out is retried (new attempt) up to max_payout_attempts, then carried;
