@@ -24,6 +24,7 @@
 #include <zmq.hpp>
 
 #include "models/errors.hpp"
+#include "service/margin/curve.hpp"
 #include "service/settlement/ledger.hpp"
 #include "service/settlement/wire.hpp"
 #include "tests/run_command.hpp"
@@ -730,3 +731,154 @@ TEST(SettlementWire, SchedulerUsageNamesTheSocketOptions) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Trust (issue 15): who may send what, and the operator's commands.
+
+std::string public_key_of(const fs::path& pub) {
+  const std::string text = read_file(pub);
+  const auto at = text.find("= ");
+  return at == std::string::npos ? std::string() : text.substr(at + 2, 40);
+}
+
+// A cycle the scheduler keeps open: M1 owes more BTC than it holds (10), its pay-in fails.
+SettlementCycle stuck_cycle(const std::string& id) {
+  SettlementCycle c;
+  c.cycle_id = id;
+  c.deadline = 4102444800;  // 2100: far away
+  c.assets = {{"BTC", 8}};
+  c.instructions = {{id + "/M1/in", "M1", "BTC", Leg::pay_in, ObligationKind::net, 2000000000},
+                    {id + "/M2/out", "M2", "BTC", Leg::pay_out, ObligationKind::net, 2000000000}};
+  return c;
+}
+
+SettlementCycle lone_draw(const std::string& id) {
+  SettlementCycle c;
+  c.cycle_id = id;
+  c.deadline = 4102444800;
+  c.assets = {{"BTC", 8}};
+  c.instructions = {{id + "/M2/out", "M2", "BTC", Leg::pay_out, ObligationKind::margin_call, 100000000}};
+  c.liquidity_draw = true;
+  return c;
+}
+
+struct Dealer {
+  zmq::socket_t socket;
+  Dealer(zmq::context_t& ctx, const std::string& endpoint, const fs::path& server_pub = {}, const fs::path& key = {},
+         int timeout_ms = 30000)
+      : socket(ctx, zmq::socket_type::dealer) {
+    socket.set(zmq::sockopt::rcvtimeo, timeout_ms);
+    socket.set(zmq::sockopt::linger, 0);
+    if (!server_pub.empty())
+      enable_curve_client(socket, read_curve_key_file(server_pub.string()).public_key, read_curve_key_file(key.string()));
+    socket.connect(endpoint);
+  }
+  SettlementAck send(const std::string& frame) { return ack_of(request(socket, {frame})); }
+};
+
+TEST(SchedulerTrust, WithCurveOnlyListedProducersGetInAndOnlyWithTheirRights) {
+  const fs::path dir = wire_dir("curve_producers");
+  for (const char* name : {"sched", "service", "desk", "ops", "stranger"})
+    ASSERT_EQ(marginet::testing::run_marginet("keygen " + (dir / name).string()).status, 0);
+  {
+    std::ofstream p(dir / "producers.txt");
+    p << "# who may send settlement cycles\n"
+      << public_key_of(dir / "service.pub") << " service draw\n"
+      << public_key_of(dir / "desk.pub") << " desk\n"
+      << public_key_of(dir / "ops.pub") << " ops operate\n";
+  }
+  BoundScheduler sched(dir, {"--curve-key", (dir / "sched.key").string(), "--producers", (dir / "producers.txt").string()});
+  ASSERT_GT(sched.pid, 0) << read_file(sched.log);
+  zmq::context_t ctx(1);
+  Dealer desk(ctx, sched.endpoint, dir / "sched.pub", dir / "desk.key");
+  Dealer service(ctx, sched.endpoint, dir / "sched.pub", dir / "service.key");
+  // A producer without `draw`: balanced cycles yes, a lone pay-out (the attack) no.
+  SettlementAck a = desk.send(encode_settlement_cycle(stuck_cycle("s1")));
+  EXPECT_EQ(a.status, "recorded") << a.message;
+  a = desk.send(encode_settlement_cycle(lone_draw("d1")));
+  EXPECT_EQ(a.status, "rejected");
+  EXPECT_NE(a.message.find("'desk' is not authorised"), std::string::npos) << a.message;
+  a = service.send(encode_settlement_cycle(lone_draw("d2")));
+  EXPECT_EQ(a.status, "recorded") << a.message;
+  // An unlisted key, and a peer without CURVE: never answered (ZAP refuses the handshake).
+  Dealer stranger(ctx, sched.endpoint, dir / "sched.pub", dir / "stranger.key", 1500);
+  EXPECT_TRUE(request(stranger.socket, {encode_settlement_cycle(lone_draw("d3"))}).empty());
+  Dealer plain(ctx, sched.endpoint, {}, {}, 1500);
+  EXPECT_TRUE(request(plain.socket, {encode_settlement_cycle(lone_draw("d4"))}).empty());
+  // The status names who keeps s1 open; only `operate` may end it.
+  const std::string ledger = (dir / "l.sqlite").string();
+  const auto st = marginet::testing::run_marginet("scheduler status --ledger " + ledger);
+  EXPECT_NE(st.output.find("blocking,M1,pay-in BTC 20.00000000"), std::string::npos) << st.output;
+  a = desk.send(encode_settlement_operator({"close", "s1"}));
+  EXPECT_EQ(a.status, "rejected");
+  EXPECT_NE(a.message.find("may not end cycles"), std::string::npos) << a.message;
+  const auto closed = marginet::testing::run_marginet(
+      "scheduler close s1 --connect " + sched.endpoint + " --curve-server-key " + (dir / "sched.pub").string() +
+      " --curve-key " + (dir / "ops.key").string());
+  EXPECT_EQ(closed.status, 0) << closed.output;
+  EXPECT_NE(closed.output.find("closed by the operator"), std::string::npos) << closed.output;
+  EXPECT_EQ(sched.stop(), 0) << read_file(sched.log);
+  const auto after = marginet::testing::run_marginet("scheduler status --ledger " + ledger);
+  // M1's pay-in went to default management; M2's pay-out, unfunded (no BTC liquidity), is held
+  // as a shortfall and carried into the next cycle, d2.
+  EXPECT_NE(after.output.find("instructions,defaulted,1"), std::string::npos) << after.output;
+  EXPECT_NE(after.output.find("instructions,rolled,1"), std::string::npos) << after.output;
+  EXPECT_NE(after.output.find("cycles,open_cycle,d2"), std::string::npos) << after.output;
+  EXPECT_EQ(marginet::testing::run_marginet("ledger verify --ledger " + ledger).status, 0);
+  fs::remove_all(dir);
+}
+
+TEST(SchedulerTrust, WithoutCurveDrawsAndOperatorRequestsNeedInsecure) {
+  for (const bool insecure : {false, true}) {
+    const fs::path dir = wire_dir(insecure ? "insecure" : "no_curve");
+    BoundScheduler sched(dir, insecure ? std::vector<std::string>{"--insecure"} : std::vector<std::string>{});
+    ASSERT_GT(sched.pid, 0) << read_file(sched.log);
+    zmq::context_t ctx(1);
+    Dealer peer(ctx, sched.endpoint);
+    SettlementAck a = peer.send(encode_settlement_cycle(lone_draw("d1")));
+    EXPECT_EQ(a.status, insecure ? "recorded" : "rejected") << a.message;
+    if (!insecure) EXPECT_NE(a.message.find("'unauthenticated' is not authorised"), std::string::npos) << a.message;
+    ASSERT_EQ(peer.send(encode_settlement_cycle(stuck_cycle("s1"))).status, "recorded");
+    a = peer.send(encode_settlement_operator({"roll", insecure ? "d1" : "s1"}));
+    // With --insecure, d1 is open (s1 waits behind it): ended by the request.
+    EXPECT_EQ(a.status, insecure ? "done" : "rejected") << a.message;
+    EXPECT_EQ(sched.stop(), 0) << read_file(sched.log);
+    fs::remove_all(dir);
+  }
+}
+
+TEST(SchedulerTrust, TheOperatorEndsACycleOnTheLedgerWhenNoSchedulerRunsAndATamperedStateStopsTheScheduler) {
+  const fs::path dir = wire_dir("offline_ops");
+  const std::string ledger = (dir / "l.sqlite").string(), chains = (dir / "chains.json").string();
+  {
+    BoundScheduler sched(dir, {});
+    ASSERT_GT(sched.pid, 0) << read_file(sched.log);
+    zmq::context_t ctx(1);
+    Dealer peer(ctx, sched.endpoint);
+    ASSERT_EQ(peer.send(encode_settlement_cycle(stuck_cycle("s1"))).status, "recorded");
+    // While it runs, the ledger has one writer: the console command is refused.
+    const auto busy = marginet::testing::run_marginet("scheduler roll s1 --ledger " + ledger + " --chains " + chains);
+    EXPECT_EQ(busy.status, 2) << busy.output;
+    EXPECT_EQ(sched.stop(), 0) << read_file(sched.log);
+  }
+  const auto rolled = marginet::testing::run_marginet("scheduler roll s1 --ledger " + ledger + " --chains " + chains);
+  EXPECT_EQ(rolled.status, 0) << rolled.output;
+  EXPECT_NE(rolled.output.find("closed by the operator"), std::string::npos) << rolled.output;
+  const auto again = marginet::testing::run_marginet("scheduler roll s1 --ledger " + ledger + " --chains " + chains);
+  EXPECT_EQ(again.status, 2) << again.output;
+  EXPECT_NE(again.output.find("not the open cycle"), std::string::npos) << again.output;
+  // The carried obligation's amount raised behind the scheduler's back: it will not start.
+  {
+    SqliteDb db(ledger);
+    db.exec("UPDATE sched_carried SET amount = amount * 2");
+  }
+  std::ofstream(dir / "c.json") << R"({"cycle_id": "s2", "deadline": "2099-01-01T00:00:00Z", "assets": [{"asset": "BTC", "scale": 8}],
+    "instructions": [{"instruction_id": "s2/M3/in", "member": "M3", "asset": "BTC", "leg": "pay_in", "kind": "margin_call", "amount_minor": 5}]})";
+  const auto refused = marginet::testing::run_marginet("scheduler --cycle-file " + (dir / "c.json").string() +
+                                                       " --ledger " + ledger + " --chains " + chains);
+  EXPECT_EQ(refused.status, 2) << refused.output;
+  EXPECT_NE(refused.output.find("sched_carried"), std::string::npos) << refused.output;
+  EXPECT_NE(refused.output.find("amount is 4000000000 in the table, 2000000000 in the ledger"), std::string::npos)
+      << refused.output;
+  fs::remove_all(dir);
+}

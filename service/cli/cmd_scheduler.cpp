@@ -97,17 +97,16 @@ struct Producer {
 };
 
 /// The producers file: "KEY NAME [draw] [operate]" per line (KEY: 40 Z85 characters; blank
-/// lines and # comments ignored). input_error naming file, line and field.
+/// lines and lines starting with # ignored). input_error naming file, line and field.
 std::map<std::string, Producer> read_producers(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw input_error(path, 0, "", "cannot open the producers file");
   std::map<std::string, Producer> out;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
-    if (const auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
     std::istringstream words(line);
     std::string key;
-    if (!(words >> key)) continue;
+    if (!(words >> key) || key[0] == '#') continue;  // only whole-line comments: '#' is a Z85 character
     if (!is_z85_key(key)) throw input_error(path, n, "key", "not a 40-character Z85 public key");
     Producer p;
     if (!(words >> p.name)) throw input_error(path, n, "name", "missing (KEY NAME [draw] [operate])");
