@@ -5,7 +5,7 @@
 //                      [--cycle-file F]...
 //                      [--until-idle] [--chain-state FILE] [--clock wall|virtual --start ISO
 //                      --tick-seconds S] [--poll-ms N] [--max-runtime S]
-//                      [--curve-key NAME.key --producers FILE] [--insecure]
+//                      [--curve-key NAME.key --producers FILE] [--insecure] [--signing-key NAME.sign.key]
 //   marginet scheduler status --ledger FILE.sqlite
 //   marginet scheduler roll|close CYCLE (--connect ENDPOINT [--curve-server-key PUB --curve-key KEY]
 //                                        | --ledger FILE.sqlite --chains FILE.json)
@@ -83,6 +83,7 @@ struct SchedulerOptions {
   std::string curve_key;      // the scheduler's NAME.key (CURVE on both sockets)
   std::string producers;      // allow-list with rights
   bool insecure = false;      // without CURVE: every peer may draw and operate
+  std::string signing_key;    // the CCP's Ed25519 key (keygen --signing): a signed tree head per cycle
   // roll | close
   std::string end_cycle;
   std::string connect;
@@ -199,6 +200,10 @@ SchedulerRuntime open_runtime(const SchedulerOptions& o, const std::string& what
     chains.push_back(rt.sims.back().get());
   }
   rt.sched = std::make_unique<SettlementScheduler>(*rt.db, cfg, chains);
+  if (!o.signing_key.empty()) {
+    rt.sched->ledger().set_signing_key(read_signing_key(o.signing_key));
+    rt.sched->ledger().publish_heads();  // heads committed before a crash, not yet published
+  }
   return rt;
 }
 
@@ -237,6 +242,7 @@ void run_end_cycle(const CommonOptions& common, const SchedulerOptions& o, const
     message = rt.sched->end_cycle(o.end_cycle,
                                   action == "roll" ? MissedDeadlineAction::roll : MissedDeadlineAction::default_management,
                                   wall_now(), "operator at the console");
+    if (!o.signing_key.empty()) rt.sched->ledger().publish_heads();
   }
   if (!common.quiet) std::cout << message << "\n";
 }
@@ -261,6 +267,10 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
   SchedulerRuntime rt = open_runtime(o, "scheduler");
   SqliteDb& db = *rt.db;
   SettlementScheduler& sched = *rt.sched;
+  const bool signing = !o.signing_key.empty();
+  if (!signing && !common.quiet)
+    spdlog::warn("scheduler: no --signing-key: tree heads are not signed, so a truncated or rewritten ledger "
+                 "cannot be detected with `ledger verify --pubkey`");
 
   // The clock: wall time, or virtual time advancing by --tick-seconds per tick.
   double virtual_now = wall_now();
@@ -387,6 +397,7 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
         const std::string done = sched.end_cycle(
             req.cycle_id, req.action == "roll" ? MissedDeadlineAction::roll : MissedDeadlineAction::default_management,
             now(), peer.sender.name);
+        if (signing) sched.ledger().publish_heads();
         return encode_settlement_ack(acknowledge(req.cycle_id, "done", done));
       } catch (const input_error& e) {
         spdlog::warn("scheduler: rejected an operator request: {}", e.what());
@@ -508,6 +519,7 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
     if (!wall) virtual_now += o.tick_seconds;
     for (const auto& c : rep.cycles_closed)
       if (!common.quiet) spdlog::info("cycle {} closed; root {}", c, sched.ledger().cycle_root(c).value_or("?"));
+    if (signing && !rep.cycles_closed.empty()) sched.ledger().publish_heads();  // after the commit
     busy = rep.state_changes > 0;
     if (until_idle && received > 0 && sched.idle()) break;
     if (until_idle && !listening && sched.idle()) break;
@@ -551,6 +563,9 @@ void add_scheduler_command(CLI::App& app, CommonOptions& common) {
   cmd->add_option("--producers", o->producers,
                   "CURVE: who may send, one \"KEY NAME [draw] [operate]\" per line (draw: cycles whose pay-outs "
                   "exceed their pay-ins; operate: roll|close)");
+  cmd->add_option("--signing-key", o->signing_key,
+                  "The CCP's Ed25519 key (marginet keygen --signing NAME): each closed cycle's tree head is signed "
+                  "and published to LEDGER.heads");
   cmd->add_flag("--insecure", o->insecure,
                 "Without CURVE: let any peer draw on liquidity and end cycles (development on one host only)");
   CLI::App* status = cmd->add_subcommand("status", "Cycles open, instructions per state, value pending per asset");
@@ -569,6 +584,7 @@ void add_scheduler_command(CLI::App& app, CommonOptions& common) {
     end->add_option("--ledger", o->ledger, "Without a running scheduler: its ledger (SQLite file)");
     end->add_option("--chains", o->chains, "Without a running scheduler: its chains file");
     end->add_option("--chain-state", o->chain_state, "Sim chains' state (default: LEDGER.chains.sqlite)");
+    end->add_option("--signing-key", o->signing_key, "Without a running scheduler: the CCP's Ed25519 key");
     end->callback([&common, o, action] { run_end_cycle(common, *o, action); });
     enders.push_back(end);
   }

@@ -148,5 +148,6 @@ std::string SqliteStatement::text(int col) const {
 }
 bool SqliteStatement::is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
 int SqliteStatement::column_type(int col) const { return sqlite3_column_type(stmt_, col); }
+int SqliteStatement::columns() const { return sqlite3_column_count(stmt_); }
 
 }  // namespace marginet

@@ -95,6 +95,8 @@ class SqliteStatement {
   bool is_null(int col) const;
   /// SQLITE_INTEGER, SQLITE_FLOAT, SQLITE_TEXT, SQLITE_BLOB or SQLITE_NULL.
   int column_type(int col) const;
+  /// Columns of the result.
+  int columns() const;
 
  private:
   sqlite3* db_;

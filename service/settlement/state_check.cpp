@@ -62,6 +62,12 @@ class Problems {
 
 std::string sq(const std::string& s) { return "'" + s + "'"; }
 
+// A NULL reads as 0 or "": a row whose stored type was changed to NULL must not pass as one.
+void no_nulls(Problems& p, const SqliteStatement& q, const std::string& what) {
+  for (int c = 0; c < q.columns(); ++c)
+    if (q.is_null(c)) p.add(what + ": column " + std::to_string(c + 1) + " is NULL in the table");
+}
+
 template <class T>
 std::string text_of(const T& v) {
   if constexpr (std::is_same_v<T, std::string>) return sq(v);
@@ -238,6 +244,7 @@ StateCheckReport check_scheduler_state(SqliteDb& db, std::size_t max_differences
       ++rep.rows_checked;
       const std::string id = q.text(0);
       const std::string what = "sched_cycles " + sq(id);
+      no_nulls(p, q, what);
       const auto it = r.cycles.find(id);
       if (it == r.cycles.end()) {
         p.add(what + ": in the table, not in the ledger");
@@ -266,6 +273,7 @@ StateCheckReport check_scheduler_state(SqliteDb& db, std::size_t max_differences
       ++rep.rows_checked;
       const std::string id = q.text(0);
       const std::string what = "sched_instructions " + sq(id);
+      no_nulls(p, q, what);
       const auto it = r.instructions.find(id);
       if (it == r.instructions.end()) {
         p.add(what + ": in the table, not in the ledger");
@@ -302,6 +310,7 @@ StateCheckReport check_scheduler_state(SqliteDb& db, std::size_t max_differences
       ++rep.rows_checked;
       const std::string id = q.text(0);
       const std::string what = "sched_carried " + sq(id);
+      no_nulls(p, q, what);
       const auto it = r.carried.find(id);
       if (it == r.carried.end()) {
         p.add(what + ": in the table, not in the ledger");
@@ -327,6 +336,7 @@ StateCheckReport check_scheduler_state(SqliteDb& db, std::size_t max_differences
     while (q.step() && !p.full()) {
       ++rep.rows_checked;
       const std::string asset = q.text(0);
+      no_nulls(p, q, "sched_liquidity " + sq(asset));
       const auto it = r.liquidity.find(asset);
       if (it == r.liquidity.end()) {
         p.add("sched_liquidity " + sq(asset) + ": in the table, not in the ledger");
@@ -342,6 +352,7 @@ StateCheckReport check_scheduler_state(SqliteDb& db, std::size_t max_differences
     while (s.step() && !p.full()) {
       ++rep.rows_checked;
       const std::string asset = s.text(0);
+      no_nulls(p, s, "sched_assets " + sq(asset));
       const auto it = r.scales.find(asset);
       if (it == r.scales.end()) {
         p.add("sched_assets " + sq(asset) + ": in the table, not in the ledger");
@@ -360,6 +371,7 @@ StateCheckReport check_scheduler_state(SqliteDb& db, std::size_t max_differences
       ++rep.rows_checked;
       const std::string key = q.text(0);
       const std::string what = "sched_watch " + sq(key);
+      no_nulls(p, q, what);
       const auto it = r.watch.find(key);
       if (it == r.watch.end()) {
         p.add(what + ": in the table, not in the ledger");
