@@ -191,6 +191,7 @@ TEST_F(CallsService, WithdrawalNeverBelowIm) {
   ASSERT_EQ(c.instructions.size(), 1u);
   EXPECT_EQ(c.instructions[0].leg, Leg::pay_out);
   EXPECT_EQ(c.instructions[0].amount, 500000'000000 - balance("DESK-A", "USDC"));
+  EXPECT_TRUE(c.liquidity_draw) << "collateral released: funded by what the CCP holds, not by a pay-in";
   // Nothing more may leave.
   const json again = call({{"type", "collateral.withdraw"}, {"account", "DESK-A"}, {"asset", "USDC"}, {"amount", "1"}});
   EXPECT_EQ(again["code"], "insufficient_collateral") << again.dump();

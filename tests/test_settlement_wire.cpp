@@ -27,7 +27,9 @@
 #include "service/margin/curve.hpp"
 #include "service/settlement/ledger.hpp"
 #include "service/settlement/wire.hpp"
+#include "service/margin/client.hpp"
 #include "tests/run_command.hpp"
+#include "tests/server_process.hpp"
 
 extern char** environ;
 
@@ -881,4 +883,56 @@ TEST(SchedulerTrust, TheOperatorEndsACycleOnTheLedgerWhenNoSchedulerRunsAndATamp
   EXPECT_NE(refused.output.find("amount is 4000000000 in the table, 2000000000 in the ledger"), std::string::npos)
       << refused.output;
   fs::remove_all(dir);
+}
+
+TEST(SchedulerTrust, TheServicesWithdrawalReachesACurveSchedulerAndIsPaidOnlyWithTheDrawRight) {
+  for (const bool may_draw : {true, false}) {
+    const fs::path dir = wire_dir(may_draw ? "service_draw" : "service_nodraw");
+    {
+      std::ofstream out(dir / "chains.json");
+      out << R"({"assets": {"USDC": {"scale": 6, "ccp_liquidity": "1000"}},
+        "chains": [{"name": "e", "assets": ["USDC"], "finality_depth": 1, "member_funding": {"USDC": "1000"}}]})";
+    }
+    for (const char* name : {"sched", "service"})
+      ASSERT_EQ(marginet::testing::run_marginet("keygen " + (dir / name).string()).status, 0);
+    std::ofstream(dir / "producers.txt") << public_key_of(dir / "service.pub") << " margin-service" << (may_draw ? " draw" : "")
+                                         << "\n";
+    BoundScheduler sched(dir, {"--curve-key", (dir / "sched.key").string(), "--producers", (dir / "producers.txt").string()});
+    ASSERT_GT(sched.pid, 0) << read_file(sched.log);
+    const std::string src = std::string(MARGINET_SOURCE_DIR) + "/examples/";
+    marginet::testing::ServerProcess server(
+        "--device cpu --quiet --model span16 --instruments " + src + "instruments.csv --market " + src +
+        "market.csv --marks " + src + "marks.csv --store " + (dir / "clearing.sqlite").string() + " --scheduler " +
+        sched.endpoint + " --scheduler-key " + (dir / "sched.pub").string() + " --scheduler-client-key " +
+        (dir / "service.key").string());
+    ClientOptions co;
+    co.endpoint = server.endpoint();
+    MarginClient client(co);
+    auto r = client.call({{"type", "collateral.deposit"}, {"account", "DESK-A"}, {"asset", "USDC"}, {"amount", "300"},
+                          {"reference", "dep-1"}});
+    ASSERT_EQ(r["type"], "collateral.deposit.result") << r.dump();
+    r = client.call({{"type", "collateral.withdraw"}, {"account", "DESK-A"}, {"asset", "USDC"}, {"amount", "120"},
+                     {"reference", "w-1"}});
+    ASSERT_EQ(r["type"], "collateral.withdraw.result") << r.dump();
+    // The link sends it (CURVE, as margin-service); the scheduler pays it, or refuses the draw.
+    const std::string ledger = (dir / "l.sqlite").string();
+    std::string status;
+    for (int i = 0; i < 300; ++i) {
+      status = marginet::testing::run_marginet("scheduler status --ledger " + ledger).output;
+      if (may_draw ? status.find("instructions,final,1") != std::string::npos
+                   : read_file(sched.log).find("not authorised") != std::string::npos)
+        break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (may_draw) {
+      EXPECT_NE(status.find("instructions,final,1"), std::string::npos) << status << read_file(sched.log);
+      EXPECT_NE(status.find("liquidity,USDC,880.000000"), std::string::npos) << status;
+    } else {
+      EXPECT_NE(read_file(sched.log).find("'margin-service' is not authorised to draw"), std::string::npos)
+          << read_file(sched.log);
+      EXPECT_NE(status.find("cycles,closed,0"), std::string::npos) << status;
+    }
+    EXPECT_EQ(sched.stop(), 0) << read_file(sched.log);
+    fs::remove_all(dir);
+  }
 }
