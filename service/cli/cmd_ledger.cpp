@@ -1,12 +1,21 @@
-// `marginet ledger show|verify|prove`: inspect and verify the settlement ledger (SPEC §8).
+// `marginet ledger show|verify|head|prove|backup`: inspect and verify the settlement ledger (SPEC §8).
 //
 //   marginet ledger show   --ledger FILE [--from N] [--to N] [--cycle ID]   entries as csv/json
-//   marginet ledger verify --ledger FILE    recomputes every hash, the chain and each closed
-//                                           cycle's Merkle root; exit 0 "ok: ...", or exit 2
-//                                           naming the first entry that does not match
-//   marginet ledger prove ENTRY --ledger FILE   the RFC 6962 inclusion proof of entry ENTRY in
-//                                           its cycle's tree, as JSON; check it with
-//                                           scripts/verify_proof.py
+//   marginet ledger verify --ledger FILE [--pubkey NAME.sign.pub] [--heads FILE]
+//                                           recomputes every hash, the chain, each closed
+//                                           cycle's Merkle root and each tree head's root
+//                                           (heads of the ledger_heads table and of the heads
+//                                           file, LEDGER.heads by default); with --pubkey every
+//                                           head's signature, and every closed cycle covered by
+//                                           a head. Exit 0 "ok: ...", or exit 2 naming the first
+//                                           entry or head that does not match
+//   marginet ledger head --ledger FILE [--size N]   the latest signed tree head (or that of
+//                                           size N) as one JSON line; exit 1 when there is none
+//   marginet ledger prove ENTRY --ledger FILE [--head-size N]   the RFC 6962 inclusion proof of
+//                                           entry ENTRY in its cycle's tree, and (object "head")
+//                                           in the whole ledger's tree under the latest signed
+//                                           head covering it (or the head of size N), as JSON;
+//                                           check it with scripts/verify_proof.py
 //   marginet ledger backup FILE --ledger LEDGER a consistent copy of a ledger (also of a live
 //                                           one: SQLite's online backup API, not `cp`, which
 //                                           misses what is still in the WAL), then verified;
@@ -17,15 +26,19 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include "models/errors.hpp"
 #include "service/cli/common.hpp"
 #include "service/cli/table.hpp"
 #include "service/settlement/ledger.hpp"
+#include "service/settlement/state_check.hpp"
+#include "service/settlement/signing.hpp"
 
 namespace marginet::cli {
 
@@ -37,6 +50,9 @@ struct LedgerOptions {
   std::int64_t from = 1, to = 0;
   std::string cycle;
   std::int64_t entry = 0;
+  std::string pubkey;            // verify: NAME.sign.pub
+  std::string heads;             // verify: the heads file ("" = LEDGER.heads when it exists)
+  std::int64_t head_size = 0;    // head --size, prove --head-size (0: the latest)
 };
 
 std::unique_ptr<SqliteDb> open_ledger(const std::string& path) {
@@ -61,24 +77,74 @@ void run_show(const CommonOptions& common, const LedgerOptions& o) {
 }
 
 void run_verify(const CommonOptions& common, const LedgerOptions& o) {
+  LedgerVerifyOptions vo;
+  if (!o.pubkey.empty()) vo.public_key = read_verify_key(o.pubkey);  // before the ledger: a bad key is usage
+  vo.heads_file = o.heads;
   auto db = open_ledger(o.ledger);
   Ledger ledger(*db);
-  const LedgerVerifyReport rep = ledger.verify();
-  if (!rep.ok)
-    throw input_error(o.ledger, 0, rep.first_bad_seq > 0 ? "entry " + std::to_string(rep.first_bad_seq) : "",
-                      "ledger verification FAILED: " + rep.message);
+  const LedgerVerifyReport rep = ledger.verify(vo);
+  if (!rep.ok) {
+    const std::string where = rep.first_bad_seq > 0   ? "entry " + std::to_string(rep.first_bad_seq)
+                              : rep.bad_head_size > 0 ? "head " + std::to_string(rep.bad_head_size)
+                                                      : std::string();
+    throw input_error(o.ledger, 0, where, "ledger verification FAILED: " + rep.message);
+  }
+  // The scheduler's state tables (when the file has them) must be what the ledger says.
+  const StateCheckReport state = check_scheduler_state(*db, 50);
+  if (!state.ok()) {
+    std::string list;
+    for (const auto& d : state.differences) list += "\n  " + d;
+    throw input_error(o.ledger, 0, "state",
+                      "ledger verification FAILED: the scheduler's state tables disagree with the ledger (" +
+                          std::to_string(state.differences.size()) + (state.differences.size() >= 50 ? "+" : "") +
+                          " difference(s)):" + list);
+  }
   OutputSink sink(common.out);
   if (common.format == "json")
-    sink.stream() << nlohmann::json({{"ok", true}, {"entries", rep.entries}, {"cycle_roots", rep.cycles_checked}}).dump()
+    sink.stream() << nlohmann::json({{"ok", true},
+                                     {"entries", rep.entries},
+                                     {"cycle_roots", rep.cycles_checked},
+                                     {"heads", rep.heads},
+                                     {"published_heads", rep.published_heads},
+                                     {"heads_file", rep.heads_file},
+                                     {"signatures_checked", rep.signatures_checked},
+                                     {"state_rows_checked", state.rows_checked}})
+                         .dump()
                   << "\n";
   else
-    sink.stream() << rep.message << "\n";
+    sink.stream() << rep.message
+                  << (state.checked ? "; scheduler state matches the ledger (" + std::to_string(state.rows_checked) + " rows)"
+                                    : std::string())
+                  << "\n";
+}
+
+/// Exit 1 (not a usage or input error: the ledger is fine, it just has no head yet).
+bool run_head(const CommonOptions& common, const LedgerOptions& o) {
+  auto db = open_ledger(o.ledger);
+  Ledger ledger(*db);
+  std::optional<TreeHead> head;
+  if (o.head_size > 0) {
+    for (TreeHead& h : ledger.heads())
+      if (h.size == o.head_size) head = std::move(h);
+  } else {
+    head = ledger.latest_head();
+  }
+  if (!head) {
+    std::cerr << "marginet: ledger head: " << o.ledger << " has no signed tree head"
+              << (o.head_size > 0 ? " of size " + std::to_string(o.head_size)
+                                  : std::string(" (heads are signed at cycle closes by a scheduler given a signing key)"))
+              << "\n";
+    return false;
+  }
+  OutputSink sink(common.out);
+  sink.stream() << tree_head_json(*head) << "\n";
+  return true;
 }
 
 void run_prove(const CommonOptions& common, const LedgerOptions& o) {
   auto db = open_ledger(o.ledger);
   Ledger ledger(*db);
-  const InclusionProof p = ledger.prove(o.entry);
+  const InclusionProof p = ledger.prove(o.entry, o.head_size);
   nlohmann::ordered_json j;
   j["entry_seq"] = p.entry.seq;
   j["cycle_id"] = p.entry.cycle_id;
@@ -90,6 +156,16 @@ void run_prove(const CommonOptions& common, const LedgerOptions& o) {
   j["audit_path"] = p.audit_path;
   j["root"] = p.root;
   j["cycle_closed"] = p.cycle_closed;
+  if (p.head) {
+    // The same leaf in the whole ledger's tree (leaf seq-1 of head.size leaves), and the signed
+    // head whose root the path leads to.
+    nlohmann::ordered_json h;
+    h["leaf_index"] = p.head->leaf_index;
+    h["tree_size"] = p.head->tree_size;
+    h["audit_path"] = p.head->audit_path;
+    h["tree_head"] = nlohmann::ordered_json::parse(tree_head_json(p.head->head));
+    j["head"] = std::move(h);
+  }
   OutputSink sink(common.out);
   sink.stream() << j.dump(2) << "\n";
 }
@@ -147,12 +223,27 @@ void add_ledger_command(CLI::App& app, CommonOptions& common) {
   show->add_option("--to", o->to, "Last entry (0: the end)")->capture_default_str();
   show->add_option("--cycle", o->cycle, "Only this cycle's entries");
   show->callback([&common, o] { run_show(common, *o); });
-  CLI::App* verify = cmd->add_subcommand("verify", "Recompute the hash chain and the cycle roots");
+  CLI::App* verify = cmd->add_subcommand(
+      "verify", "Recompute the hash chain, the cycle roots and the tree heads; with --pubkey check their signatures");
   verify->add_option("--ledger", o->ledger, "Ledger (SQLite file)")->required();
+  verify->add_option("--pubkey", o->pubkey, "The CCP's public key (NAME.sign.pub, `marginet keygen --signing`)");
+  verify->add_option("--heads", o->heads, "Published heads file (default: LEDGER.heads when it exists)");
   verify->callback([&common, o] { run_verify(common, *o); });
-  CLI::App* prove = cmd->add_subcommand("prove", "Inclusion proof of an entry in its cycle's Merkle tree (JSON)");
+  CLI::App* head = cmd->add_subcommand("head", "The latest signed tree head as JSON (exit 1 when none)");
+  head->add_option("--ledger", o->ledger, "Ledger (SQLite file)")->required();
+  head->add_option("--size", o->head_size, "The head of this size instead of the latest")->check(CLI::PositiveNumber);
+  head->callback([&common, o] {
+    if (!run_head(common, *o)) {
+      std::cout.flush();
+      std::exit(1);
+    }
+  });
+  CLI::App* prove = cmd->add_subcommand(
+      "prove", "Inclusion proof of an entry in its cycle's Merkle tree and under a signed tree head (JSON)");
   prove->add_option("ENTRY", o->entry, "Entry sequence number")->required();
   prove->add_option("--ledger", o->ledger, "Ledger (SQLite file)")->required();
+  prove->add_option("--head-size", o->head_size, "Prove under the signed head of this size (default: the latest)")
+      ->check(CLI::PositiveNumber);
   prove->callback([&common, o] { run_prove(common, *o); });
   CLI::App* backup = cmd->add_subcommand("backup", "A consistent, verified copy of a ledger (also while the scheduler runs)");
   backup->add_option("FILE", o->backup_file, "The copy (must not exist)")->required();
