@@ -927,10 +927,20 @@ TEST(SchedulerTrust, TheServicesWithdrawalReachesACurveSchedulerAndIsPaidOnlyWit
     if (may_draw) {
       EXPECT_NE(status.find("instructions,final,1"), std::string::npos) << status << read_file(sched.log);
       EXPECT_NE(status.find("liquidity,USDC,880.000000"), std::string::npos) << status;
+      EXPECT_NE(client.call({{"type", "collateral.query"}, {"account", "DESK-A"}}).dump().find("180000000"),
+                std::string::npos);
     } else {
       EXPECT_NE(read_file(sched.log).find("'margin-service' is not authorised to draw"), std::string::npos)
           << read_file(sched.log);
       EXPECT_NE(status.find("cycles,closed,0"), std::string::npos) << status;
+      // The rejected pay-out will never be made: the 120 USDC debited go back to the account.
+      std::string balances;
+      for (int i = 0; i < 100; ++i) {
+        balances = client.call({{"type", "collateral.query"}, {"account", "DESK-A"}}).dump();
+        if (balances.find("300000000") != std::string::npos) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      EXPECT_NE(balances.find("300000000"), std::string::npos) << balances;
     }
     EXPECT_EQ(sched.stop(), 0) << read_file(sched.log);
     fs::remove_all(dir);

@@ -483,6 +483,20 @@ void SqliteClearingStore::outbox_acked(const std::string& cycle_id, const std::s
       SqliteStatement u(*db_, "UPDATE outbox SET state = 'rejected', message = ? WHERE cycle_id = ?");
       u.bind(1, message).bind(2, cycle_id);
       u.run();
+      // A withdrawal was debited when it was queued: its pay-out will never be made, so the
+      // amount goes back (movement withdrawal_returned, unique by instruction id).
+      const std::string now = clearing_now_utc();
+      SqliteStatement w(*db_,
+                        "SELECT instruction_id, account, asset, amount_minor FROM sent_instructions"
+                        " WHERE cycle_id = ? AND purpose = 'withdrawal' AND state = 'pending'");
+      w.bind(1, cycle_id);
+      std::vector<CollateralChange> back;
+      while (w.step()) back.push_back({w.text(1), w.text(2), w.int64(3), w.text(0)});
+      for (const CollateralChange& b : back) {
+        const CollateralResult r = change_balance(b, MovementKind::withdrawal_returned, b.amount_minor, now);
+        if (r.outcome != Outcome::recorded && r.outcome != Outcome::duplicate)
+          throw logic_error("withdrawal " + b.reference + " could not be returned: " + r.message);
+      }
       SqliteStatement s(*db_, "UPDATE sent_instructions SET state = 'rejected' WHERE cycle_id = ?");
       s.bind(1, cycle_id);
       s.run();
