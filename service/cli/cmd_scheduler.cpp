@@ -497,22 +497,30 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
         if (e.num() != EINTR) throw;
         continue;  // a signal: the loop condition decides
       }
-      if (router) serve_router();
-      if (pull) {
-        zmq::message_t msg;
-        for (int i = 0; i < kMessagesPerRound && pull->recv(msg, zmq::recv_flags::dontwait); ++i) {
-          if (msg.more()) {  // PUSH peers send one frame per message: drop the rest of it
-            while (msg.more() && pull->recv(msg, zmq::recv_flags::dontwait)) {
+      // A signal interrupts ZeroMQ's calls (EINTR) anywhere in here: nothing was taken that is
+      // not recorded (an unsent ack makes the producer send again: duplicate); the loop
+      // condition decides.
+      try {
+        if (router) serve_router();
+        if (pull) {
+          zmq::message_t msg;
+          for (int i = 0; i < kMessagesPerRound && pull->recv(msg, zmq::recv_flags::dontwait); ++i) {
+            if (msg.more()) {  // PUSH peers send one frame per message: drop the rest of it
+              while (msg.more() && pull->recv(msg, zmq::recv_flags::dontwait)) {
+              }
+              ++dropped;
+              continue;
             }
-            ++dropped;
-            continue;
-          }
-          const auto a = take_frame(std::string_view(static_cast<const char*>(msg.data()), msg.size()), peer_of(msg).sender);
-          if (a && ack) {
-            const std::string frame = encode_settlement_ack(*a);
-            (void)ack->send(zmq::buffer(frame), zmq::send_flags::dontwait);
+            const auto a = take_frame(std::string_view(static_cast<const char*>(msg.data()), msg.size()), peer_of(msg).sender);
+            if (a && ack) {
+              const std::string frame = encode_settlement_ack(*a);
+              (void)ack->send(zmq::buffer(frame), zmq::send_flags::dontwait);
+            }
           }
         }
+      } catch (const zmq::error_t& e) {
+        if (e.num() != EINTR) throw;
+        continue;
       }
     }
     const TickReport rep = sched.tick(now());
