@@ -809,7 +809,12 @@ TEST(SchedulerTrust, WithCurveOnlyListedProducersGetInAndOnlyWithTheirRights) {
   EXPECT_TRUE(request(plain.socket, {encode_settlement_cycle(lone_draw("d4"))}).empty());
   // The status names who keeps s1 open; only `operate` may end it.
   const std::string ledger = (dir / "l.sqlite").string();
-  const auto st = marginet::testing::run_marginet("scheduler status --ledger " + ledger);
+  marginet::testing::CommandResult st;
+  for (int i = 0; i < 200; ++i) {  // s1 opens at the scheduler's next tick; M1's pay-in then fails
+    st = marginet::testing::run_marginet("scheduler status --ledger " + ledger);
+    if (st.output.find("blocking,M1,pay-in BTC 20.00000000") != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   EXPECT_NE(st.output.find("blocking,M1,pay-in BTC 20.00000000"), std::string::npos) << st.output;
   a = desk.send(encode_settlement_operator({"close", "s1"}));
   EXPECT_EQ(a.status, "rejected");
@@ -841,7 +846,14 @@ TEST(SchedulerTrust, WithoutCurveDrawsAndOperatorRequestsNeedInsecure) {
     EXPECT_EQ(a.status, insecure ? "recorded" : "rejected") << a.message;
     if (!insecure) EXPECT_NE(a.message.find("'unauthenticated' is not authorised"), std::string::npos) << a.message;
     ASSERT_EQ(peer.send(encode_settlement_cycle(stuck_cycle("s1"))).status, "recorded");
-    a = peer.send(encode_settlement_operator({"roll", insecure ? "d1" : "s1"}));
+    // The request names the open cycle: wait until the scheduler's tick has opened one.
+    const std::string target = insecure ? "d1" : "s1";
+    std::string status;
+    for (int i = 0; i < 200 && status.find("open_cycle,") == std::string::npos; ++i) {
+      status = marginet::testing::run_marginet("scheduler status --ledger " + (dir / "l.sqlite").string()).output;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    a = peer.send(encode_settlement_operator({"roll", target}));
     // With --insecure, d1 is open (s1 waits behind it): ended by the request.
     EXPECT_EQ(a.status, insecure ? "done" : "rejected") << a.message;
     EXPECT_EQ(sched.stop(), 0) << read_file(sched.log);
