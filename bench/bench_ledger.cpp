@@ -9,11 +9,16 @@
 //   pay-outs, two sim chains, finality 3 and 2, chain state persisted too) from receive() to
 //   the last pay-out final. One tick = one block per chain = one ledger commit.
 //   Counters: receipt_to_last_payout_ms, ticks, entries.
+// BM_LedgerCheck/<instructions>/<what>: the checks of a ledger of one settled cycle of that
+//   many instructions (signed tree head): what 0 = `ledger verify` without a key (the hash chain
+//   and cycle roots: the baseline), 1 = with the CCP's public key and the heads file, 2 = the
+//   state tables replayed from the ledger (what a scheduler runs before it starts).
 
 #include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -22,6 +27,8 @@
 #include "models/settlement_cycle.hpp"
 #include "service/settlement/ledger.hpp"
 #include "service/settlement/scheduler.hpp"
+#include "service/settlement/signing.hpp"
+#include "service/settlement/state_check.hpp"
 #include "service/settlement/chains/sim_chain.hpp"
 
 namespace {
@@ -156,6 +163,71 @@ void BM_SettleCycle(benchmark::State& state) {
   state.counters["entries"] = entries / it;
 }
 
+// One settled, signed ledger per size, built once.
+struct SignedLedger {
+  fs::path dir;
+  VerifyKey key;
+  std::int64_t entries = 0;
+};
+
+const SignedLedger& signed_ledger(int n) {
+  static std::map<int, SignedLedger> built;
+  auto it = built.find(n);
+  if (it != built.end()) return it->second;
+  SignedLedger l;
+  l.dir = scratch("check_" + std::to_string(n));
+  SchedulerConfig cfg;
+  cfg.assets["BTC"] = {8, 0};
+  cfg.assets["USDC"] = {6, 0};
+  SimChainConfig btc;
+  btc.name = "btc";
+  btc.assets = {"BTC"};
+  btc.finality_depth = 3;
+  btc.member_funding["BTC"] = 1000000000000;
+  SimChainConfig eth = btc;
+  eth.name = "eth";
+  eth.assets = {"USDC"};
+  eth.finality_depth = 2;
+  eth.member_funding = {{"USDC", 1000000000000}};
+  cfg.sim_chains = {btc, eth};
+  const SigningKey key = generate_signing_key();
+  l.key = key.public_key;
+  {
+    SqliteDb db((l.dir / "l.sqlite").string());
+    SimChain b(cfg.sim_chains[0], nullptr), e(cfg.sim_chains[1], nullptr);
+    SettlementScheduler sched(db, cfg, {&b, &e});
+    sched.ledger().set_signing_key(key);
+    double now = 1719561600;
+    sched.receive(make_cycle(n), now);
+    while (!sched.idle()) sched.tick(now += 1);
+    sched.ledger().publish_heads();
+    l.entries = sched.ledger().size();
+  }
+  return built.emplace(n, l).first->second;
+}
+
+void BM_LedgerCheck(benchmark::State& state) {
+  const SignedLedger& l = signed_ledger(static_cast<int>(state.range(0)));
+  const int what = static_cast<int>(state.range(1));
+  SqliteDb db((l.dir / "l.sqlite").string());
+  Ledger ledger(db);
+  for (auto _ : state) {
+    bool ok = false;
+    if (what == 0) {
+      ok = ledger.verify().ok;
+    } else if (what == 1) {
+      LedgerVerifyOptions opt;
+      opt.public_key = l.key;
+      ok = ledger.verify(opt).ok;
+    } else {
+      ok = check_scheduler_state(db).ok();
+    }
+    if (!ok) state.SkipWithError("the check failed");
+  }
+  state.counters["entries"] = static_cast<double>(l.entries);
+  state.SetItemsProcessed(state.iterations() * l.entries);
+}
+
 BENCHMARK(BM_LedgerAppend)->Args({256, 1})->Args({4096, 64})->Args({4096, 512})->Args({4096, 4096})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_SettleCycle)
     ->Args({1000, 0})
@@ -165,6 +237,13 @@ BENCHMARK(BM_SettleCycle)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->Iterations(3);
+
+BENCHMARK(BM_LedgerCheck)
+    ->Args({10000, 0})
+    ->Args({10000, 1})
+    ->Args({10000, 2})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 
