@@ -287,7 +287,6 @@ CycleReceipt SettlementScheduler::receive(const SettlementCycle& cycle, double n
     ins_c.run();
     // Instruction ids are unique across cycles: a cycle reusing one is refused whole (a rejected
     // ack), never recorded with the instruction silently left out.
-    const std::size_t skipped = 0;
     std::vector<const SettlementInstruction*> fresh;
     {
       SqliteStatement q(db_, "SELECT cycle_id FROM sched_instructions WHERE instruction_id = ?");
@@ -304,7 +303,7 @@ CycleReceipt SettlementScheduler::receive(const SettlementCycle& cycle, double n
       }
     }
     json summary = {{"cycle_id", cycle.cycle_id}, {"deadline", iso(cycle.deadline)}, {"deadline_unix", cycle.deadline},
-                    {"digest", digest}, {"instructions", fresh.size()}, {"duplicates_skipped", skipped},
+                    {"digest", digest}, {"instructions", fresh.size()},
                     {"arrival", arrival}, {"sender", sender.name}};
     if (cycle.liquidity_draw) summary["liquidity_draw"] = true;
     ledger_.append(cycle.cycle_id, "cycle.received", at, summary.dump());
