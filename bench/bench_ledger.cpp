@@ -106,10 +106,9 @@ SettlementCycle make_cycle(int instructions) {
   return c;
 }
 
-void BM_SettleCycle(benchmark::State& state) {
-  const int n = static_cast<int>(state.range(0));
-  const auto per_block = static_cast<std::size_t>(state.range(1));
-  const SettlementCycle cycle = make_cycle(n);
+// Two sim chains, finality 3 (BTC) and 2 (USDC), members funded, no CCP liquidity;
+// `per_block` transfers per block at most (0: unlimited).
+SchedulerConfig settle_config(std::size_t per_block) {
   SchedulerConfig cfg;
   cfg.assets["BTC"] = {8, 0};
   cfg.assets["USDC"] = {6, 0};
@@ -125,6 +124,14 @@ void BM_SettleCycle(benchmark::State& state) {
   eth.finality_depth = 2;
   eth.member_funding = {{"USDC", 1000000000000}};
   cfg.sim_chains = {btc, eth};
+  return cfg;
+}
+
+void BM_SettleCycle(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  const auto per_block = static_cast<std::size_t>(state.range(1));
+  const SettlementCycle cycle = make_cycle(n);
+  const SchedulerConfig cfg = settle_config(per_block);
   double receipt_to_payout = 0, ticks = 0, entries = 0;
   for (auto _ : state) {
     state.PauseTiming();
@@ -176,20 +183,7 @@ const SignedLedger& signed_ledger(int n) {
   if (it != built.end()) return it->second;
   SignedLedger l;
   l.dir = scratch("check_" + std::to_string(n));
-  SchedulerConfig cfg;
-  cfg.assets["BTC"] = {8, 0};
-  cfg.assets["USDC"] = {6, 0};
-  SimChainConfig btc;
-  btc.name = "btc";
-  btc.assets = {"BTC"};
-  btc.finality_depth = 3;
-  btc.member_funding["BTC"] = 1000000000000;
-  SimChainConfig eth = btc;
-  eth.name = "eth";
-  eth.assets = {"USDC"};
-  eth.finality_depth = 2;
-  eth.member_funding = {{"USDC", 1000000000000}};
-  cfg.sim_chains = {btc, eth};
+  const SchedulerConfig cfg = settle_config(0);
   const SigningKey key = generate_signing_key();
   l.key = key.public_key;
   {
