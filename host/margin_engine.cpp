@@ -95,6 +95,27 @@ const ScenarioSet& MarginEngine::scenarios() const {
   return cache_->setup.scenarios;
 }
 
+AccountPnlMatrix MarginEngine::account_pnl() const {
+  MARGINET_EXPECTS(cache_ != nullptr, "run() before account_pnl()");
+  if (!is_joint(methodology_.kind))
+    throw usage_error("account P&L rows need a joint methodology (stress, hvar, mc-es); " + methodology_.name +
+                      " margins each underlying on its own");
+  const Cache& c = *cache_;
+  AccountPnlMatrix m;
+  m.scenarios = c.setup.scenarios.count;
+  // Joint rows have one group (0): the flat rows by account, plus rows a commit opened.
+  std::map<std::string, const double*> rows;
+  for (std::size_t r = 0; r < c.rows.size(); ++r) rows[c.rows[r].account] = c.pnl.data() + r * m.scenarios;
+  for (const auto& [key, extra] : c.extra_rows) rows[key.account] = extra.pnl.data();
+  m.accounts.reserve(rows.size());
+  m.pnl.reserve(rows.size() * m.scenarios);
+  for (const auto& [account, row] : rows) {
+    m.accounts.push_back(account);
+    m.pnl.insert(m.pnl.end(), row, row + m.scenarios);
+  }
+  return m;
+}
+
 namespace {
 
 /// R for the states from `first_state` on, from published arrays: R = −loss (losses per one

@@ -65,6 +65,15 @@ struct MarginRun {
   StageTimes times;
 };
 
+/// Every account's P&L in every scenario of the last run (joint methodologies: stress, hvar,
+/// mc-es), quote currency, gains positive: pnl[a · scenarios + s] for accounts[a].
+struct AccountPnlMatrix {
+  std::vector<std::string> accounts;  // by name, as the run's results
+  std::size_t scenarios = 0;
+  std::vector<double> pnl;
+  const double* row(std::size_t a) const { return pnl.data() + a * scenarios; }
+};
+
 struct WhatIfResult {
   AccountMargin before, after;
   double im_change = 0, mm_change = 0;
@@ -106,6 +115,9 @@ class MarginEngine {
   void commit_trades(const std::string& account, const std::vector<Position>& trades);
 
   const ScenarioSet& scenarios() const;
+  /// The last run's P matrix, one row per account (committed trades included). Joint
+  /// methodologies only (their rows are whole accounts in one currency); usage_error otherwise.
+  AccountPnlMatrix account_pnl() const;
   const Methodology& methodology() const { return methodology_; }
   Backend backend() const { return backend_; }
 
@@ -147,5 +159,8 @@ class MarginEngine {
 MarginRun reference_margin(const InstrumentTable& instruments, const MarketSnapshot& market,
                            const Methodology& methodology, const std::vector<Position>& positions,
                            const PublishedRiskArrays* published = nullptr);
+/// The reference of MarginEngine::account_pnl(): every position priced in every scenario.
+AccountPnlMatrix reference_account_pnl(const InstrumentTable& instruments, const MarketSnapshot& market,
+                                       const Methodology& methodology, const std::vector<Position>& positions);
 
 }  // namespace marginet

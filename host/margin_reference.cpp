@@ -66,4 +66,26 @@ MarginRun reference_margin(const InstrumentTable& instruments, const MarketSnaps
   return out;
 }
 
+AccountPnlMatrix reference_account_pnl(const InstrumentTable& instruments, const MarketSnapshot& market,
+                                       const Methodology& methodology, const std::vector<Position>& positions) {
+  if (!is_joint(methodology.kind)) throw usage_error("account P&L rows need a joint methodology");
+  const RunSetup setup = RunSetupBuilder(instruments, market, methodology).build(positions);
+  const ScenarioSet& set = setup.scenarios;
+  std::map<std::string, std::vector<double>> rows;
+  for (const Position& p : positions) {
+    const InstrumentState& st = setup.states[static_cast<std::size_t>(setup.state_of[p.instrument])];
+    const auto ug = static_cast<std::size_t>(st.group);
+    std::vector<double>& row = rows[p.account];
+    row.resize(set.count, 0.0);
+    for (std::size_t s = 0; s < set.count; ++s) row[s] += p.quantity * scenario_pnl(st, set.shock(s, ug), set.vol_terms[ug], setup.units);
+  }
+  AccountPnlMatrix m;
+  m.scenarios = set.count;
+  for (const auto& [account, row] : rows) {
+    m.accounts.push_back(account);
+    m.pnl.insert(m.pnl.end(), row.begin(), row.end());
+  }
+  return m;
+}
+
 }  // namespace marginet

@@ -46,6 +46,7 @@
 #include <utility>
 #include <vector>
 
+#include "models/default_fund.hpp"
 #include "models/instrument.hpp"
 #include "models/positions.hpp"
 #include "models/settlement_cycle.hpp"
@@ -267,6 +268,53 @@ struct CollateralVerifyReport {
   std::string summary() const;
 };
 
+// ---- default management (schema v4; docs/default-management.md) ---------------------------
+//
+//   * Default-fund contributions are balances per member in the fund's currency; every change is
+//     an append-only movement: `contribution` when a sizing is recorded (the difference to the new
+//     figure), `applied` when a default uses it.
+//   * A default is recorded whole, in one transaction: the default and its waterfall steps; the
+//     contributions applied; the defaulter's collateral moved to the CCP's house account (a
+//     `withdrawal` from each of its balances and a `deposit` into the house account, both with
+//     reference "default/<id>/<account>/<asset>"); its positions moved to the house account by
+//     journal entries of source kDefaultTransferSource (package id = the default id, priced at
+//     the close-out prices, unsigned: the CCP acts under its rulebook, and verify_journal()
+//     accepts them only for a recorded default). A member in default captures no more trades.
+
+/// The journal source of the entries that move a defaulter's positions; refused in submit().
+inline constexpr const char* kDefaultTransferSource = "ccp.default";
+
+struct FundSizingRecord {
+  std::string sizing_id, at, currency;
+  int scale = 2;
+  std::int64_t fund_minor = 0;
+  double art42 = 0, cover2 = 0;
+  std::string scenario;                       // the scenario that sizes the fund
+  std::vector<MemberAmount> contributions;    // every member's new contribution
+  std::string report_json;                    // the sizing as printed (JSON)
+};
+
+struct DefaultRecord {
+  std::string default_id, member, reason, declared_at, currency;
+  int scale = 2;
+  std::int64_t loss_minor = 0;                // the close-out loss
+  std::vector<WaterfallStep> steps;
+  std::map<std::string, std::int64_t> fund_applied;    // member -> taken from its contribution
+  std::string house_account;
+  std::map<std::string, std::string> close_out_prices; // instrument -> decimal price
+  std::string report_json;                    // the report as printed (JSON)
+};
+
+struct DefaultSummary {
+  std::string default_id, member, reason, declared_at, currency, house_account;
+  int scale = 2;
+  std::int64_t loss_minor = 0;
+  std::vector<WaterfallStep> steps;
+  std::int64_t positions_moved = 0;           // positions moved to the house account (two journal entries each)
+  std::int64_t collateral_moved = 0;          // balances moved to the house account
+  std::string report_json;
+};
+
 class ClearingStore {
  public:
   virtual ~ClearingStore() = default;
@@ -353,6 +401,26 @@ class ClearingStore {
   /// Applies a report in one transaction (rules above); only complete reports settle a cycle.
   virtual ReportApplied apply_settlement_report(const SettlementReport& report) = 0;
   virtual OutboxStats outbox_stats() const = 0;
+
+  // ---- default management -------------------------------------------------------------------
+  /// Records a sizing and sets every listed member's contribution to its figure (a movement of
+  /// the difference): `recorded`, or `duplicate` when the sizing id exists. input_error when the
+  /// currency or scale differs from the fund's existing balances.
+  virtual Outcome record_fund_sizing(const FundSizingRecord& sizing) = 0;
+  /// The latest sizing ("" ) or the one named; nullopt when none.
+  virtual std::optional<FundSizingRecord> fund_sizing(const std::string& sizing_id) const = 0;
+  /// Member -> default-fund balance (minor units of the fund's currency), non-zero only.
+  virtual std::map<std::string, std::int64_t> fund_balances() const = 0;
+  /// Records a default (rules above): `recorded`; `duplicate` when the id exists; `conflict`
+  /// when the member is in default already. input_error for a position without a close-out
+  /// price or an applied contribution larger than the balance.
+  virtual Outcome record_default(const DefaultRecord& record) = 0;
+  /// The defaults recorded, oldest first, with their steps.
+  virtual std::vector<DefaultSummary> defaults() const = 0;
+  /// The member's default id, or "" when it is not in default.
+  virtual std::string default_of(const std::string& member) const = 0;
+  /// The skin in the game the recorded defaults used (minor units of the fund's currency).
+  virtual std::int64_t skin_in_the_game_used() const = 0;
 
   // ---- queries -----------------------------------------------------------------------------
   virtual std::vector<JournalEntry> trades(const JournalFilter& filter) const = 0;

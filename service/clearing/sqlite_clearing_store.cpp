@@ -159,11 +159,76 @@ CREATE TABLE sent_instructions (
 CREATE INDEX sent_instructions_by_cycle ON sent_instructions(cycle_id);
 )SQL";
 
+// Version 4: default management: default-fund sizings, contributions and their movements,
+// declared defaults and their waterfall steps (docs/default-management.md).
+constexpr const char* kSchemaV4 = R"SQL(
+CREATE TABLE fund_sizings (
+  seq          INTEGER PRIMARY KEY,
+  sizing_id    TEXT NOT NULL UNIQUE,
+  at           TEXT NOT NULL,
+  currency     TEXT NOT NULL,
+  scale        INTEGER NOT NULL,
+  fund_minor   INTEGER NOT NULL,
+  art42        REAL NOT NULL,
+  cover2       REAL NOT NULL,
+  scenario     TEXT NOT NULL,
+  report_json  TEXT NOT NULL
+);
+CREATE TABLE fund_balances (
+  member        TEXT PRIMARY KEY,
+  amount_minor  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE fund_movements (
+  seq           INTEGER PRIMARY KEY,
+  member        TEXT NOT NULL,
+  amount_minor  INTEGER NOT NULL,
+  kind          TEXT NOT NULL CHECK (kind IN ('contribution', 'applied')),
+  reference     TEXT NOT NULL,
+  recorded_at   TEXT NOT NULL,
+  UNIQUE (kind, reference, member)
+);
+CREATE TRIGGER fund_movements_append_only_update BEFORE UPDATE ON fund_movements
+BEGIN SELECT RAISE(ABORT, 'default-fund movements are append-only'); END;
+CREATE TRIGGER fund_movements_append_only_delete BEFORE DELETE ON fund_movements
+BEGIN SELECT RAISE(ABORT, 'default-fund movements are append-only'); END;
+CREATE TABLE defaults (
+  seq            INTEGER PRIMARY KEY,
+  default_id     TEXT NOT NULL UNIQUE,
+  member         TEXT NOT NULL UNIQUE,
+  reason         TEXT NOT NULL,
+  declared_at    TEXT NOT NULL,
+  currency       TEXT NOT NULL,
+  scale          INTEGER NOT NULL,
+  loss_minor     INTEGER NOT NULL,
+  house_account  TEXT NOT NULL,
+  report_json    TEXT NOT NULL
+);
+CREATE TRIGGER defaults_append_only_update BEFORE UPDATE ON defaults
+BEGIN SELECT RAISE(ABORT, 'defaults are append-only'); END;
+CREATE TRIGGER defaults_append_only_delete BEFORE DELETE ON defaults
+BEGIN SELECT RAISE(ABORT, 'defaults are append-only'); END;
+CREATE TABLE default_steps (
+  default_id       TEXT NOT NULL,
+  step             INTEGER NOT NULL,
+  layer            TEXT NOT NULL,
+  member           TEXT NOT NULL,
+  available_minor  INTEGER NOT NULL,
+  absorbed_minor   INTEGER NOT NULL,
+  remaining_minor  INTEGER NOT NULL,
+  PRIMARY KEY (default_id, step)
+) WITHOUT ROWID;
+CREATE TRIGGER default_steps_append_only_update BEFORE UPDATE ON default_steps
+BEGIN SELECT RAISE(ABORT, 'default steps are append-only'); END;
+CREATE TRIGGER default_steps_append_only_delete BEFORE DELETE ON default_steps
+BEGIN SELECT RAISE(ABORT, 'default steps are append-only'); END;
+)SQL";
+
 // Applied in order; each entry brings the file to `version`. Append, never edit.
 const Migration kMigrations[] = {
     {1, kSchemaV1},
     {2, kSchemaV2},
     {3, kSchemaV3},
+    {4, kSchemaV4},
 };
 static_assert(sizeof kMigrations / sizeof kMigrations[0] == kClearingSchemaVersion,
               "one migration per schema version");
@@ -690,6 +755,11 @@ void prepare_submission(const Submission& s, const std::optional<std::unordered_
     if (auto e = validate_trade(s.legs[i], legs[i]))
       return void(p.refused = make_result(Outcome::rejected, leg_label(s, i) + ": " + e->field + " " + e->what,
                                           static_cast<int>(i)));
+    if (legs[i].source == kDefaultTransferSource)
+      return void(p.refused = make_result(Outcome::rejected,
+                                          leg_label(s, i) + ": source " + in_quotes(legs[i].source) +
+                                              " is reserved for the CCP's transfers of a defaulter's positions",
+                                          static_cast<int>(i)));
     if (instruments && instruments->count(legs[i].instrument) == 0)
       return void(p.refused = make_result(Outcome::unknown_instrument,
                                           leg_label(s, i) + ": unknown instrument " + in_quotes(legs[i].instrument),
@@ -788,6 +858,11 @@ SubmitResult SqliteClearingStore::submit_one(const Submission& s, PreparedSubmis
   for (std::size_t i = 0; i < n; ++i) {
     const Trade& t = legs[i];
     const AccountOwner& owner = owner_of(t.account);
+    if (member_in_default(owner.member))
+      return make_result(Outcome::rejected,
+                         leg_label(s, i) + ": member " + in_quotes(owner.member) + " of account " + in_quotes(t.account) +
+                             " is in default: it captures no more trades",
+                         static_cast<int>(i));
     if (owner.public_key_hex) {
       std::string why;
       if (t.signature_hex.empty())
@@ -1071,6 +1146,11 @@ JournalVerifyReport SqliteClearingStore::verify_journal() const {
     }
   }
   rep.trades = static_cast<std::int64_t>(rows.size());
+  std::set<std::string> default_ids;
+  {
+    SqliteStatement q(*db_, "SELECT default_id FROM defaults");
+    while (q.step()) default_ids.insert(q.text(0));
+  }
 
   PositionMap sums;
   std::int64_t expect = 1;
@@ -1106,6 +1186,12 @@ JournalVerifyReport SqliteClearingStore::verify_journal() const {
       const auto o = owner.find(e.account);
       if (o == owner.end()) {
         problem(at + ": account " + in_quotes(e.account) + " is not registered");
+        continue;
+      }
+      if (e.source == kDefaultTransferSource) {
+        // The CCP's transfer of a defaulter's positions: unsigned, and only for a recorded default.
+        if (default_ids.count(e.package_id) == 0)
+          problem(at + ": " + trade + " moves positions for default " + in_quotes(e.package_id) + ", which is not recorded");
         continue;
       }
       std::optional<std::string> key;

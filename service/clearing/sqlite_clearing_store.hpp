@@ -1,6 +1,6 @@
 #pragma once
 // The clearing store on one SQLite file (WAL, synchronous=FULL: a committed batch survives a
-// power cut). Schema (version 3; docs/clearing.md has the full text):
+// power cut). Schema (version 4; docs/clearing.md has the full text):
 //
 //   members(name PK, pubkey_hex NULL, created_at)           current key of each member
 //   member_keys(id PK, member, pubkey_hex NULL, after_seq, set_at)
@@ -23,6 +23,16 @@
 //   outbox(cycle_id PK, kind, cycle_json, state, created_at, attempts, next_attempt_at, message)
 //   sent_instructions(instruction_id PK, cycle_id, purpose 'call'|'withdrawal'|'net', account,
 //                     asset, amount_minor, state, settled_minor)   every instruction sent
+// v4 (default management; sqlite_defaults.cpp):
+//   fund_sizings(seq PK, sizing_id UNIQUE, at, currency, scale, fund_minor, art42, cover2,
+//                scenario, report_json)
+//   fund_balances(member PK, amount_minor)                the sum of the fund movements
+//   fund_movements(seq PK, member, amount_minor signed, kind 'contribution'|'applied',
+//                  reference, recorded_at, UNIQUE(kind, reference, member))   append-only
+//   defaults(seq PK, default_id UNIQUE, member UNIQUE, reason, declared_at, currency, scale,
+//            loss_minor, house_account, report_json)
+//   default_steps(default_id, step, PK, layer, member, available_minor, absorbed_minor,
+//                 remaining_minor)                        append-only
 //
 // The file carries PRAGMA application_id = 0x4D4E434C ("MNCL") and PRAGMA user_version = the
 // schema version. Opening as writer applies the missing migrations in order, in one
@@ -56,7 +66,7 @@ namespace marginet {
 std::string clearing_now_utc();
 
 /// The schema version this binary writes and reads.
-constexpr int kClearingSchemaVersion = 3;
+constexpr int kClearingSchemaVersion = 4;
 /// PRAGMA application_id of a clearing store file ("MNCL").
 constexpr int kClearingApplicationId = 0x4D4E434C;
 
@@ -112,6 +122,13 @@ class SqliteClearingStore final : public ClearingStore {
                     double next_attempt_at) override;
   ReportApplied apply_settlement_report(const SettlementReport& report) override;
   OutboxStats outbox_stats() const override;
+  Outcome record_fund_sizing(const FundSizingRecord& sizing) override;
+  std::optional<FundSizingRecord> fund_sizing(const std::string& sizing_id) const override;
+  std::map<std::string, std::int64_t> fund_balances() const override;
+  Outcome record_default(const DefaultRecord& record) override;
+  std::vector<DefaultSummary> defaults() const override;
+  std::string default_of(const std::string& member) const override;
+  std::int64_t skin_in_the_game_used() const override;
   int schema_version() const override;
   const std::string& path() const override { return path_; }
 
@@ -143,6 +160,8 @@ class SqliteClearingStore final : public ClearingStore {
   CollateralResult change_balance(const CollateralChange& change, MovementKind kind, std::int64_t signed_amount,
                                   const std::string& now);
   void put_outbox(const std::string& kind, const SettlementCycle& cycle);
+  // sqlite_defaults.cpp:
+  bool member_in_default(const std::string& member);
 
   std::string path_;
   OpenMode mode_;
@@ -157,6 +176,7 @@ class SqliteClearingStore final : public ClearingStore {
   void forget_cached_rows() {
     owners_.clear();
     positions_.clear();
+    defaulted_.reset();
   }
   struct PairHash {
     std::size_t operator()(const std::pair<std::string, std::string>& p) const noexcept {
@@ -166,6 +186,7 @@ class SqliteClearingStore final : public ClearingStore {
   static constexpr std::size_t kMaxCachedPositions = 1 << 20;
   std::unordered_map<std::string, AccountOwner> owners_;
   std::unordered_map<std::pair<std::string, std::string>, std::int64_t, PairHash> positions_;
+  std::optional<std::unordered_set<std::string>> defaulted_;  // members in default, read once
   mutable std::mutex mutex_;
 };
 

@@ -71,5 +71,7 @@ void add_members_command(CLI::App& app, CommonOptions& opts);    // cmd_members.
 void add_accounts_command(CLI::App& app, CommonOptions& opts);   // cmd_members.cpp
 void add_calls_command(CLI::App& app, CommonOptions& opts);      // cmd_calls.cpp
 void add_collateral_command(CLI::App& app, CommonOptions& opts); // cmd_calls.cpp
+void add_default_fund_command(CLI::App& app, CommonOptions& opts); // cmd_default.cpp
+void add_default_command(CLI::App& app, CommonOptions& opts);      // cmd_default.cpp
 
 }  // namespace marginet::cli

@@ -61,6 +61,8 @@ int main(int argc, char** argv) {
   marginet::cli::add_accounts_command(app, common);
   marginet::cli::add_calls_command(app, common);
   marginet::cli::add_collateral_command(app, common);
+  marginet::cli::add_default_fund_command(app, common);
+  marginet::cli::add_default_command(app, common);
 
   try {
     app.parse(argc, argv);

@@ -103,4 +103,20 @@ class SqliteStatement {
   sqlite3_stmt* stmt_ = nullptr;
 };
 
+/// Runs `body` in one IMMEDIATE transaction of `db`: committed when it returns, rolled back
+/// (and `on_rollback` called) when it throws.
+template <class Body, class OnRollback>
+auto transact(SqliteDb& db, Body&& body, OnRollback&& on_rollback) {
+  db.begin();
+  try {
+    auto result = body();
+    db.commit();
+    return result;
+  } catch (...) {
+    db.rollback();
+    on_rollback();
+    throw;
+  }
+}
+
 }  // namespace marginet

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <ctime>
 #include <map>
+#include <set>
 
 #include "models/errors.hpp"
 #include "models/money.hpp"
@@ -123,6 +124,9 @@ CallRunOutcome run_margin_calls(const CallRunInputs& in, const CallRunRequest& r
   cycle.cycle_id = "calls-" + run_id;
   cycle.deadline = std::floor(now) + request.deadline_s;
   cycle.assets.push_back(AssetScale{m.settlement_asset, m.settlement_scale});
+  // The CCP's house account holds defaulters' portfolios: margined for the record, never called.
+  std::set<std::string> house;
+  for (const DefaultSummary& d : in.store.defaults()) house.insert(d.house_account);
   for (const AccountMargin& a : margins.accounts) {
     require_finite(a);
     CallRecord c;
@@ -130,8 +134,8 @@ CallRunOutcome run_margin_calls(const CallRunInputs& in, const CallRunRequest& r
     c.im = a.im;
     c.mm = a.mm;
     c.collateral_value = a.collateral_value;
-    c.call_minor = a.call_minor;
-    if (a.call_minor > 0) {
+    c.call_minor = house.count(a.account) ? 0 : a.call_minor;
+    if (c.call_minor > 0) {
       c.instruction_id = cycle.cycle_id + "/" + a.account + "/" + m.settlement_asset + "/in/margin_call";
       c.state = "pending";
       SettlementInstruction ins;
@@ -140,7 +144,7 @@ CallRunOutcome run_margin_calls(const CallRunInputs& in, const CallRunRequest& r
       ins.asset = m.settlement_asset;
       ins.leg = Leg::pay_in;
       ins.kind = ObligationKind::margin_call;
-      ins.amount = a.call_minor;
+      ins.amount = c.call_minor;
       cycle.instructions.push_back(std::move(ins));
     }
     run.calls.push_back(std::move(c));

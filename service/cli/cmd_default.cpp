@@ -1,0 +1,254 @@
+// `marginet default-fund` and `marginet default declare|list|show` (SPEC §10,
+// docs/default-management.md).
+//
+//   marginet default-fund (--store F | --positions F) --instruments F --market F --marks F
+//                         [--model M] [--config DF.json] [--record SIZING_ID]
+//       stdout: one row per member (group, IM, stress exposure, its scenario, contribution);
+//       stderr: the fund (art. 42(3)), Cover-2, the scenario and groups that size them, and the
+//       liquidity Cover-2 per asset. --format json: all of it as one object. --record (with
+//       --store) makes the contributions the fund's balances.
+//   marginet default declare MEMBER --store F --instruments F --market F --marks F [--model M]
+//                         [--config DF.json] [--reason TEXT] [--id ID]
+//       stdout: the waterfall, one row per step; stderr: the close-out and the totals.
+//   marginet default list --store F          every default recorded
+//   marginet default show ID --store F       one default's report (JSON as recorded)
+//
+// Every amount is in the fund's currency (a column suffix names it); money is exact decimals.
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "models/errors.hpp"
+#include "models/methodology.hpp"
+#include "models/money.hpp"
+#include "models/positions.hpp"
+#include "models/reference_data.hpp"
+#include "service/cli/common.hpp"
+#include "service/cli/table.hpp"
+#include "service/clearing/clearing_store.hpp"
+#include "service/margin/default_management.hpp"
+
+namespace marginet::cli {
+
+namespace {
+
+struct DefaultOptions {
+  std::string store, positions, instruments, market, marks, model = "span16", config;
+  std::string record, member, reason, id;
+};
+
+void add_inputs(CLI::App* cmd, DefaultOptions& o, bool positions_file) {
+  cmd->add_option("--store", o.store, "Clearing store (SQLite file; the service stopped)");
+  if (positions_file) cmd->add_option("--positions", o.positions, "Or a positions file (accounts as members)");
+  cmd->add_option("--instruments", o.instruments, "instruments.csv")->required();
+  cmd->add_option("--market", o.market, "market.csv")->required();
+  cmd->add_option("--marks", o.marks, "marks.csv")->required();
+  cmd->add_option("--model", o.model, "Clearing methodology for IM and haircuts (name or JSON file)")->capture_default_str();
+  cmd->add_option("--config", o.config, "Default-fund configuration (JSON; default: the built-in one)");
+}
+
+DefaultFundConfig fund_config(const DefaultOptions& o) {
+  return o.config.empty() ? builtin_default_fund_config() : load_default_fund_config(o.config);
+}
+
+/// A risk figure on the terminal: fixed with the currency's decimals (CSV and JSON keep them whole).
+std::string fixed(double v, int decimals) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", decimals, v);
+  return text;
+}
+
+void print_sizing(const CommonOptions& common, const FundSizingRun& run, const DefaultFundConfig& fund) {
+  OutputSink sink(common.out);
+  if (common.format == "json") {
+    sink.stream() << fund_sizing_json(run, fund) << "\n";
+    return;
+  }
+  const FundSizing& s = run.sizing;
+  const std::string c = fund.currency;
+  auto scenario = [&](std::int32_t i) { return i < 0 ? std::string("-") : s.scenarios[static_cast<std::size_t>(i)]; };
+  if (!common.quiet) {
+    auto join = [](const std::vector<std::string>& v) {
+      std::string out;
+      for (const auto& x : v) out += (out.empty() ? "" : " + ") + x;
+      return out.empty() ? std::string("-") : out;
+    };
+    std::cerr << "default fund (EMIR art. 42(3)): " << format_money(s.fund_minor, fund.scale) << " " << c
+              << "  scenario '" << scenario(s.art42_scenario) << "', groups " << join(s.art42_groups) << "\n"
+              << "cover-2 (art. 43(2)):          " << fixed(s.cover2, fund.scale) << " " << c << "  scenario '"
+              << scenario(s.cover2_scenario) << "', groups " << join(s.cover2_groups) << "\n"
+              << "contributions:                 " << format_money(s.contributions_minor, fund.scale) << " " << c
+              << " from " << s.members.size() << " members in " << s.groups.size() << " groups (minimum "
+              << format_money(fund.minimum_contribution_minor, fund.scale) << " " << c << ")\n";
+    for (const LiquidityCover& l : run.liquidity)
+      std::cerr << "liquidity cover-2 " << l.asset << ": need " << fixed(l.need, 8) << " " << l.asset << " ("
+                << join(l.groups) << "), resources " << fixed(l.resources, 8) << " " << l.asset
+                << (l.shortfall > 0 ? ", SHORT by " + fixed(l.shortfall, 8) + " " + l.asset : ", covered") << "\n";
+    std::cerr << run.positions << " positions, " << s.scenarios.size() << " default scenarios: stress "
+              << fixed(run.stress_seconds * 1e3, 1) << " ms, margin " << fixed(run.margin_seconds * 1e3, 1) << " ms\n";
+  }
+  Table t;
+  t.columns = {"member", "group", "im_" + c, "exposure_" + c, "exposure_scenario", "contribution_" + c};
+  for (const MemberContribution& m : s.members)
+    t.add_row({m.member, m.group, m.im, m.exposure, scenario(m.exposure_scenario), format_money(m.contribution_minor, fund.scale)});
+  write_table(sink.stream(), t, common.format);
+}
+
+void run_default_fund(const CommonOptions& common, const DefaultOptions& o) {
+  if (o.store.empty() == o.positions.empty()) throw usage_error("default-fund: give --store FILE or --positions FILE");
+  if (!o.record.empty() && o.store.empty()) throw usage_error("default-fund: --record needs --store");
+  const Backend backend = resolve_backend(common);
+  const DefaultFundConfig fund = fund_config(o);
+  const ReferenceData ref = load_reference_data(o.instruments, o.market, o.marks);
+  const Methodology method = load_methodology(o.model);
+  FundSizingRun run;
+  if (!o.store.empty()) {
+    ClearingStoreOptions so;
+    so.instruments = instrument_ids(ref.instruments);
+    auto store = open_clearing_store(o.store, o.record.empty() ? OpenMode::reader : OpenMode::writer, so);
+    run = size_fund_from_store(DefaultInputs{*store, ref, o.instruments, method, fund, backend});
+    if (!o.record.empty()) {
+      const Outcome r = record_fund_sizing(*store, run, fund, o.record);
+      if (!common.quiet)
+        std::cerr << "sizing " << o.record << ": " << to_string(r)
+                  << (r == Outcome::recorded ? " (the contributions are the fund's balances now)" : " (recorded before: nothing changed)")
+                  << "\n";
+    }
+  } else {
+    run = size_fund(ref.instruments, ref.market, method, fund, read_positions(o.positions, ref.instruments), {}, backend);
+  }
+  print_sizing(common, run, fund);
+}
+
+void print_report(const CommonOptions& common, const DefaultReport& r) {
+  OutputSink sink(common.out);
+  if (common.format == "json") {
+    sink.stream() << default_report_json(r) << "\n";
+    return;
+  }
+  const std::string c = r.currency;
+  auto money = [&](std::int64_t minor) { return format_money(minor, r.scale); };
+  if (!common.quiet) {
+    if (r.outcome != Outcome::recorded) {
+      std::cerr << "member " << r.member << " is in default already (" << r.default_id << ", declared " << r.declared_at
+                << "): nothing changed\n";
+    } else {
+      std::cerr << "default " << r.default_id << ": member " << r.member << " (" << r.reason << ")\n"
+                << "close-out of " << r.positions << " positions in " << r.accounts.size() << " accounts: loss "
+                << fixed(r.close_out_loss, r.scale) << " " << c << " in '" << r.close_out_scenario << "' -> "
+                << money(r.inputs.loss_minor) << " " << c << "; positions and collateral moved to " << r.house_account
+                << "\n"
+                << "covered " << money(r.waterfall.covered_minor) << " " << c << ", uncovered "
+                << money(r.waterfall.uncovered_minor) << " " << c << ", margin surplus (owed to the estate) "
+                << money(r.waterfall.margin_surplus_minor) << " " << c << "\n";
+      for (const auto& [m, used] : r.waterfall.contribution_used)
+        std::cerr << "replenish: " << m << " contribution used " << money(used) << " " << c << "\n";
+      for (const auto& [m, due] : r.waterfall.assessed)
+        std::cerr << "assessment: " << m << " owes " << money(due) << " " << c << "\n";
+    }
+  }
+  Table t;
+  t.columns = {"step", "layer", "member", "available_" + c, "absorbed_" + c, "remaining_" + c};
+  std::int64_t n = 0;
+  for (const WaterfallStep& s : r.waterfall.steps)
+    t.add_row({++n, std::string(to_string(s.layer)), s.member, money(s.available_minor), money(s.absorbed_minor),
+               money(s.remaining_after_minor)});
+  write_table(sink.stream(), t, common.format);
+}
+
+void run_declare(const CommonOptions& common, const DefaultOptions& o) {
+  if (o.store.empty()) throw usage_error("default declare: --store FILE is required");
+  const Backend backend = resolve_backend(common);
+  const DefaultFundConfig fund = fund_config(o);
+  const ReferenceData ref = load_reference_data(o.instruments, o.market, o.marks);
+  const Methodology method = load_methodology(o.model);
+  ClearingStoreOptions so;
+  so.instruments = instrument_ids(ref.instruments);
+  auto store = open_clearing_store(o.store, OpenMode::writer, so);
+  const DefaultReport r = declare_default(DefaultInputs{*store, ref, o.instruments, method, fund, backend},
+                                          DefaultDeclaration{o.member, o.reason, o.id});
+  print_report(common, r);
+}
+
+void run_list(const CommonOptions& common, const DefaultOptions& o) {
+  auto store = open_clearing_store(o.store, OpenMode::reader);
+  Table t;
+  t.columns = {"default_id", "member", "declared_at", "loss", "currency", "covered", "uncovered", "positions_moved",
+               "collateral_moved", "reason"};
+  for (const DefaultSummary& d : store->defaults()) {
+    std::int64_t uncovered = 0;
+    for (const WaterfallStep& s : d.steps)
+      if (s.layer == WaterfallLayer::uncovered) uncovered = s.absorbed_minor;
+    t.add_row({d.default_id, d.member, d.declared_at, format_money(d.loss_minor, d.scale), d.currency,
+               format_money(d.loss_minor - uncovered, d.scale), format_money(uncovered, d.scale), d.positions_moved,
+               d.collateral_moved, d.reason});
+  }
+  OutputSink sink(common.out);
+  write_table(sink.stream(), t, common.format);
+}
+
+void run_show(const CommonOptions& common, const DefaultOptions& o) {
+  auto store = open_clearing_store(o.store, OpenMode::reader);
+  for (const DefaultSummary& d : store->defaults()) {
+    if (d.default_id != o.id && d.member != o.id) continue;
+    OutputSink sink(common.out);
+    if (common.format == "json") {
+      sink.stream() << d.report_json << "\n";
+      return;
+    }
+    Table t;
+    t.columns = {"step", "layer", "member", "available_" + d.currency, "absorbed_" + d.currency, "remaining_" + d.currency};
+    std::int64_t n = 0;
+    for (const WaterfallStep& s : d.steps)
+      t.add_row({++n, std::string(to_string(s.layer)), s.member, format_money(s.available_minor, d.scale),
+                 format_money(s.absorbed_minor, d.scale), format_money(s.remaining_after_minor, d.scale)});
+    write_table(sink.stream(), t, common.format);
+    return;
+  }
+  throw input_error(o.store, 0, "default", "no default '" + o.id + "' (by id or member)");
+}
+
+}  // namespace
+
+void add_default_fund_command(CLI::App& app, CommonOptions& common) {
+  auto o = std::make_shared<DefaultOptions>();
+  CLI::App* cmd = app.add_subcommand("default-fund",
+                                     "Size the default fund: stress losses per member group, EMIR art. 42(3), "
+                                     "Cover-2, contributions, liquidity Cover-2 (SPEC §10)");
+  add_inputs(cmd, *o, true);
+  cmd->add_option("--record", o->record, "With --store: record this sizing; its contributions become the fund");
+  cmd->callback([&common, o] { run_default_fund(common, *o); });
+}
+
+void add_default_command(CLI::App& app, CommonOptions& common) {
+  CLI::App* cmd = app.add_subcommand("default", "Default management: declare a member in default, list, show (SPEC §10)");
+  cmd->require_subcommand(1);
+  {
+    auto o = std::make_shared<DefaultOptions>();
+    CLI::App* declare = cmd->add_subcommand(
+        "declare", "Close out a member's positions under the default scenarios and run the loss down the waterfall");
+    declare->add_option("member", o->member, "The member in default")->required();
+    add_inputs(declare, *o, false);
+    declare->add_option("--reason", o->reason, "Why (kept with the default)");
+    declare->add_option("--id", o->id, "The default's id (default: default-MEMBER-<UTC time>)");
+    declare->callback([&common, o] { run_declare(common, *o); });
+  }
+  {
+    auto o = std::make_shared<DefaultOptions>();
+    CLI::App* list = cmd->add_subcommand("list", "Every default recorded in the store");
+    list->add_option("--store", o->store, "Clearing store (SQLite file)")->required();
+    list->callback([&common, o] { run_list(common, *o); });
+  }
+  {
+    auto o = std::make_shared<DefaultOptions>();
+    CLI::App* show = cmd->add_subcommand("show", "One default's waterfall (--format json: its whole report)");
+    show->add_option("default", o->id, "Default id or member")->required();
+    show->add_option("--store", o->store, "Clearing store (SQLite file)")->required();
+    show->callback([&common, o] { run_show(common, *o); });
+  }
+}
+
+}  // namespace marginet::cli
