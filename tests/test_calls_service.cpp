@@ -272,6 +272,52 @@ TEST_F(CallsService, CallRunSettlesThroughTheOutboxExactlyOnce) {
   for (const json& row : r2["rows"]) EXPECT_EQ(row[4], "0.00") << row.dump();
 }
 
+TEST_F(CallsService, AMissedCallIsHandedOverToDefaultManagement) {
+  submit("T1", "DESK-A", "BTC-PERPETUAL", "10");
+  submit("T2", "DESK-B", "BTC-28JUN24", "-4");
+  const json r = call({{"type", "calls.run"}, {"run_id", "eod-1"}, {"kind", "eod"}});
+  ASSERT_EQ(r["type"], "calls.run.result") << r.dump();
+  const auto m = sched_.expect("settlement.cycle");
+  const SettlementCycle cycle = decode_settlement_cycle(m.frame);
+  ASSERT_EQ(cycle.instructions.size(), 2u);
+  sched_.send(m.peer, encode_settlement_ack({cycle.cycle_id, "recorded", "durable"}));
+  const auto q = sched_.expect("settlement.query");
+  // DESK-A pays; DESK-B pays a third and misses its deadline: the scheduler reports it defaulted.
+  SettlementReport rep;
+  rep.cycle_id = cycle.cycle_id;
+  rep.cycle_state = "closed";
+  rep.complete = true;
+  for (const auto& in : cycle.instructions) {
+    const bool b = in.member == "DESK-B";
+    rep.instructions.push_back({in.instruction_id, in.amount, b ? in.amount / 3 : in.amount, b ? "defaulted" : "final"});
+  }
+  sched_.send(q.peer, encode_settlement_report(rep));
+  // The service declares DESK-B in default: closed out, its positions and collateral (the third
+  // it paid) moved to the house account, the waterfall recorded.
+  std::vector<DefaultSummary> defaults;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline && defaults.empty()) {
+    defaults = open_clearing_store(store_, OpenMode::reader)->defaults();
+    if (defaults.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(defaults.size(), 1u);
+  EXPECT_EQ(defaults[0].member, "DESK-B");
+  EXPECT_NE(defaults[0].reason.find(cycle.cycle_id), std::string::npos) << defaults[0].reason;
+  EXPECT_EQ(defaults[0].positions_moved, 1);
+  EXPECT_GT(defaults[0].loss_minor, 0);
+  EXPECT_FALSE(defaults[0].steps.empty());
+  auto store = open_clearing_store(store_, OpenMode::reader);
+  EXPECT_TRUE(store->positions("DESK-B").empty());
+  EXPECT_EQ(store->positions("CCP-HOUSE").size(), 1u);
+  EXPECT_TRUE(store->unhandled_missed_pay_ins().empty());
+  EXPECT_TRUE(store->verify_journal().ok) << store->verify_journal().summary();
+  // A member in default captures nothing more.
+  const json leg = {{"source", "t"}, {"trade_id", "T9"}, {"account", "DESK-B"}, {"instrument", "BTC-PERPETUAL"},
+                    {"quantity", "1"}, {"price", "60000"}, {"time", "2024-06-28T08:00:00Z"}};
+  const json refused = call({{"type", "trade.submit"}, {"trade", leg}});
+  EXPECT_NE(refused.dump().find("in default"), std::string::npos) << refused.dump();
+}
+
 TEST_F(CallsService, WithoutAStoreTheSchedulerIsRefused) {
   const auto r = marginet::testing::run_command(std::string(MARGINET_EXE) + " serve --instruments " + ex("instruments.csv") +
                                                 " --market " + ex("market.csv") + " --marks " + ex("marks.csv") +

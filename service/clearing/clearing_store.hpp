@@ -259,6 +259,13 @@ struct ReportApplied {
   bool completed = false;         // this report completed it (settled now)
   std::int64_t credits = 0;       // call_settled movements written
   std::int64_t returns = 0;       // withdrawal_returned movements written
+  /// Margin-call pay-ins this report ended defaulted (not paid in full): the members the
+  /// scheduler hands over to default management.
+  struct MissedPayIn {
+    std::string member, account, instruction_id;
+    std::int64_t unpaid_minor = 0;
+  };
+  std::vector<MissedPayIn> missed;
 };
 
 struct CollateralVerifyReport {
@@ -419,6 +426,10 @@ class ClearingStore {
   virtual std::vector<DefaultSummary> defaults() const = 0;
   /// The member's default id, or "" when it is not in default.
   virtual std::string default_of(const std::string& member) const = 0;
+  /// Margin-call pay-ins that ended defaulted (not paid in full) whose member is not in default
+  /// yet: the scheduler's hand-overs default management has still to act on. Durable, so that
+  /// a service killed between applying a report and declaring the default acts after a restart.
+  virtual std::vector<ReportApplied::MissedPayIn> unhandled_missed_pay_ins() const = 0;
   /// The skin in the game the recorded defaults used (minor units of the fund's currency).
   virtual std::int64_t skin_in_the_game_used() const = 0;
 

@@ -128,6 +128,7 @@ class SqliteClearingStore final : public ClearingStore {
   Outcome record_default(const DefaultRecord& record) override;
   std::vector<DefaultSummary> defaults() const override;
   std::string default_of(const std::string& member) const override;
+  std::vector<ReportApplied::MissedPayIn> unhandled_missed_pay_ins() const override;
   std::int64_t skin_in_the_game_used() const override;
   int schema_version() const override;
   const std::string& path() const override { return path_; }

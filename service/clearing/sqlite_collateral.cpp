@@ -526,6 +526,12 @@ ReportApplied SqliteClearingStore::apply_settlement_report(const SettlementRepor
       set.run();
       set.reset();
       if (!terminal) continue;
+      if (purpose == "call" && o.state == "defaulted" && settled < amount) {
+        // A margin call not paid in full by its deadline: the scheduler hands the member over.
+        SqliteStatement m(*db_, "SELECT member FROM accounts WHERE account = ?");
+        m.bind(1, account);
+        applied.missed.push_back({m.step() ? m.text(0) : account, account, o.instruction_id, amount - settled});
+      }
       if (purpose == "call" && settled > 0) {
         const CollateralResult r =
             change_balance({account, asset, settled, o.instruction_id}, MovementKind::call_settled, settled, now);

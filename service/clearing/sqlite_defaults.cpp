@@ -290,6 +290,18 @@ std::string SqliteClearingStore::default_of(const std::string& member) const {
   return q.step() ? q.text(0) : std::string();
 }
 
+std::vector<ReportApplied::MissedPayIn> SqliteClearingStore::unhandled_missed_pay_ins() const {
+  std::lock_guard<std::mutex> lk(mutex_);
+  std::vector<ReportApplied::MissedPayIn> out;
+  SqliteStatement q(*db_,
+                    "SELECT a.member, s.account, s.instruction_id, s.amount_minor - s.settled_minor"
+                    " FROM sent_instructions s JOIN accounts a ON a.account = s.account"
+                    " WHERE s.purpose = 'call' AND s.state = 'defaulted' AND s.settled_minor < s.amount_minor"
+                    " AND a.member NOT IN (SELECT member FROM defaults) ORDER BY s.instruction_id");
+  while (q.step()) out.push_back({q.text(0), q.text(1), q.text(2), q.int64(3)});
+  return out;
+}
+
 std::int64_t SqliteClearingStore::skin_in_the_game_used() const {
   std::lock_guard<std::mutex> lk(mutex_);
   SqliteStatement q(*db_, "SELECT absorbed_minor FROM default_steps WHERE layer = 'skin_in_the_game'");

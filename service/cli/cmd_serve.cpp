@@ -47,6 +47,8 @@ void add_serve_command(CLI::App& app, CommonOptions& common) {
   cmd->add_option("--scheduler-client-key", o->scheduler_client_key_file,
                   "CURVE to the scheduler: this service's secret key file (NAME.key), listed in the scheduler's "
                   "--producers with the right to draw (withdrawals)");
+  cmd->add_option("--default-fund", o->default_fund,
+                  "Default-fund config (JSON) for members the scheduler hands over (default: built-in)");
   cmd->add_option("--call-deadline-s", o->call_deadline_s, "Deadline of call and withdrawal cycles (seconds from now)")
       ->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--eod-time", o->eod_time, "End-of-day call run at this UTC time (HH:MM) each day (needs --store)");

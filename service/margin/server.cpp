@@ -31,6 +31,7 @@
 #include "models/trade.hpp"
 #include "service/clearing/clearing_store.hpp"
 #include "service/margin/call_run.hpp"
+#include "service/margin/default_management.hpp"
 #include "service/margin/settlement_link.hpp"
 
 namespace marginet {
@@ -145,6 +146,8 @@ struct MarginServer::Impl {
   };
   std::vector<ScheduledRun> schedule;
   std::set<std::string> scheduled_done;  // run ids done (or found done) since start
+  DefaultFundConfig fund;                // default management of members the scheduler hands over
+  std::atomic<bool> defaults_due{false}; // a report brought a missed pay-in (or the service started)
   const double started_unix = unix_now();
 
   // --- queues ---
@@ -186,7 +189,9 @@ struct MarginServer::Impl {
       so.instruments = instrument_ids(ref.instruments);
       store = open_clearing_store(opt.store, OpenMode::writer, std::move(so));
       journal_entries = store->journal_size();
+      defaults_due = true;  // hand-overs a previous run recorded and did not act on
     }
+    fund = opt.default_fund.empty() ? builtin_default_fund_config() : load_default_fund_config(opt.default_fund);
     if (ref.instruments.size() <= kCoverAllInstruments) {
       for (std::size_t i = 0; i < ref.instruments.size(); ++i) cover.push_back(i);
     } else {
@@ -238,6 +243,13 @@ struct MarginServer::Impl {
       lo.scheduler_key_file = opt.scheduler_key_file;
       lo.client_key_file = opt.scheduler_client_key_file;
       lo.quiet = opt.quiet;
+      lo.on_missed_pay_in = [this](const ReportApplied::MissedPayIn&, const std::string&) {
+        {
+          std::lock_guard<std::mutex> lk(mu);  // set under the lock the compute thread waits with
+          defaults_due = true;
+        }
+        cv.notify_one();
+      };
       link = std::make_unique<SettlementLink>(context, *store, lo);
     }
   }
@@ -875,6 +887,46 @@ struct MarginServer::Impl {
     reply(job, protocol::encode_calls_result(job.request.id_raw, RequestType::calls_query, call_run_text(*run, "")));
   }
 
+  /// The scheduler's hand-overs (margin calls that ended defaulted) of members not yet in
+  /// default: each member declared in default once (docs/default-management.md), then the
+  /// engines margin the book again (the positions moved to the house account).
+  void handle_missed_pay_ins() {
+    if (!store) return;
+    std::vector<ReportApplied::MissedPayIn> missed;
+    try {
+      missed = store->unhandled_missed_pay_ins();
+    } catch (const std::exception& e) {
+      spdlog::error("default management: cannot read the missed pay-ins: {}", e.what());
+      return;
+    }
+    std::set<std::string> declared;
+    for (const ReportApplied::MissedPayIn& m : missed) {
+      if (!declared.insert(m.member).second) continue;
+      try {
+        const DefaultReport r = declare_default(DefaultInputs{*store, ref, opt.instruments, method, fund, opt.backend},
+                                                {m.member, "missed margin call " + m.instruction_id, ""});
+        std::string reached;
+        for (const LayerTotal& l : r.waterfall.layers)
+          if (l.absorbed_minor > 0) reached += std::string(reached.empty() ? "" : ", ") + to_string(l.layer);
+        spdlog::warn("default {}: member {} closed out, loss {} {} ({}), covered by {}; uncovered {} {}", r.default_id,
+                     r.member, format_money(r.inputs.loss_minor, r.scale), r.currency, r.close_out_scenario,
+                     reached.empty() ? "nothing needed" : reached, format_money(r.waterfall.uncovered_minor, r.scale),
+                     r.currency);
+      } catch (const std::exception& e) {
+        spdlog::error("default management of member {} failed: {} (it stays handed over; retried at the next report "
+                      "or restart)", m.member, e.what());
+      }
+    }
+    if (!declared.empty()) {
+      try {
+        rebuild_engines();
+        journal_entries = store->journal_size();
+      } catch (const std::exception& e) {
+        spdlog::error("default management: margining the book again failed: {}", e.what());
+      }
+    }
+  }
+
   /// The scheduled runs due now (today's times that have passed, once each; a restart after a
   /// run finds it done by its id).
   void run_scheduled(double now) {
@@ -970,11 +1022,18 @@ struct MarginServer::Impl {
       {
         std::unique_lock<std::mutex> lk(mu);
         if (schedule.empty()) {
-          cv.wait(lk, [&] { return stopping || !high.empty() || !normal.empty(); });
+          cv.wait(lk, [&] { return stopping || defaults_due || !high.empty() || !normal.empty(); });
         } else {
-          cv.wait_for(lk, std::chrono::seconds(1), [&] { return stopping || !high.empty() || !normal.empty(); });
+          cv.wait_for(lk, std::chrono::seconds(1), [&] { return stopping || defaults_due || !high.empty() || !normal.empty(); });
         }
         if (stopping) break;
+        if (defaults_due.exchange(false)) {
+          lk.unlock();
+          computing = true;
+          handle_missed_pay_ins();
+          computing = false;
+          continue;
+        }
         if (high.empty() && normal.empty()) {
           lk.unlock();
           computing = true;

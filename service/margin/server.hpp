@@ -59,6 +59,8 @@ struct ServerOptions {
   std::string scheduler_key_file;          // the scheduler's NAME.pub: CURVE to the scheduler when set
   std::string scheduler_client_key_file;   // this service's NAME.key for the scheduler (its producers list)
   double call_deadline_s = 3600;           // deadline of call and withdrawal cycles, seconds from now
+  std::string default_fund;                // default-fund config (JSON) for defaults the scheduler
+                                           // hands over; "" = the built-in one
   std::string eod_time;                    // "HH:MM" UTC: the end-of-day call run ("" = none)
   std::vector<std::string> call_times;     // "HH:MM" UTC: intraday call runs
   Backend backend = Backend::cpu;

@@ -128,6 +128,11 @@ void SettlementLink::handle_reply(const zmq::message_t& msg, double now) {
       const ReportApplied a = store_.apply_settlement_report(report);
       if (a.completed && !opt_.quiet)
         spdlog::info("cycle {} settled: {} call(s) credited", report.cycle_id, a.credits);
+      for (const ReportApplied::MissedPayIn& m : a.missed) {
+        spdlog::warn("member {} missed its margin call {} ({} minor units unpaid): handed over to default management",
+                     m.member, m.instruction_id, m.unpaid_minor);
+        if (opt_.on_missed_pay_in) opt_.on_missed_pay_in(m, report.cycle_id);
+      }
       std::lock_guard<std::mutex> lk(stats_mu_);
       ++stats_.reports_applied;
       stats_.credits += static_cast<std::uint64_t>(a.credits);

@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,6 +41,9 @@ struct SettlementLinkOptions {
   std::size_t batch = 64;             // cycles handled per round
   std::int64_t max_reply_bytes = std::int64_t{64} << 20;
   bool quiet = false;
+  /// Called on the link's thread for each margin-call pay-in a report ends defaulted (the
+  /// scheduler's hand-over); the service queues the member's default. May be empty.
+  std::function<void(const ReportApplied::MissedPayIn& missed, const std::string& cycle_id)> on_missed_pay_in;
 };
 
 /// Counters and the outbox's state as last read (for `status`, without touching the store).
