@@ -83,10 +83,12 @@ void print_sizing(const CommonOptions& common, const FundSizingRun& run, const D
               << "contributions:                 " << format_money(s.contributions_minor, fund.scale) << " " << c
               << " from " << s.members.size() << " members in " << s.groups.size() << " groups (minimum "
               << format_money(fund.minimum_contribution_minor, fund.scale) << " " << c << ")\n";
-    for (const LiquidityCover& l : run.liquidity)
-      std::cerr << "liquidity cover-2 " << l.asset << ": need " << fixed(l.need, 8) << " " << l.asset << " ("
-                << join(l.groups) << "), resources " << fixed(l.resources, 8) << " " << l.asset
-                << (l.shortfall > 0 ? ", SHORT by " + fixed(l.shortfall, 8) + " " + l.asset : ", covered") << "\n";
+    for (const LiquidityCover& l : run.liquidity) {
+      const int d = l.asset == c ? fund.scale : 8;
+      std::cerr << "liquidity cover-2 " << l.asset << ": need " << fixed(l.need, d) << " " << l.asset << " ("
+                << join(l.groups) << "), resources " << fixed(l.resources, d) << " " << l.asset
+                << (l.shortfall > 0 ? ", SHORT by " + fixed(l.shortfall, d) + " " + l.asset : ", covered") << "\n";
+    }
     std::cerr << run.positions << " positions, " << s.scenarios.size() << " default scenarios: stress "
               << fixed(run.stress_seconds * 1e3, 1) << " ms, margin " << fixed(run.margin_seconds * 1e3, 1) << " ms\n";
   }
