@@ -318,6 +318,34 @@ TEST_F(CallsService, AMissedCallIsHandedOverToDefaultManagement) {
   EXPECT_NE(refused.dump().find("in default"), std::string::npos) << refused.dump();
 }
 
+TEST_F(CallsService, TheOperatorDeclaresADefaultThroughTheService) {
+  submit("T1", "DESK-A", "BTC-PERPETUAL", "10");
+  submit("T2", "DESK-B", "BTC-28JUN24", "-4");
+  const json r = call({{"type", "default.declare"}, {"member", "DESK-B"}, {"reason", "insolvent"}, {"default_id", "D-1"}});
+  ASSERT_EQ(r["type"], "default.declare.result") << r.dump();
+  EXPECT_EQ(r["outcome"], "recorded");
+  EXPECT_EQ(r["default_id"], "D-1");
+  EXPECT_EQ(r["currency"], "USD");
+  EXPECT_EQ(r["positions"], 1);
+  ASSERT_FALSE(r["rows"].empty());
+  EXPECT_EQ(r["rows"][0][0], "defaulter_margin");
+  EXPECT_EQ(r["rows"][0][2], "0.00");  // DESK-B posted no collateral
+  // The book moved: DESK-B holds nothing, the house account its future.
+  const json p = call({{"type", "positions.query"}, {"account", "DESK-B"}});
+  EXPECT_TRUE(p["rows"].empty()) << p.dump();
+  const json again = call({{"type", "default.declare"}, {"member", "DESK-B"}});
+  EXPECT_EQ(again["outcome"], "duplicate") << again.dump();
+  EXPECT_EQ(again["default_id"], "D-1");
+  EXPECT_EQ(again["loss"], r["loss"]);
+  const json unknown = call({{"type", "default.declare"}, {"member", "NOBODY"}});
+  EXPECT_EQ(unknown["type"], "error");
+  EXPECT_EQ(unknown["code"], "bad_request") << unknown.dump();
+  const auto cli = marginet::testing::run_command(std::string(MARGINET_EXE) + " default declare DESK-A --connect " +
+                                                  server_->endpoint() + " --quiet", false);
+  ASSERT_EQ(cli.status, 0) << cli.output;
+  EXPECT_EQ(cli.output.substr(0, cli.output.find('\n')), "step,layer,member,available_USD,absorbed_USD,remaining_USD");
+}
+
 TEST_F(CallsService, WithoutAStoreTheSchedulerIsRefused) {
   const auto r = marginet::testing::run_command(std::string(MARGINET_EXE) + " serve --instruments " + ex("instruments.csv") +
                                                 " --market " + ex("market.csv") + " --marks " + ex("marks.csv") +

@@ -424,6 +424,21 @@ TEST(ProtocolCalls, RunAndQueryDecode) {
   EXPECT_EQ(decode_request(mp(req("calls.query"))).calls_query.run_id, "");
 }
 
+TEST(ProtocolDefaults, DeclareDecodes) {
+  EXPECT_STREQ(request_type_name(RequestType::default_declare), "default.declare");
+  const Request d = decode_request(mp(req("default.declare", {{"member", "DESK-B"}, {"reason", "missed the 16:00 call"},
+                                                               {"default_id", "D-7"}})));
+  EXPECT_EQ(d.type, RequestType::default_declare);
+  EXPECT_EQ(d.default_declare.member, "DESK-B");
+  EXPECT_EQ(d.default_declare.reason, "missed the 16:00 call");
+  EXPECT_EQ(d.default_declare.default_id, "D-7");
+  EXPECT_EQ(d.priority, Priority::normal);
+  EXPECT_EQ(decode_request(mp(req("default.declare", {{"member", "M"}}))).default_declare.default_id, "");
+  EXPECT_NE(bad_message(req("default.declare")).find("member"), std::string::npos);
+  EXPECT_NE(bad_message(req("default.declare", {{"member", "has space"}})).find("member"), std::string::npos);
+  EXPECT_NE(bad_message(req("default.declare", {{"member", 5}})).find("member"), std::string::npos);
+}
+
 // ---- values that make no sense ------------------------------------------------------------------
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -619,12 +634,13 @@ std::vector<json> one_of_each_type() {
       req("collateral.query"),
       req("calls.run", {{"kind", "eod"}}),
       req("calls.query"),
+      req("default.declare", {{"member", "M1"}}),
   };
 }
 
 TEST(ProtocolPeek, AgreesWithDecodeForEveryTypeIdAndPriority) {
   const std::vector<json> all = one_of_each_type();
-  ASSERT_EQ(all.size(), static_cast<std::size_t>(RequestType::calls_query) + 1);
+  ASSERT_EQ(all.size(), static_cast<std::size_t>(RequestType::default_declare) + 1);
   std::set<RequestType> types;
   for (const json& base : all)
     for (const json& id : {json(nullptr), json(7), json(-3), json("r-9"), json(1ull << 40)})

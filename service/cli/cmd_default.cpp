@@ -7,8 +7,8 @@
 //       stderr: the fund (art. 42(3)), Cover-2, the scenario and groups that size them, and the
 //       liquidity Cover-2 per asset. --format json: all of it as one object. --record (with
 //       --store) makes the contributions the fund's balances.
-//   marginet default declare MEMBER --store F --instruments F --market F --marks F [--model M]
-//                         [--config DF.json] [--reason TEXT] [--id ID]
+//   marginet default declare MEMBER [--reason TEXT] [--id ID] (--connect EP | --store F
+//                         --instruments F --market F --marks F [--model M] [--config DF.json])
 //       stdout: the waterfall, one row per step; stderr: the close-out and the totals.
 //   marginet default list --store F          every default recorded
 //   marginet default show ID --store F       one default's report (JSON as recorded)
@@ -29,6 +29,7 @@
 #include "service/cli/common.hpp"
 #include "service/cli/table.hpp"
 #include "service/clearing/clearing_store.hpp"
+#include "service/margin/client.hpp"
 #include "service/margin/default_management.hpp"
 
 namespace marginet::cli {
@@ -38,14 +39,18 @@ namespace {
 struct DefaultOptions {
   std::string store, positions, instruments, market, marks, model = "span16", config;
   std::string record, member, reason, id;
+  ClientOptions connection;
+  bool connect_given = false;
 };
 
-void add_inputs(CLI::App* cmd, DefaultOptions& o, bool positions_file) {
+void add_inputs(CLI::App* cmd, DefaultOptions& o, bool sizing) {
   cmd->add_option("--store", o.store, "Clearing store (SQLite file; the service stopped)");
-  if (positions_file) cmd->add_option("--positions", o.positions, "Or a positions file (accounts as members)");
-  cmd->add_option("--instruments", o.instruments, "instruments.csv")->required();
-  cmd->add_option("--market", o.market, "market.csv")->required();
-  cmd->add_option("--marks", o.marks, "marks.csv")->required();
+  if (sizing) cmd->add_option("--positions", o.positions, "Or a positions file (accounts as members)");
+  const char* with = sizing ? "" : " (with --store)";
+  auto* i = cmd->add_option("--instruments", o.instruments, std::string("instruments.csv") + with);
+  auto* m = cmd->add_option("--market", o.market, std::string("market.csv") + with);
+  auto* k = cmd->add_option("--marks", o.marks, std::string("marks.csv") + with);
+  if (sizing) i->required(), m->required(), k->required();
   cmd->add_option("--model", o.model, "Clearing methodology for IM and haircuts (name or JSON file)")->capture_default_str();
   cmd->add_option("--config", o.config, "Default-fund configuration (JSON; default: the built-in one)");
 }
@@ -161,8 +166,45 @@ void print_report(const CommonOptions& common, const DefaultReport& r) {
   write_table(sink.stream(), t, common.format);
 }
 
+/// A default.declare reply of the service, printed as the offline path prints its report.
+void print_reply(const CommonOptions& common, const nlohmann::ordered_json& r) {
+  OutputSink sink(common.out);
+  if (common.format == "json") {
+    sink.stream() << r.dump() << "\n";
+    return;
+  }
+  const std::string c = r.value("currency", "");
+  if (!common.quiet)
+    std::cerr << "default " << r.value("default_id", "") << ": member " << r.value("member", "") << ", "
+              << r.value("outcome", "") << " (" << r.value("reason", "") << "); loss " << r.value("loss", "") << " " << c
+              << " in '" << r.value("close_out_scenario", "") << "', covered " << r.value("covered", "") << " " << c
+              << ", uncovered " << r.value("uncovered", "") << " " << c << "\n";
+  Table t;
+  t.columns = {"step", "layer", "member", "available_" + c, "absorbed_" + c, "remaining_" + c};
+  std::int64_t n = 0;
+  for (const auto& row : r.at("rows"))
+    t.add_row({++n, row.at(0).get<std::string>(), row.at(1).get<std::string>(), row.at(2).get<std::string>(),
+               row.at(3).get<std::string>(), row.at(4).get<std::string>()});
+  write_table(sink.stream(), t, common.format);
+}
+
 void run_declare(const CommonOptions& common, const DefaultOptions& o) {
-  if (o.store.empty()) throw usage_error("default declare: --store FILE is required");
+  if (!o.store.empty() && o.connect_given) throw usage_error("default declare: give --connect or --store, not both");
+  if (o.store.empty()) {
+    MarginClient client(o.connection);
+    nlohmann::ordered_json r;
+    try {
+      r = client.call({{"type", "default.declare"}, {"member", o.member}, {"reason", o.reason}, {"default_id", o.id}});
+    } catch (const client_error& e) {
+      throw std::runtime_error(std::string(e.what()) + " (is `marginet serve --store` running there? with the service "
+                                                       "stopped, work on the file with --store FILE)");
+    }
+    if (r.value("type", "") == "error") throw input_error("service replied " + r.value("code", "") + ": " + r.value("message", ""));
+    print_reply(common, r);
+    return;
+  }
+  if (o.instruments.empty() || o.market.empty() || o.marks.empty())
+    throw usage_error("default declare --store needs --instruments, --market and --marks (and --model, --config)");
   const Backend backend = resolve_backend(common);
   const DefaultFundConfig fund = fund_config(o);
   const ReferenceData ref = load_reference_data(o.instruments, o.market, o.marks);
@@ -233,10 +275,18 @@ void add_default_command(CLI::App& app, CommonOptions& common) {
     CLI::App* declare = cmd->add_subcommand(
         "declare", "Close out a member's positions under the default scenarios and run the loss down the waterfall");
     declare->add_option("member", o->member, "The member in default")->required();
+    declare->add_option("--connect", o->connection.endpoint, "Through the service at this endpoint (default)")
+        ->capture_default_str();
+    declare->add_option("--timeout-ms", o->connection.timeout_ms, "Reply timeout (ms)")->capture_default_str();
+    declare->add_option("--server-key", o->connection.server_key_file, "CURVE: the server's public key file");
+    declare->add_option("--client-key", o->connection.client_key_file, "CURVE: this client's key file");
     add_inputs(declare, *o, false);
     declare->add_option("--reason", o->reason, "Why (kept with the default)");
     declare->add_option("--id", o->id, "The default's id (default: default-MEMBER-<UTC time>)");
-    declare->callback([&common, o] { run_declare(common, *o); });
+    declare->callback([&common, o, declare] {
+      o->connect_given = declare->count("--connect") > 0;
+      run_declare(common, *o);
+    });
   }
   {
     auto o = std::make_shared<DefaultOptions>();

@@ -185,7 +185,14 @@ DefaultReport declare_default(const DefaultInputs& in, const DefaultDeclaration&
       if (s.default_id == existing) {
         r.declared_at = s.declared_at;
         r.reason = s.reason;
+        r.currency = s.currency;
+        r.scale = s.scale;
+        r.inputs.loss_minor = s.loss_minor;
+        r.positions = static_cast<std::size_t>(s.positions_moved);
         r.waterfall.steps = s.steps;
+        for (const WaterfallStep& step : s.steps)
+          if (step.layer == WaterfallLayer::uncovered) r.waterfall.uncovered_minor = step.absorbed_minor;
+        r.waterfall.covered_minor = s.loss_minor - r.waterfall.uncovered_minor;
       }
     return r;
   }
@@ -304,6 +311,27 @@ std::string default_report_json(const DefaultReport& r) {
   j["replenish"] = replenish;
   j["units"] = {{"amounts", r.currency}, {"close_out", r.currency}, {"collateral_value", r.currency}};
   return j.dump();
+}
+
+protocol::DefaultResultText default_result_text(const DefaultReport& r) {
+  auto money = [&](std::int64_t minor) { return format_money(minor, r.scale); };
+  protocol::DefaultResultText t;
+  t.default_id = r.default_id;
+  t.member = r.member;
+  t.outcome = to_string(r.outcome);
+  t.reason = r.reason;
+  t.declared_at = r.declared_at;
+  t.currency = r.currency;
+  t.loss = money(r.inputs.loss_minor);
+  t.covered = money(r.waterfall.covered_minor);
+  t.uncovered = money(r.waterfall.uncovered_minor);
+  t.close_out_loss = r.close_out_loss;
+  t.close_out_scenario = r.close_out_scenario;
+  t.positions = static_cast<std::int64_t>(r.positions);
+  for (const WaterfallStep& s : r.waterfall.steps)
+    t.steps.push_back({to_string(s.layer), s.member, money(s.available_minor), money(s.absorbed_minor),
+                       money(s.remaining_after_minor)});
+  return t;
 }
 
 std::string fund_sizing_json(const FundSizingRun& run, const DefaultFundConfig& fund) {

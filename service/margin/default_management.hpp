@@ -26,6 +26,7 @@
 #include "models/methodology.hpp"
 #include "models/reference_data.hpp"
 #include "service/clearing/clearing_store.hpp"
+#include "service/margin/protocol.hpp"
 
 namespace marginet {
 
@@ -101,5 +102,7 @@ DefaultReport declare_default(const DefaultInputs& in, const DefaultDeclaration&
 /// decimals of the fund's currency, risk figures as numbers, units named.
 std::string default_report_json(const DefaultReport& r);
 std::string fund_sizing_json(const FundSizingRun& run, const DefaultFundConfig& fund);
+/// The report as the service's default.declare reply (and the CLI's table through it).
+protocol::DefaultResultText default_result_text(const DefaultReport& r);
 
 }  // namespace marginet

@@ -51,6 +51,7 @@ const char* request_type_name(RequestType type) {
     case RequestType::collateral_query: return "collateral.query";
     case RequestType::calls_run: return "calls.run";
     case RequestType::calls_query: return "calls.query";
+    case RequestType::default_declare: return "default.declare";
   }
   return "?";
 }
@@ -585,7 +586,7 @@ std::string id_raw_of(const object* id) {
   return nil_id();
 }
 
-constexpr RequestType kLastRequestType = RequestType::calls_query;
+constexpr RequestType kLastRequestType = RequestType::default_declare;
 
 /// Validates the header in decode_request's order (id, v, type, priority, the type's name);
 /// protocol_error without id_raw (the caller adds it).
@@ -914,6 +915,11 @@ Request decode_request(std::string_view frame, const Limits& limits) {
       case RequestType::collateral_query: r.collateral_query.account = optional_identifier(m, "account"); break;
       case RequestType::calls_run: decode_calls_run(m, r.calls_run); break;
       case RequestType::calls_query: r.calls_query.run_id = optional_identifier(m, "run_id"); break;
+      case RequestType::default_declare:
+        r.default_declare.member = as_identifier(m.at("member"), "member");
+        r.default_declare.reason = optional_string(m, "reason");
+        r.default_declare.default_id = optional_identifier(m, "default_id");
+        break;
     }
   } catch (protocol_error& e) {
     e.set_id_raw(id_raw);
@@ -1411,6 +1417,34 @@ std::string encode_market_update_result(std::string_view id_raw, std::size_t und
   kv(pk, "marks", static_cast<std::uint64_t>(marks));
   kv(pk, "recompute_us", recompute_us);
   kv(pk, "book_accounts", static_cast<std::uint64_t>(book_accounts));
+  return take(buf);
+}
+
+std::string encode_default_result(std::string_view id_raw, const DefaultResultText& d) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  begin_reply(pk, id_raw, "default.declare.result", 14);
+  kv(pk, "default_id", d.default_id);
+  kv(pk, "member", d.member);
+  kv(pk, "outcome", d.outcome);
+  kv(pk, "reason", d.reason);
+  kv(pk, "declared_at", d.declared_at);
+  kv(pk, "currency", d.currency);
+  kv(pk, "loss", d.loss);
+  kv(pk, "covered", d.covered);
+  kv(pk, "uncovered", d.uncovered);
+  kv(pk, "close_out_loss", d.close_out_loss);
+  kv(pk, "close_out_scenario", d.close_out_scenario);
+  kv(pk, "positions", d.positions);
+  pack_table_header(pk, {"layer", "member", "available", "absorbed", "remaining"}, d.steps.size());
+  for (const DefaultStepText& s : d.steps) {
+    pk.pack_array(5);
+    pk.pack(s.layer);
+    pk.pack(s.member);
+    pk.pack(s.available);
+    pk.pack(s.absorbed);
+    pk.pack(s.remaining);
+  }
   return take(buf);
 }
 

@@ -84,11 +84,11 @@ inline constexpr std::size_t kMaxPositionNameBytes = std::size_t(64) << 20;
 enum class RequestType {
   ping, status, greeks, margin, whatif, net, market_update,
   trade_submit, trade_cancel, trades_query, positions_query,
-  collateral_deposit, collateral_withdraw, collateral_query, calls_run, calls_query
+  collateral_deposit, collateral_withdraw, collateral_query, calls_run, calls_query, default_declare
 };
 /// "ping", "status", "greeks", "margin", "whatif", "net", "market.update", "trade.submit",
 /// "trade.cancel", "trades.query", "positions.query", "collateral.deposit",
-/// "collateral.withdraw", "collateral.query", "calls.run", "calls.query".
+/// "collateral.withdraw", "collateral.query", "calls.run", "calls.query", "default.declare".
 const char* request_type_name(RequestType type);
 
 enum class Priority { normal, high };
@@ -237,6 +237,12 @@ struct CallsRunRequest {
 struct CallsQueryRequest {
   std::string run_id;                     // "" = the latest run
 };
+/// default.declare: the operator declares a member in default (docs/default-management.md).
+struct DefaultDeclareRequest {
+  std::string member;
+  std::string reason;                     // free text, kept with the default
+  std::string default_id;                 // "" = generated
+};
 
 struct Request {
   int version = kVersion;
@@ -256,6 +262,7 @@ struct Request {
   CollateralQueryRequest collateral_query;
   CallsRunRequest calls_run;
   CallsQueryRequest calls_query;
+  DefaultDeclareRequest default_declare;
 };
 
 /// Decodes and validates one frame. Throws protocol_error (never anything else for bad bytes).
@@ -447,5 +454,21 @@ std::string encode_calls_result(std::string_view id_raw, RequestType type, const
 
 std::string encode_market_update_result(std::string_view id_raw, std::size_t underlyings, std::size_t marks,
                                         double recompute_us, std::size_t book_accounts);
+
+/// A default as the service reports it: amounts as exact decimals of the fund's currency.
+struct DefaultStepText {
+  std::string layer, member, available, absorbed, remaining;
+};
+struct DefaultResultText {
+  std::string default_id, member, outcome, reason, declared_at, currency;
+  std::string loss, covered, uncovered;
+  double close_out_loss = 0;              // the risk figure behind `loss` (currency)
+  std::string close_out_scenario;
+  std::int64_t positions = 0;             // positions closed out and moved to the house account
+  std::vector<DefaultStepText> steps;
+};
+/// "default.declare.result": the facts, then the waterfall as a table
+/// (layer, member, available, absorbed, remaining).
+std::string encode_default_result(std::string_view id_raw, const DefaultResultText& d);
 
 }  // namespace marginet::protocol

@@ -887,6 +887,22 @@ struct MarginServer::Impl {
     reply(job, protocol::encode_calls_result(job.request.id_raw, RequestType::calls_query, call_run_text(*run, "")));
   }
 
+  DefaultInputs default_inputs() { return DefaultInputs{need_store(), ref, opt.instruments, method, fund, opt.backend}; }
+
+  void process_default_declare(const Job& job) {
+    const auto& req = job.request.default_declare;
+    const DefaultReport r = declare_default(default_inputs(), {req.member, req.reason, req.default_id});
+    if (r.outcome == Outcome::recorded) {
+      rebuild_engines();  // the positions moved to the house account
+      journal_entries = store->journal_size();
+      if (!opt.quiet)
+        spdlog::warn("default {}: member {} declared by the operator, loss {} {}, uncovered {} {}", r.default_id, r.member,
+                     format_money(r.inputs.loss_minor, r.scale), r.currency,
+                     format_money(r.waterfall.uncovered_minor, r.scale), r.currency);
+    }
+    reply(job, protocol::encode_default_result(job.request.id_raw, default_result_text(r)));
+  }
+
   /// The scheduler's hand-overs (margin calls that ended defaulted) of members not yet in
   /// default: each member declared in default once (docs/default-management.md), then the
   /// engines margin the book again (the positions moved to the house account).
@@ -903,8 +919,7 @@ struct MarginServer::Impl {
     for (const ReportApplied::MissedPayIn& m : missed) {
       if (!declared.insert(m.member).second) continue;
       try {
-        const DefaultReport r = declare_default(DefaultInputs{*store, ref, opt.instruments, method, fund, opt.backend},
-                                                {m.member, "missed margin call " + m.instruction_id, ""});
+        const DefaultReport r = declare_default(default_inputs(), {m.member, "missed margin call " + m.instruction_id, ""});
         std::string reached;
         for (const LayerTotal& l : r.waterfall.layers)
           if (l.absorbed_minor > 0) reached += std::string(reached.empty() ? "" : ", ") + to_string(l.layer);
@@ -973,6 +988,7 @@ struct MarginServer::Impl {
             case RequestType::collateral_query: process_collateral_query(job); break;
             case RequestType::calls_run: process_calls_run(job); break;
             case RequestType::calls_query: process_calls_query(job); break;
+            case RequestType::default_declare: process_default_declare(job); break;
             default: MARGINET_FAIL("not a compute request");
           }
         });
