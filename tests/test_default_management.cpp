@@ -17,6 +17,7 @@
 #include "models/errors.hpp"
 #include "models/money.hpp"
 #include "service/clearing/clearing_store.hpp"
+#include "service/db/sqlite.hpp"
 #include "service/margin/call_run.hpp"
 #include "service/margin/default_management.hpp"
 #include "tests/run_command.hpp"
@@ -226,6 +227,34 @@ TEST_F(DefaultManagement, TheHouseAccountIsNeverCalled) {
   EXPECT_GT(house->im, 0);
   EXPECT_EQ(house->call_minor, 0);
   EXPECT_EQ(house->state, "none");
+}
+
+TEST_F(DefaultManagement, ATransferEntryWithoutARecordedDefaultIsFound) {
+  // Someone with write access to the file forges a CCP transfer moving GAMMA's future away.
+  Trade t;
+  t.source = kDefaultTransferSource;
+  t.trade_id = "D-FORGED/GAMMA/BTC-28JUN24/out";
+  t.account = "GAMMA";
+  t.instrument = "BTC-28JUN24";
+  t.quantity_units = -200000000;
+  t.price = "67600";
+  t.time = "2024-06-01T08:00:00Z";
+  t.package_id = "D-FORGED";
+  const std::string path = (dir_ / "clearing.sqlite").string();
+  store_.reset();
+  {
+    SqliteDb db(path, false);
+    db.exec("INSERT INTO journal(kind, source, trade_id, account, instrument, quantity_units, price, time, package_id,"
+            " recorded_at) VALUES ('trade', 'ccp.default', '" + t.trade_id + "', 'GAMMA', 'BTC-28JUN24', -200000000,"
+            " '67600', '2024-06-01T08:00:00Z', 'D-FORGED', '2026-12-06T00:00:00.000Z')");
+    db.exec("INSERT INTO trades(source, trade_id, journal_seq, digest) VALUES ('ccp.default', '" + t.trade_id +
+            "', (SELECT MAX(seq) FROM journal), '" + trade_digest_hex(t) + "')");
+    db.exec("UPDATE positions SET quantity_units = 0 WHERE account = 'GAMMA' AND instrument = 'BTC-28JUN24'");
+  }
+  store_ = open_clearing_store(path, OpenMode::reader);
+  const JournalVerifyReport v = store_->verify_journal();
+  EXPECT_FALSE(v.ok);
+  EXPECT_NE(v.summary().find("default 'D-FORGED', which is not recorded"), std::string::npos) << v.summary();
 }
 
 // ---- the CLI ------------------------------------------------------------------------------------
