@@ -120,6 +120,15 @@ TEST_F(DefaultManagement, SizingFromTheStoreBecomesTheFund) {
   ASSERT_NE(usd, run.liquidity.end());
   EXPECT_EQ(usd->groups.size(), 2u);
   EXPECT_GT(usd->need, 0);
+  // The balances are the sums of their movements: one changed behind the store's back is found.
+  EXPECT_TRUE(store_->verify_collateral().ok) << store_->verify_collateral().summary();
+  const std::string path = (dir_ / "clearing.sqlite").string();
+  store_.reset();
+  SqliteDb(path, false).exec("UPDATE fund_balances SET amount_minor = amount_minor + 1 WHERE member = 'GAMMA'");
+  store_ = open_clearing_store(path, OpenMode::reader);
+  const CollateralVerifyReport v = store_->verify_collateral();
+  EXPECT_FALSE(v.ok);
+  EXPECT_NE(v.summary().find("default-fund balance of GAMMA"), std::string::npos) << v.summary();
 }
 
 TEST_F(DefaultManagement, DeclaredDefaultRunsTheWaterfallAndMovesEverythingToTheHouse) {

@@ -376,7 +376,8 @@ class ClearingStore {
   virtual std::vector<BalanceRow> balances(const std::string& account = "") const = 0;
   /// Movements in seq order; account "" = every account; limit 0 = all.
   virtual std::vector<Movement> movements(const std::string& account = "", std::int64_t limit = 0) const = 0;
-  /// Balances equal the sums of the movements; never throws for damage.
+  /// Balances equal the sums of the movements (collateral, and the default fund's); never throws
+  /// for damage.
   virtual CollateralVerifyReport verify_collateral() const = 0;
 
   // ---- call runs --------------------------------------------------------------------------------

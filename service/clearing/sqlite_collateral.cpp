@@ -225,33 +225,42 @@ std::vector<Movement> SqliteClearingStore::movements(const std::string& account,
 CollateralVerifyReport SqliteClearingStore::verify_collateral() const {
   std::lock_guard<std::mutex> lk(mutex_);
   CollateralVerifyReport rep;
-  std::map<std::pair<std::string, std::string>, std::int64_t> sums;
-  {
-    SqliteStatement q(*db_, "SELECT account, asset, amount_minor, seq FROM collateral_movements ORDER BY seq");
-    while (q.step()) {
+  // Balances against the sums of their movements: the collateral (account, asset) and the
+  // default fund (member). Each query gives the key columns, then the amount (and the seq).
+  auto check = [&](const char* movements, const char* balances, int key_columns, const std::string& what) {
+    auto key_of = [&](const SqliteStatement& q) {
+      std::string k = q.text(0);
+      for (int c = 1; c < key_columns; ++c) k += " in " + q.text(c);
+      return k;
+    };
+    std::map<std::string, std::int64_t> sums;
+    SqliteStatement m(*db_, movements);
+    while (m.step()) {
       ++rep.movements;
-      std::int64_t& s = sums[{q.text(0), q.text(1)}];
-      if (!checked_add(s, q.int64(2), s))
-        rep.problems.push_back("movement " + std::to_string(q.int64(3)) + ": the sum overflows");
+      std::int64_t& sum = sums[key_of(m)];
+      if (!checked_add(sum, m.int64(key_columns), sum))
+        rep.problems.push_back(what + " movement " + std::to_string(m.int64(key_columns + 1)) + ": the sum overflows");
     }
-  }
-  {
-    SqliteStatement q(*db_, "SELECT account, asset, amount_minor FROM collateral_balances ORDER BY account, asset");
-    while (q.step()) {
+    SqliteStatement b(*db_, balances);
+    while (b.step()) {
       ++rep.balances;
-      const auto key = std::make_pair(q.text(0), q.text(1));
+      const std::string key = key_of(b);
       const auto it = sums.find(key);
       const std::int64_t expect = it == sums.end() ? 0 : it->second;
-      if (expect != q.int64(2))
-        rep.problems.push_back("balance of " + key.first + " in " + key.second + " is " + std::to_string(q.int64(2)) +
+      if (expect != b.int64(key_columns))
+        rep.problems.push_back(what + " balance of " + key + " is " + std::to_string(b.int64(key_columns)) +
                                " minor units, the movements sum to " + std::to_string(expect));
       if (it != sums.end()) sums.erase(it);
     }
-  }
-  for (const auto& [key, sum] : sums)
-    if (sum != 0)
-      rep.problems.push_back("no balance row of " + key.first + " in " + key.second + ", the movements sum to " +
-                             std::to_string(sum) + " minor units");
+    for (const auto& [key, sum] : sums)
+      if (sum != 0)
+        rep.problems.push_back("no " + what + " balance row of " + key + ", the movements sum to " + std::to_string(sum) +
+                               " minor units");
+  };
+  check("SELECT account, asset, amount_minor, seq FROM collateral_movements ORDER BY seq",
+        "SELECT account, asset, amount_minor FROM collateral_balances ORDER BY account, asset", 2, "collateral");
+  check("SELECT member, amount_minor, seq FROM fund_movements ORDER BY seq",
+        "SELECT member, amount_minor FROM fund_balances ORDER BY member", 1, "default-fund");
   rep.ok = rep.problems.empty();
   return rep;
 }
