@@ -61,6 +61,7 @@ void add_whatif_command(CLI::App& app, CommonOptions& opts);
 void add_scheduler_command(CLI::App& app, CommonOptions& opts);
 void add_ledger_command(CLI::App& app, CommonOptions& opts);
 void add_net_command(CLI::App& app, CommonOptions& opts);
+void add_contagion_command(CLI::App& app, CommonOptions& opts);  // cmd_contagion.cpp
 void add_greeks_command(CLI::App& app, CommonOptions& opts);
 void add_serve_command(CLI::App& app, CommonOptions& opts);
 void add_client_command(CLI::App& app, CommonOptions& opts);

@@ -51,6 +51,7 @@ int main(int argc, char** argv) {
   marginet::cli::add_scheduler_command(app, common);
   marginet::cli::add_ledger_command(app, common);
   marginet::cli::add_net_command(app, common);
+  marginet::cli::add_contagion_command(app, common);
   marginet::cli::add_greeks_command(app, common);
   marginet::cli::add_serve_command(app, common);
   marginet::cli::add_client_command(app, common);
