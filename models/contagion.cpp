@@ -498,4 +498,21 @@ Network generate_network(const NetworkGeneratorConfig& c) {
   return net;
 }
 
+std::string network_json(const Network& network) {
+  nlohmann::ordered_json j;
+  j["currency"] = network.currency;
+  auto& nodes = j["nodes"] = nlohmann::ordered_json::array();
+  for (std::size_t i = 0; i < network.nodes(); ++i)
+    nodes.push_back({{"id", network.ids[i]}, {"external_assets", network.external_assets[i]}});
+  auto& links = j["liabilities"] = nlohmann::ordered_json::array();
+  for (const NetworkLiability& l : network.liabilities) {
+    nlohmann::ordered_json x{{"from", network.ids[static_cast<std::size_t>(l.from)]},
+                             {"to", network.ids[static_cast<std::size_t>(l.to)]},
+                             {"amount", l.amount}};
+    if (l.margin > 0) x["margin"] = l.margin;
+    links.push_back(std::move(x));
+  }
+  return j.dump(2);
+}
+
 }  // namespace marginet

@@ -63,6 +63,8 @@ struct Network {
 ///    "liabilities": [{"from": "A", "to": "B", "amount": 4.0, "margin": 1.0}, ...]}  (margin optional)
 Network parse_network_json(const std::string& text, const std::string& source);
 Network read_network_json(const std::string& path);
+/// The network in the file format above (parse_network_json reads it back to the same network).
+std::string network_json(const Network& network);
 
 /// A shock to external assets: e_i ← scale · scale_nodes[i] · (replacement[i] or e_i).
 ///   {"scale": 0.8, "scale_nodes": {"A": 0.5}, "external_assets": {"B": 10.0}}  (each optional)

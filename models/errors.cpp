@@ -6,7 +6,7 @@ static std::string locate(const std::string& file, long line, const std::string&
                           const std::string& what) {
   std::string where = file;
   if (line > 0) where += ":" + std::to_string(line);
-  if (!field.empty()) where += ": field '" + field + "'";
+  if (!field.empty()) where += (where.empty() ? "" : ": ") + std::string("field '") + field + "'";
   return where.empty() ? what : where + ": " + what;
 }
 

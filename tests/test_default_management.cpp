@@ -13,6 +13,7 @@
 #include <fstream>
 
 #include "host/collateral.hpp"
+#include "host/contagion_engine.hpp"
 #include "host/margin_engine.hpp"
 #include "models/errors.hpp"
 #include "models/money.hpp"
@@ -266,6 +267,38 @@ TEST_F(DefaultManagement, ATransferEntryWithoutARecordedDefaultIsFound) {
   EXPECT_NE(v.summary().find("default 'D-FORGED', which is not recorded"), std::string::npos) << v.summary();
 }
 
+TEST_F(DefaultManagement, TheStoreAsAContagionNetwork) {
+  ASSERT_EQ(record_fund_sizing(*store_, size_fund_from_store(inputs()), fund_, "df-1"), Outcome::recorded);
+  // The squeeze: the short members lose, GAMMA (long) gains.
+  const StoreNetwork sn = store_network(inputs(), "squeeze: +100%, vol +50%");
+  const Network& n = sn.network;
+  EXPECT_EQ(sn.scenario, "squeeze: +100%, vol +50%");
+  ASSERT_EQ(n.ids, (std::vector<std::string>{"CCP", "ALPHA", "ALPHA-ASIA", "BETA", "GAMMA"}));
+  std::int64_t fund = 0;
+  for (const auto& [m, v] : store_->fund_balances()) fund += v;
+  EXPECT_DOUBLE_EQ(n.external_assets[0], static_cast<double>(fund_.skin_in_the_game_minor() + fund) / 100.0);
+  const auto link = [&](const std::string& from, const std::string& to) {
+    for (const NetworkLiability& l : n.liabilities)
+      if (n.ids[static_cast<std::size_t>(l.from)] == from && n.ids[static_cast<std::size_t>(l.to)] == to) return l;
+    ADD_FAILURE() << "no link " << from << " -> " << to;
+    return NetworkLiability{};
+  };
+  const NetworkLiability beta = link("BETA", "CCP");
+  const double btc = collateral_price("BTC", ref_.market) * (1.0 - method_.haircuts.at("BTC"));
+  EXPECT_DOUBLE_EQ(beta.margin, std::min(beta.amount, btc + 5000.0));  // its collateral is margin on the link
+  EXPECT_GT(link("CCP", "GAMMA").amount, 0);                           // the CCP owes the winner
+  EXPECT_DOUBLE_EQ(sn.losses + 0.0, link("ALPHA", "CCP").amount + link("ALPHA-ASIA", "CCP").amount + beta.amount);
+  // Cleared: the CCP's resources cover its winners, so it pays in full; the losers beyond their
+  // margin default in the first wave.
+  const ContagionRun run = clear_network(n);
+  EXPECT_TRUE(run.agree);
+  EXPECT_EQ(run.nodes.defaulted[0], 0);
+  EXPECT_DOUBLE_EQ(run.nodes.payment[0], sn.gains);
+  // Without a name: the scenario with the largest total loss; a wrong name is an error naming them.
+  EXPECT_FALSE(store_network(inputs(), "").scenario.empty());
+  EXPECT_THROW(store_network(inputs(), "no such scenario"), input_error);
+}
+
 // ---- the CLI ------------------------------------------------------------------------------------
 
 TEST(DefaultCli, SizesFromAPositionsFileAndNamesBadConfigKeys) {
@@ -302,6 +335,11 @@ TEST(DefaultCli, DeclareOnAStoreThenListAndShow) {
   ASSERT_EQ(run_marginet("trades import " + ex("captured_trades.csv") + " --store " + store + " --quiet").status, 0);
   ASSERT_EQ(run_marginet("collateral deposit FUND-B BTC 2 --store " + store).status, 0);
   ASSERT_EQ(run_marginet("default-fund --store " + store + ref + " --record df-1 --quiet").status, 0);
+  const auto net = run_marginet("contagion --from-store " + store + ref + " --quiet --network-out " + (dir / "net.json").string(), false);
+  ASSERT_EQ(net.status, 0) << net.output;
+  EXPECT_EQ(net.output.substr(0, net.output.find('\n')), "node,payment,total_liability,shortfall,equity,defaulted,wave");
+  EXPECT_NE(net.output.find("\nCCP,"), std::string::npos) << net.output;
+  EXPECT_EQ(run_marginet("contagion --network " + (dir / "net.json").string() + " --quiet", false).output, net.output);
   const auto d = run_marginet("default declare FUND-B --id D-1 --reason 'missed pay-in' --store " + store + ref, false);
   ASSERT_EQ(d.status, 0) << d.output;
   EXPECT_EQ(d.output.substr(0, d.output.find('\n')), "step,layer,member,available_USD,absorbed_USD,remaining_USD");

@@ -1,7 +1,9 @@
 // `marginet contagion`: clearing payments, defaults and default waves across a network of CCPs,
 // members and other creditors (SPEC §11; docs/contagion.md).
 //
-//   marginet contagion --network net.json [--shock shock.json] [--alpha A --beta B]
+//   marginet contagion (--network net.json | --from-store F --instruments F --market F --marks F
+//                      [--model M] [--config DF.json] [--scenario NAME]) [--network-out F]
+//                      [--shock shock.json] [--alpha A --beta B]
 //                      [--algorithm picard|fictitious-default] [--max-iterations N]
 //                      [--device] [--format csv|json] [--out F] [--quiet]
 //     CSV: node,payment,total_liability,shortfall,equity,defaulted,wave — one row per node in file
@@ -18,7 +20,13 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include <fstream>
+
 #include "host/contagion_engine.hpp"
+#include "models/methodology.hpp"
+#include "models/reference_data.hpp"
+#include "service/clearing/clearing_store.hpp"
+#include "service/margin/default_management.hpp"
 #include "models/contagion.hpp"
 #include "models/errors.hpp"
 #include "service/cli/common.hpp"
@@ -30,6 +38,7 @@ namespace {
 
 struct ContagionCliOptions {
   std::string network;
+  std::string store, instruments, market, marks, model = "span16", config, scenario, network_out;
   std::string shock;
   double alpha = 1.0;
   double beta = 1.0;
@@ -64,8 +73,30 @@ void run_contagion(const CommonOptions& common, const ContagionCliOptions& o) {
   check_clearing_params(options.params);  // before reading anything: a usage error is the first to report
   options.backend = resolve_backend(common);
 
-  Network network = read_network_json(o.network);
+  if (o.network.empty() == o.store.empty()) throw usage_error("contagion: give --network FILE or --from-store FILE");
+  Network network;
+  if (!o.store.empty()) {
+    if (o.instruments.empty() || o.market.empty() || o.marks.empty())
+      throw usage_error("contagion --from-store needs --instruments, --market and --marks (and --model, --config)");
+    const ReferenceData ref = load_reference_data(o.instruments, o.market, o.marks);
+    const Methodology method = load_methodology(o.model);
+    const DefaultFundConfig fund = o.config.empty() ? builtin_default_fund_config() : load_default_fund_config(o.config);
+    auto store = open_clearing_store(o.store, OpenMode::reader);
+    StoreNetwork built = store_network(DefaultInputs{*store, ref, o.instruments, method, fund, options.backend}, o.scenario);
+    if (!common.quiet)
+      spdlog::info("network of {}: CCP and {} members under '{}': losses {} {}, gains {} {}", o.store,
+                   built.network.nodes() - 1, built.scenario, format_double(built.losses), fund.currency,
+                   format_double(built.gains), fund.currency);
+    network = std::move(built.network);
+  } else {
+    network = read_network_json(o.network);
+  }
   if (!o.shock.empty()) apply_shock(network, read_shock_json(o.shock));
+  if (!o.network_out.empty()) {
+    std::ofstream out(o.network_out);
+    out << network_json(network) << "\n";
+    if (!out) throw input_error(o.network_out, 0, "", "cannot write the network");
+  }
   const ContagionRun run = clear_network(network, options);
   const NodeResults& r = run.nodes;
 
@@ -131,8 +162,16 @@ void add_contagion_command(CLI::App& app, CommonOptions& common) {
       "(Eisenberg-Noe / Rogers-Veraart). Amounts in the network's currency (its \"currency\", default USD)");
   cmd->add_option("--network", o->network,
                   "Network JSON: {\"currency\", \"nodes\": [{id, external_assets}], "
-                  "\"liabilities\": [{from, to, amount, margin?}]}")
-      ->required();
+                  "\"liabilities\": [{from, to, amount, margin?}]}");
+  cmd->add_option("--from-store", o->store,
+                  "Or build the network from a clearing store: the CCP and its members under a default scenario");
+  cmd->add_option("--instruments", o->instruments, "With --from-store: instruments.csv");
+  cmd->add_option("--market", o->market, "With --from-store: market.csv");
+  cmd->add_option("--marks", o->marks, "With --from-store: marks.csv");
+  cmd->add_option("--model", o->model, "With --from-store: methodology of the collateral haircuts")->capture_default_str();
+  cmd->add_option("--config", o->config, "With --from-store: default-fund config (its scenarios; default built-in)");
+  cmd->add_option("--scenario", o->scenario, "With --from-store: the default scenario (default: the largest total loss)");
+  cmd->add_option("--network-out", o->network_out, "Write the network cleared (after --shock) as network JSON");
   cmd->add_option("--shock", o->shock,
                   "Shock JSON on external assets: {\"scale\", \"scale_nodes\": {id: factor}, "
                   "\"external_assets\": {id: value}}");

@@ -274,6 +274,61 @@ DefaultReport declare_default(const DefaultInputs& in, const DefaultDeclaration&
   return r;
 }
 
+StoreNetwork store_network(const DefaultInputs& in, const std::string& scenario) {
+  std::set<std::string> excluded;
+  const std::map<std::string, std::string> member_of = live_accounts(in.store, in.fund, excluded);
+  std::vector<Position> book;
+  std::map<std::string, double> margin;  // member -> collateral value after haircuts
+  for (const auto& [account, member] : member_of) (void)margin[member];
+  for (const Position& p : kept_positions(in.store, in.ref.instruments, in.instruments_source))
+    if (const auto m = member_of.find(p.account); m != member_of.end()) book.push_back({m->second, p.instrument, p.quantity});
+  for (const auto& [account, value] : collateral_values(collateral_holdings(in.store.balances()), in.ref.market, in.method))
+    if (const auto m = member_of.find(account); m != member_of.end()) margin[m->second] += value;
+  const MemberStressRun stress = run_member_stress(in.ref.instruments, in.ref.market, in.fund, book, {}, in.backend);
+
+  // The scenario: named, or the one with the largest total loss.
+  std::size_t s = 0;
+  if (scenario.empty()) {
+    double worst = -1;
+    for (std::size_t k = 0; k < stress.scenarios.size(); ++k) {
+      double total = 0;
+      for (const MemberStress& m : stress.members) total += std::max(0.0, m.loss[k]);
+      if (total > worst) worst = total, s = k;
+    }
+  } else {
+    const auto it = std::find(stress.scenarios.begin(), stress.scenarios.end(), scenario);
+    if (it == stress.scenarios.end()) {
+      std::string names;
+      for (const std::string& n : stress.scenarios) names += (names.empty() ? "'" : ", '") + n + "'";
+      throw input_error("", 0, "scenario", "no default scenario '" + scenario + "' (the configuration has " + names + ")");
+    }
+    s = static_cast<std::size_t>(it - stress.scenarios.begin());
+  }
+
+  StoreNetwork out;
+  out.scenario = stress.scenarios[s];
+  Network& net = out.network;
+  net.currency = in.fund.currency;
+  double ccp_assets = static_cast<double>(std::max<std::int64_t>(0, in.fund.skin_in_the_game_minor() - in.store.skin_in_the_game_used()));
+  for (const auto& [member, amount] : in.store.fund_balances()) ccp_assets += static_cast<double>(amount);
+  net.add_node("CCP", ccp_assets / static_cast<double>(pow10_i64(in.fund.scale)));
+  std::map<std::string, double> loss;
+  for (const MemberStress& m : stress.members) loss[m.member] = m.loss[s];
+  for (const auto& [member, value] : margin) {
+    if (!net.add_node(member, 0.0)) throw input_error("", 0, "member", "a member is named 'CCP', the network's CCP node");
+    const double l = loss.count(member) ? loss.at(member) : 0.0;
+    const auto i = *net.find(member);
+    if (l > 0) {
+      net.liabilities.push_back({i, 0, l, std::min(l, value)});
+      out.losses += l;
+    } else if (l < 0) {
+      net.liabilities.push_back({0, i, -l, 0.0});
+      out.gains += -l;
+    }
+  }
+  return out;
+}
+
 // ---- reports --------------------------------------------------------------------------------
 
 std::string default_report_json(const DefaultReport& r) {

@@ -22,6 +22,7 @@
 
 #include "host/backend.hpp"
 #include "host/default_stress.hpp"
+#include "models/contagion.hpp"
 #include "models/default_fund.hpp"
 #include "models/methodology.hpp"
 #include "models/reference_data.hpp"
@@ -97,6 +98,22 @@ struct DefaultReport {
 /// unknown or is the house account. A member in default already: outcome duplicate (the
 /// earlier default's id and steps) and nothing changes.
 DefaultReport declare_default(const DefaultInputs& in, const DefaultDeclaration& d);
+
+/// The clearing house as a contagion network under one default scenario (docs/contagion.md
+/// "From the clearing store"): a node "CCP" and a node per member (members in default and the
+/// house account left out). A member that loses in the scenario owes the CCP its loss, of which
+/// its collateral (after haircuts) is margin; the CCP owes each member that gains its gain. The
+/// CCP's external assets are what is left of its skin in the game plus the default fund's
+/// balances; a member's are none (what it could pay beyond its collateral is not known here).
+/// Amounts in the fund's currency.
+struct StoreNetwork {
+  Network network;
+  std::string scenario;
+  double losses = 0, gains = 0;  // Σ over members of the scenario's losses and gains
+};
+/// `scenario` "" = the default scenario with the largest total loss; an unknown name is an
+/// input_error listing the names.
+StoreNetwork store_network(const DefaultInputs& in, const std::string& scenario);
 
 /// The report as JSON (what the store keeps and `--format json` prints): amounts as exact
 /// decimals of the fund's currency, risk figures as numbers, units named.
