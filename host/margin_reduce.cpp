@@ -13,7 +13,7 @@ void add_position_inputs(const RunSetup& setup, const Position& pos, RowInputs& 
   if (u.option) {
     row.gamma += q * u.gamma;
     row.vega += q * u.vega;
-    if (q < 0) row.short_option_contracts += -q;
+    row.option_net[static_cast<std::int32_t>(state)] += q;
   }
   row.delta += q * u.delta;
   row.coin_delta += q * u.coin_delta;
@@ -156,7 +156,7 @@ AccountMargin assemble_account(const RunSetup& setup, const Methodology& m, cons
       um.scan_risk = scan;
       if (m.kind == MethodologyKind::span16) {
         const Span16Params& sp = m.span.params(u);
-        um.short_option_minimum = in.short_option_contracts * sp.short_option_minimum;
+        um.short_option_minimum = in.short_option_contracts() * sp.short_option_minimum;
         um.im = std::max(scan, um.short_option_minimum);
         um.mm = um.im / sp.init_to_maint;
       } else {  // deribit-pm

@@ -27,7 +27,14 @@ struct RowKey {
 
 /// What a row's add-ons need, accumulated from its positions.
 struct RowInputs {
-  double short_option_contracts = 0;           // Σ |q| over short options (span16 SOM)
+  std::map<std::int32_t, double> option_net;    // option state -> net quantity (span16 SOM)
+  /// span16's short option minimum counts the net short of each series (a long and a short of
+  /// the same option offset): Σ over option series of max(0, −net quantity).
+  double short_option_contracts() const {
+    double n = 0;
+    for (const auto& [state, q] : option_net) n += q < 0 ? -q : 0.0;
+    return n;
+  }
   std::map<double, double> coin_delta_by_expiry;  // expiry (years) -> net coin delta (deribit)
   double coin_delta = 0;
   double delta = 0, gamma = 0, vega = 0;

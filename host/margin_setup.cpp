@@ -74,7 +74,15 @@ RunSetup RunSetupBuilder::build(const std::vector<Position>& positions,
   setup.units = methodology_.kind == MethodologyKind::deribit_pm ? PnlUnits::coin : PnlUnits::quote;
   setup.joint = is_joint(methodology_.kind);
   setup.expiry_deltas = methodology_.kind == MethodologyKind::deribit_pm;
-  setup.scenarios = make_scenarios(methodology_, setup.underlyings);
+  // mc-es draws over every underlying of the reference data, so that an account's paths never
+  // depend on which underlyings the rest of the book holds.
+  std::vector<std::string> universe;
+  if (methodology_.kind == MethodologyKind::mc_es) {
+    std::set<std::string> all;
+    for (const Instrument& inst : instruments_) all.insert(inst.underlying);
+    universe.assign(all.begin(), all.end());
+  }
+  setup.scenarios = make_scenarios(methodology_, setup.underlyings, universe);
   for (const std::string& u : setup.underlyings) setup.index_price.push_back(market_.underlying(u).index_price);
   setup.state_of.assign(instruments_.size(), -1);
   for (const Position& pos : positions)

@@ -291,7 +291,8 @@ Methodology load_methodology(const std::string& name_or_path) {
   return parse_methodology(ss.str(), name_or_path);
 }
 
-ScenarioSet make_scenarios(const Methodology& m, const std::vector<std::string>& underlyings) {
+ScenarioSet make_scenarios(const Methodology& m, const std::vector<std::string>& underlyings,
+                           const std::vector<std::string>& universe) {
   ScenarioSet set;
   set.name = m.name;
   set.underlyings = underlyings;
@@ -299,7 +300,7 @@ ScenarioSet make_scenarios(const Methodology& m, const std::vector<std::string>&
   set.vol_terms.resize(U);
 
   if (m.kind == MethodologyKind::hvar) return historical_scenarios(m.hvar, underlyings, m.name);
-  if (m.kind == MethodologyKind::mc_es) return monte_carlo_scenarios(m.mc, underlyings, m.name);
+  if (m.kind == MethodologyKind::mc_es) return monte_carlo_scenarios(m.mc, underlyings, m.name, universe);
   if (m.kind == MethodologyKind::stress) {
     ScenarioSet s = parse_stress_scenarios(m.stress_json, m.source, underlyings);
     s.name = m.name;

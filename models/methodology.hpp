@@ -154,7 +154,12 @@ DeribitPmConfig deribit_pm_defaults();
 ///           weight = cover fraction).
 ///   deribit-pm: 27 standard (moves −R…+R in buckets_count steps each side, each with vol
 ///           up / unchanged / down) then 8 extended (deribit_extended_moves(), vol up).
-ScenarioSet make_scenarios(const Methodology& m, const std::vector<std::string>& underlyings);
+///   mc-es: paths drawn jointly over `universe` (every underlying of the reference data; empty =
+///           `underlyings`), each underlying's normals keyed by its name, then the columns of
+///           `underlyings` kept: an underlying's moves depend on the reference data and the
+///           config, never on which underlyings a run's book happens to hold.
+ScenarioSet make_scenarios(const Methodology& m, const std::vector<std::string>& underlyings,
+                           const std::vector<std::string>& universe = {});
 
 /// Number of standard (non-extended) deribit-pm scenarios: (2·buckets+1)·3.
 std::size_t deribit_standard_count(const DeribitPmConfig& c);

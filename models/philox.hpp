@@ -61,4 +61,15 @@ MARGINET_HD double philox_normal(std::uint64_t seed, std::uint32_t path, std::ui
   return (i & 1u) ? z1 : z0;
 }
 
+/// Standard normal number of path `path` in the stream `key` (one stream per underlying, keyed by
+/// its name: models/var_scenarios.hpp stream_keys): counter (path, key, 1, 0) — the third word
+/// keeps these counters apart from philox_normal's (third word 0).
+MARGINET_HD double philox_stream_normal(std::uint64_t seed, std::uint32_t path, std::uint32_t key) {
+  const Philox4x32 r = philox4x32_10(Philox4x32{{path, key, 1u, 0u}}, static_cast<std::uint32_t>(seed),
+                                     static_cast<std::uint32_t>(seed >> 32));
+  double z0, z1;
+  philox_normals(r, z0, z1);
+  return z0;
+}
+
 }  // namespace marginet

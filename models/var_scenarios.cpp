@@ -146,22 +146,50 @@ std::vector<double> cholesky(const std::vector<double>& a, std::size_t n, const 
   return l;
 }
 
+std::vector<std::uint32_t> stream_keys(const std::vector<std::string>& names) {
+  std::vector<std::uint32_t> keys;
+  std::set<std::uint32_t> used;
+  for (const std::string& n : names) {
+    std::uint32_t h = 2166136261u;
+    for (unsigned char ch : n) h = (h ^ ch) * 16777619u;
+    while (!used.insert(h).second) ++h;
+    keys.push_back(h);
+  }
+  return keys;
+}
+
 ScenarioSet monte_carlo_scenarios(const McEsConfig& c, const std::vector<std::string>& underlyings,
-                                  const std::string& name) {
+                                  const std::string& name, const std::vector<std::string>& universe_in) {
   if (c.paths == 0 || c.paths > 10'000'000) throw input_error("mc-es: paths must be within 1..10,000,000");
   if (!(c.confidence > 0 && c.confidence < 1)) throw input_error("mc-es: confidence must be within (0, 1)");
   if (c.holding_days < 1) throw input_error("mc-es: holding_days must be >= 1");
-  const std::size_t U = underlyings.size();
-  std::vector<double> corr(U * U);
-  for (std::size_t i = 0; i < U; ++i)
-    for (std::size_t j = 0; j < U; ++j) corr[i * U + j] = i == j ? 1.0 : c.correlation(underlyings[i], underlyings[j]);
-  const std::vector<double> l = cholesky(corr, U, underlyings);
+  // The universe, sorted by name, and where each of the run's underlyings sits in it.
+  std::vector<std::string> universe = universe_in.empty() ? underlyings : universe_in;
+  std::sort(universe.begin(), universe.end());
+  universe.erase(std::unique(universe.begin(), universe.end()), universe.end());
+  const std::size_t U = underlyings.size(), N = universe.size();
+  std::vector<std::size_t> column(U);
+  for (std::size_t u = 0; u < U; ++u) {
+    const auto it = std::lower_bound(universe.begin(), universe.end(), underlyings[u]);
+    if (it == universe.end() || *it != underlyings[u])
+      throw logic_error("mc-es: underlying '" + underlyings[u] + "' is not in the universe of the reference data");
+    column[u] = static_cast<std::size_t>(it - universe.begin());
+  }
+  // Rows of the Cholesky factor up to the last column a run needs (later rows are never read).
+  std::size_t rows = 0;
+  for (std::size_t col : column) rows = std::max(rows, col + 1);
+  std::vector<double> corr(rows * rows);
+  for (std::size_t i = 0; i < rows; ++i)
+    for (std::size_t j = 0; j < rows; ++j) corr[i * rows + j] = i == j ? 1.0 : c.correlation(universe[i], universe[j]);
+  const std::vector<double> l = cholesky(corr, rows, universe);
+  const std::vector<std::uint32_t> keys = stream_keys(std::vector<std::string>(universe.begin(), universe.begin() + rows));
   const double h = c.holding_days / 365.0;
   std::vector<double> sd(U);
   for (std::size_t u = 0; u < U; ++u) {
     sd[u] = c.vol(underlyings[u]) * std::sqrt(h);
     if (!(sd[u] >= 0)) throw input_error("mc-es: volatility of '" + underlyings[u] + "' must be >= 0");
   }
+  (void)N;
   ScenarioSet set;
   set.name = name;
   set.underlyings = underlyings;
@@ -170,15 +198,16 @@ ScenarioSet monte_carlo_scenarios(const McEsConfig& c, const std::vector<std::st
   set.shocks.resize(c.paths * U);
   set.weights.assign(c.paths, 1.0);
   set.labels.resize(c.paths);
-  // Each path is drawn from its own Philox counter: the set is the same on any thread count.
+  // Each path is drawn from its own Philox counters (path, the underlying's key): the set is the
+  // same on any thread count.
 #pragma omp parallel for schedule(static)
   for (std::size_t p = 0; p < c.paths; ++p) {
-    std::vector<double> z(U);
-    for (std::size_t u = 0; u < U; ++u)
-      z[u] = philox_normal(c.seed, static_cast<std::uint32_t>(p), static_cast<std::uint32_t>(u));
+    std::vector<double> z(rows);
+    for (std::size_t k = 0; k < rows; ++k) z[k] = philox_stream_normal(c.seed, static_cast<std::uint32_t>(p), keys[k]);
     for (std::size_t u = 0; u < U; ++u) {
+      const std::size_t r = column[u];
       double x = 0;
-      for (std::size_t k = 0; k <= u; ++k) x += l[u * U + k] * z[k];
+      for (std::size_t k = 0; k <= r; ++k) x += l[r * rows + k] * z[k];
       ScenarioShock& s = set.shocks[p * U + u];
       s.price_move = std::exp(sd[u] * x - 0.5 * sd[u] * sd[u]) - 1.0;
       s.days = c.holding_days;

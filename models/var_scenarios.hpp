@@ -7,6 +7,7 @@
 //            (Cholesky), N paths drawn with Philox4x32-10 (models/philox.hpp).
 
 #include <map>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -42,8 +43,15 @@ ScenarioSet historical_scenarios(const HvarConfig& c, const std::vector<std::str
 std::vector<double> cholesky(const std::vector<double>& a, std::size_t n,
                              const std::vector<std::string>& names);
 
-/// mc-es scenarios: `paths` joint lognormal moves.
+/// mc-es scenarios: `paths` joint lognormal moves of `underlyings`, drawn over `universe` (a
+/// superset, sorted by name; empty = `underlyings`): the Cholesky factor of the universe's
+/// correlations, and per underlying its own stream of normals, keyed by its name (stream_key).
+/// So an underlying's moves are the same whichever other underlyings of the universe a run holds.
 ScenarioSet monte_carlo_scenarios(const McEsConfig& c, const std::vector<std::string>& underlyings,
-                                  const std::string& name);
+                                  const std::string& name, const std::vector<std::string>& universe = {});
+
+/// The Philox stream of each name (32-bit FNV-1a of the name), distinct within `names` (sorted):
+/// a collision takes the next free key, in name order.
+std::vector<std::uint32_t> stream_keys(const std::vector<std::string>& names);
 
 }  // namespace marginet

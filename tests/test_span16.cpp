@@ -107,6 +107,27 @@ TEST_P(Span16, CoveredWriteAndTheShortOptionMinimum) {
   }
 }
 
+TEST_P(Span16, TheShortOptionMinimumCountsTheNetShortOfEachSeries) {
+  Book b;
+  MarginEngine engine(b.instruments, b.market, span(100.0), backend());
+  // A long 5 and a short 5 of the same series on two lines: no risk, no short option.
+  const MarginRun flat = engine.run({b.pos("A", "C150", 5.0), b.pos("A", "C150", -5.0)});
+  EXPECT_DOUBLE_EQ(flat.accounts.at(0).underlyings.at(0).short_option_minimum, 0.0);
+  EXPECT_NEAR(flat.accounts[0].im, 0.0, 1e-12);
+  // Short 5 and long 2 of one series, long 5 of another: the net short is 3.
+  const MarginRun net = engine.run({b.pos("A", "C150", -5.0), b.pos("A", "C150", 2.0), b.pos("A", "C100", 5.0)});
+  EXPECT_DOUBLE_EQ(net.accounts.at(0).underlyings.at(0).short_option_minimum, 300.0);
+  // A what-if that buys back the short moves the minimum the same way.
+  engine.run({b.pos("A", "C150", -5.0)});
+  const WhatIfResult w = engine.whatif("A", {b.pos("A", "C150", 5.0)});
+  EXPECT_DOUBLE_EQ(w.before.underlyings.at(0).short_option_minimum, 500.0);
+  EXPECT_DOUBLE_EQ(w.after.underlyings.at(0).short_option_minimum, 0.0);
+  // The reference path agrees.
+  const MarginRun ref = reference_margin(b.instruments, b.market, span(100.0),
+                                         {b.pos("A", "C150", -5.0), b.pos("A", "C150", 2.0), b.pos("A", "C100", 5.0)});
+  EXPECT_DOUBLE_EQ(ref.accounts.at(0).underlyings.at(0).short_option_minimum, 300.0);
+}
+
 TEST_P(Span16, PublishedRiskArrayMode) {
   Book b;
   PublishedRiskArrays arrays;

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <numeric>
 #include <random>
 
 #include "host/book_generator.hpp"
@@ -221,6 +222,56 @@ TEST_P(VarMargin, WhatIfOnHvar) {
                               [&acc](const AccountMargin& r) { return r.account == acc; });
   ASSERT_NE(a, rerun.accounts.end()) << acc << " missing from the re-run";
   EXPECT_TRUE(testing::near_relative(w.after.im, a->im, 1e-12, 1e-9));
+}
+
+/// An account's figures never depend on the rest of the book: with every methodology, each
+/// account margined alone equals the same account margined in the whole book, for a book whose
+/// accounts hold disjoint underlyings (each account on one underlying) — and a what-if that
+/// brings an account a new underlying equals a re-run.
+TEST_P(VarMargin, AnAccountsMarginDoesNotDependOnOtherAccounts) {
+  const GeneratedBook book = small_book();
+  ASSERT_GE(book.underlyings.size(), 3u);
+  // Account of each underlying: every position of that underlying.
+  std::vector<Position> disjoint;
+  for (const Position& p : book.positions)
+    disjoint.push_back({"ACC-" + book.instruments[p.instrument].underlying, p.instrument, p.quantity});
+  Methodology hvar = load_methodology("hvar");
+  hvar.hvar.returns = write_returns(book.underlyings, 120, 5, "returns_d.csv");
+  Methodology mc = load_methodology("mc-es");
+  mc.mc.paths = 1500;
+  std::vector<std::size_t> all(book.instruments.size());
+  std::iota(all.begin(), all.end(), std::size_t{0});
+  for (const Methodology& m : {load_methodology("span16"), load_methodology("deribit-pm"), hvar, mc}) {
+    SCOPED_TRACE(m.name);
+    MarginEngine whole(book.instruments, book.market, m, backend());
+    const MarginRun together = whole.run(disjoint);
+    ASSERT_EQ(together.accounts.size(), book.underlyings.size());
+    for (const AccountMargin& a : together.accounts) {
+      std::vector<Position> own;
+      for (const Position& p : disjoint)
+        if (p.account == a.account) own.push_back(p);
+      MarginEngine alone(book.instruments, book.market, m, backend());
+      const MarginRun solo = alone.run(own);  // a run over this account's one underlying
+      ASSERT_EQ(solo.accounts.size(), 1u);
+      EXPECT_EQ(solo.accounts[0].im, a.im) << a.account;  // bitwise: the same row, the same scenarios
+      EXPECT_EQ(solo.accounts[0].worst_scenario, a.worst_scenario) << a.account;
+    }
+    // A what-if that gives the first account a second underlying (the run covers every
+    // instrument, as the service's does), against a re-run.
+    const std::string acc = together.accounts[0].account;
+    std::size_t other = 0;
+    while (book.instruments[other].underlying == acc.substr(4)) ++other;
+    const std::vector<Position> trades{{acc, other, 2.0}};
+    MarginEngine covered(book.instruments, book.market, m, backend());
+    covered.run(disjoint, all);
+    const WhatIfResult w = covered.whatif(acc, trades);
+    std::vector<Position> with = disjoint;
+    with.push_back(trades[0]);
+    MarginEngine fresh(book.instruments, book.market, m, backend());
+    const MarginRun rerun = fresh.run(with, all);
+    EXPECT_TRUE(testing::near_relative(w.after.im, rerun.accounts[0].im, 1e-12, 1e-9))
+        << w.after.im << " vs " << rerun.accounts[0].im;
+  }
 }
 
 MARGINET_INSTANTIATE_BACKENDS(VarMargin);
