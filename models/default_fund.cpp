@@ -11,6 +11,7 @@
 
 #include "models/errors.hpp"
 #include "models/identifier.hpp"
+#include "models/json_keys.hpp"
 #include "models/money.hpp"
 
 namespace marginet {
@@ -18,36 +19,6 @@ namespace marginet {
 namespace {
 
 using json = nlohmann::json;
-
-/// Edit distance, for naming the known key an unknown one was probably meant to be.
-std::size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  std::iota(row.begin(), row.end(), std::size_t{0});
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
-/// Every key of `obj` must be one of `known`; else an input_error naming the key and the
-/// nearest known one.
-void check_keys(const json& obj, const std::vector<std::string>& known, const std::string& source,
-                const std::string& where) {
-  for (const auto& item : obj.items()) {
-    if (std::find(known.begin(), known.end(), item.key()) != known.end()) continue;
-    std::string nearest = known.front();
-    for (const std::string& k : known)
-      if (edit_distance(item.key(), k) < edit_distance(item.key(), nearest)) nearest = k;
-    const std::string path = where.empty() ? item.key() : where + "." + item.key();
-    throw input_error(source, 0, path, "unknown key (did you mean '" + nearest + "'?)");
-  }
-}
 
 double number_field(const json& obj, const std::string& key, double fallback, const std::string& source,
                     const std::string& where) {
@@ -98,7 +69,7 @@ DefaultFundConfig parse_default_fund_config(const std::string& text, const std::
     throw input_error(source, 0, "", std::string("not valid JSON: ") + e.what());
   }
   if (!doc.is_object()) throw input_error(source, 0, "", "expected a JSON object");
-  check_keys(doc,
+  check_json_keys(doc,
              {"currency", "scale", "groups", "ccp", "minimum_contribution", "assessment_cap", "holding_period_days",
               "scenarios"},
              source, "");
@@ -133,7 +104,7 @@ DefaultFundConfig parse_default_fund_config(const std::string& text, const std::
   if (doc.contains("ccp")) {
     const json& ccp = doc["ccp"];
     if (!ccp.is_object()) throw input_error(source, 0, "ccp", "must be an object");
-    check_keys(ccp, {"house_account", "minimum_capital", "skin_in_the_game_share", "liquid_resources"}, source, "ccp");
+    check_json_keys(ccp, {"house_account", "minimum_capital", "skin_in_the_game_share", "liquid_resources"}, source, "ccp");
     if (ccp.contains("house_account")) c.house_account = member_name(ccp["house_account"], source, "ccp.house_account");
     c.minimum_capital_minor = money_field(ccp, "minimum_capital", 0, c.scale, source, "ccp.");
     c.skin_in_the_game_share = number_field(ccp, "skin_in_the_game_share", 0.25, source, "ccp.");
@@ -170,7 +141,7 @@ DefaultFundConfig parse_default_fund_config(const std::string& text, const std::
     json sc = doc["scenarios"][i];
     const std::string where = "scenarios[" + std::to_string(i) + "]";
     if (!sc.is_object()) throw input_error(source, 0, where, "must be an object");
-    check_keys(sc, {"name", "kind", "shocks"}, source, where);
+    check_json_keys(sc, {"name", "kind", "shocks"}, source, where);
     if (!sc.contains("name") || !sc["name"].is_string() || sc["name"].get<std::string>().empty())
       throw input_error(source, 0, where + ".name", "every default scenario needs a name");
     DefaultScenario d{sc["name"].get<std::string>(), sc.value("kind", std::string("hypothetical"))};
@@ -181,7 +152,7 @@ DefaultFundConfig parse_default_fund_config(const std::string& text, const std::
       throw input_error(source, 0, where + ".shocks", "expected an object of per-underlying shocks");
     for (auto& [underlying, shock] : sc["shocks"].items()) {
       if (!shock.is_object()) throw input_error(source, 0, where + ".shocks." + underlying, "must be an object");
-      check_keys(shock, {"move", "vol_shift", "vol_kind", "days"}, source, where + ".shocks." + underlying);
+      check_json_keys(shock, {"move", "vol_shift", "vol_kind", "days"}, source, where + ".shocks." + underlying);
       if (!shock.contains("days")) shock["days"] = c.holding_period_days;
     }
     sc.erase("kind");

@@ -9,6 +9,8 @@
 #include <sstream>
 
 #include "models/errors.hpp"
+#include "models/json_keys.hpp"
+#include "models/scenario_set.hpp"
 #include "models/var_scenarios.hpp"
 
 namespace marginet {
@@ -45,6 +47,8 @@ void require_positive(double v, const std::string& source, const std::string& fi
 Span16Params parse_span_params(const json& obj, const Span16Params& base, const std::string& source,
                                const std::string& where) {
   if (!obj.is_object()) throw input_error(source, 0, where, "must be an object");
+  check_json_keys(obj, {"price_scan_range", "volatility_scan_range", "short_option_minimum", "init_to_maint", "days"},
+                  source, where);
   Span16Params p = base;
   p.price_scan_range = get_number(obj, "price_scan_range", p.price_scan_range, source, where);
   p.volatility_scan_range =
@@ -62,6 +66,11 @@ Span16Params parse_span_params(const json& obj, const Span16Params& base, const 
 DeribitPairParams parse_pair(const json& obj, DeribitPairParams p, const std::string& source,
                              const std::string& where) {
   if (!obj.is_object()) throw input_error(source, 0, where, "must be an object");
+  check_json_keys(obj,
+                  {"price_range", "volatility_range_up", "volatility_range_down", "short_term_vega_power",
+                   "long_term_vega_power", "min_volatility_for_shock_up", "extended_table_factor", "max_delta_shock",
+                   "delta_total_liq_shock_threshold"},
+                  source, where);
   p.price_range = get_number(obj, "price_range", p.price_range, source, where);
   p.volatility_range_up = get_number(obj, "volatility_range_up", p.volatility_range_up, source, where);
   p.volatility_range_down = get_number(obj, "volatility_range_down", p.volatility_range_down, source, where);
@@ -81,6 +90,7 @@ DeribitPairParams parse_pair(const json& obj, DeribitPairParams p, const std::st
 DeribitCurrencyParams parse_currency(const json& obj, DeribitCurrencyParams p, const std::string& source,
                                      const std::string& where) {
   if (!obj.is_object()) throw input_error(source, 0, where, "must be an object");
+  check_json_keys(obj, {"annualised_move_risk", "min_annualised_move", "pnl_offset", "extended_dampener"}, source, where);
   p.annualised_move_risk = get_number(obj, "annualised_move_risk", p.annualised_move_risk, source, where);
   p.min_annualised_move = get_number(obj, "min_annualised_move", p.min_annualised_move, source, where);
   p.pnl_offset = get_number(obj, "pnl_offset", p.pnl_offset, source, where);
@@ -156,8 +166,25 @@ Methodology parse_methodology(const std::string& text, const std::string& source
     throw input_error(source, 0, "", std::string("not valid JSON: ") + e.what());
   }
   if (!doc.is_object() || !doc.contains("model") || !doc["model"].is_string())
-    throw input_error(source, 0, "model", "missing: expected \"span16\", \"deribit-pm\" or \"stress\"");
+    throw input_error(source, 0, "model", "missing: expected \"span16\", \"deribit-pm\", \"hvar\", \"mc-es\" or \"stress\"");
   const std::string model = doc["model"].get<std::string>();
+  // The keys each model reads, besides the common ones: any other key is a mistake.
+  std::vector<std::string> known{"model", "name", "haircuts", "default_haircut", "settlement_asset", "settlement_scale"};
+  const std::vector<std::string> own =
+      model == "span16"       ? std::vector<std::string>{"extreme_move_multiplier", "extreme_cover_fraction", "default",
+                                                         "underlyings"}
+      : model == "deribit-pm" ? std::vector<std::string>{"general", "currency_pair", "currency"}
+      : model == "hvar"       ? std::vector<std::string>{"confidence", "holding_days", "ewma_lambda", "measure", "returns",
+                                                         "stress_returns"}
+      : model == "mc-es"      ? std::vector<std::string>{"paths", "confidence", "holding_days", "seed", "default_vol",
+                                                         "vols", "default_correlation", "correlations"}
+      : model == "stress"     ? std::vector<std::string>{"scenarios"}
+                              : std::vector<std::string>{};
+  if (own.empty())
+    throw input_error(source, 0, "model",
+                      "unknown methodology '" + model + "' (span16, deribit-pm, hvar, mc-es or stress)");
+  known.insert(known.end(), own.begin(), own.end());
+  check_json_keys(doc, known, source, "");
   Methodology m;
   m.source = source;
   m.name = doc.value("name", model);
@@ -192,6 +219,8 @@ Methodology parse_methodology(const std::string& text, const std::string& source
     m.deribit = deribit_pm_defaults();
     if (doc.contains("general")) {
       const json& g = doc["general"];
+      if (!g.is_object()) throw input_error(source, 0, "general", "must be an object");
+      check_json_keys(g, {"mm_factor", "buckets_count", "vol_scenarios_count"}, source, "general");
       m.deribit.general.mm_factor = get_number(g, "mm_factor", m.deribit.general.mm_factor, source, "general");
       m.deribit.general.buckets_count = static_cast<int>(
           get_number(g, "buckets_count", m.deribit.general.buckets_count, source, "general"));
@@ -253,6 +282,7 @@ Methodology parse_methodology(const std::string& text, const std::string& source
   } else if (model == "stress") {
     m.kind = MethodologyKind::stress;
     m.stress_json = doc.dump();
+    parse_stress_scenarios(m.stress_json, source, {});  // its errors now, not at the first run
   } else {
     throw input_error(source, 0, "model", "unknown methodology '" + model + "'");
   }

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "models/errors.hpp"
+#include "models/json_keys.hpp"
 
 namespace marginet {
 
@@ -19,6 +20,7 @@ namespace {
 
 ScenarioShock parse_shock(const nlohmann::json& obj, const std::string& source, const std::string& where) {
   if (!obj.is_object()) throw input_error(source, 0, where, "must be an object");
+  check_json_keys(obj, {"move", "vol_shift", "vol_kind", "days"}, source, where);
   ScenarioShock s;
   auto number = [&](const char* key, double fallback) {
     if (!obj.contains(key)) return fallback;
@@ -67,6 +69,12 @@ ScenarioSet parse_stress_scenarios(const std::string& text, const std::string& s
     const std::string where = "scenarios[" + std::to_string(index) + "]";
     if (!sc.is_object() || !sc.contains("shocks") || !sc["shocks"].is_object())
       throw input_error(source, 0, where + ".shocks", "expected an object of per-underlying shocks");
+    check_json_keys(sc, {"name", "weight", "shocks"}, source, where);
+    // Every shock is checked, also of underlyings this run does not hold.
+    for (const auto& [underlying, shock] : sc["shocks"].items()) {
+      if (!shock.is_object()) throw input_error(source, 0, where + ".shocks." + underlying, "must be an object");
+      check_json_keys(shock, {"move", "vol_shift", "vol_kind", "days"}, source, where + ".shocks." + underlying);
+    }
     set.labels.push_back(sc.value("name", "scenario " + std::to_string(index + 1)));
     const double w = sc.value("weight", 1.0);
     if (!(w > 0)) throw input_error(source, 0, where + ".weight", "must be > 0");

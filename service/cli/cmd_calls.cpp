@@ -61,7 +61,7 @@ void add_target_options(CLI::App* cmd, CallsOptions& o, bool needs_reference_dat
     cmd->add_option("--instruments", o.instruments, "With --store: instruments.csv");
     cmd->add_option("--market", o.market, "With --store: market.csv");
     cmd->add_option("--marks", o.marks, "With --store: marks.csv");
-    cmd->add_option("--model", o.model, "With --store: methodology (name or JSON file)")->capture_default_str();
+    cmd->add_option("--model", o.model, "With --store: methodology (span16, deribit-pm, hvar, mc-es, or a JSON file)")->capture_default_str();
     cmd->add_option("--risk-arrays", o.risk_arrays, "With --store: span16 published risk arrays");
   }
 }

@@ -51,7 +51,7 @@ void add_inputs(CLI::App* cmd, DefaultOptions& o, bool sizing) {
   auto* m = cmd->add_option("--market", o.market, std::string("market.csv") + with);
   auto* k = cmd->add_option("--marks", o.marks, std::string("marks.csv") + with);
   if (sizing) i->required(), m->required(), k->required();
-  cmd->add_option("--model", o.model, "Clearing methodology for IM and haircuts (name or JSON file)")->capture_default_str();
+  cmd->add_option("--model", o.model, "Clearing methodology for IM and haircuts (span16, deribit-pm, hvar, mc-es, or a JSON file)")->capture_default_str();
   cmd->add_option("--config", o.config, "Default-fund configuration (JSON; default: the built-in one)");
 }
 

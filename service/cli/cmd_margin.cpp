@@ -57,7 +57,7 @@ void add_reference_options(CLI::App* cmd, MarginOptions& o, bool positions_from_
   } else {
     positions->required();
   }
-  cmd->add_option("--model", o.model, "Methodology: span16, deribit-pm, or a JSON file")->capture_default_str();
+  cmd->add_option("--model", o.model, "Methodology: span16, deribit-pm, hvar (needs --returns), mc-es, or a JSON file (examples/models/)")->capture_default_str();
   cmd->add_option("--risk-arrays", o.risk_arrays,
                   "span16 only: published risk arrays (instrument,s1..s16 losses per long unit)");
   cmd->add_option("--collateral", o.collateral, "collateral.csv (account,asset,amount): adds collateral value and call");

@@ -33,7 +33,7 @@ void add_serve_command(CLI::App& app, CommonOptions& common) {
   cmd->add_option("--store", o->store,
                   "Clearing store (SQLite, created when absent): trade capture; its positions are the book");
   cmd->add_option("--collateral", o->collateral, "collateral.csv: collateral of the pre-trade check of RFQ packages");
-  cmd->add_option("--model", o->model, "Methodology: span16, deribit-pm, or a JSON file")->capture_default_str();
+  cmd->add_option("--model", o->model, "Methodology: span16, deribit-pm, hvar (needs --returns), mc-es, or a JSON file (examples/models/)")->capture_default_str();
   cmd->add_option("--risk-arrays", o->risk_arrays, "span16 only: published risk arrays");
   cmd->add_option("--returns", o->returns, "hvar: daily returns (date,underlying,return[,vol_return])");
   cmd->add_option("--stress-returns", o->stress_returns, "hvar: stressed-period returns (a floor)");
