@@ -43,7 +43,9 @@ void apply_collateral(MarginRun& run, const std::vector<CollateralHolding>& hold
     const double shortfall = a.im > a.collateral_value ? a.im - a.collateral_value : 0.0;
     std::int64_t call = 0;
     if (margin_call_minor_units(shortfall, m.settlement_scale, call) != MoneyStatus::ok)
-      MARGINET_FAIL("margin call of account '" + a.account + "' does not fit int64 minor units");
+      throw input_error("", 0, "account",
+                        "'" + a.account + "': the margin call (IM " + std::to_string(a.im) + " " + m.settlement_asset +
+                            ") is not an amount of money (int64 minor units); check the positions and market data");
     a.call_minor = call;
   }
 }

@@ -1,5 +1,8 @@
 #include "models/positions.hpp"
 
+#include <cmath>
+#include <string>
+
 #include "models/csv.hpp"
 
 namespace marginet {
@@ -15,6 +18,8 @@ std::vector<Position> read_positions(const std::string& path, const InstrumentTa
     if (!inst) csv.fail("instrument", "unknown instrument '" + id + "'");
     p.instrument = instruments.index_of(id);
     p.quantity = csv.number("quantity");
+    if (!(std::fabs(p.quantity) <= kMaxPositionQuantity))
+      csv.fail("quantity", "|quantity| above 1e12: not a position any book holds");
     out.push_back(std::move(p));
   }
   return out;

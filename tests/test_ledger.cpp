@@ -117,6 +117,9 @@ TEST(Ledger, EveryEntryHasAnInclusionProofThatLeadsToItsRoot) {
   }
   EXPECT_EQ(ledger.prove(1).root, ledger.cycle_root("c1").value());
   EXPECT_THROW(ledger.prove(99), input_error);
+  EXPECT_THROW(ledger.prove(0), input_error);   // not entry 1
+  EXPECT_THROW(ledger.prove(-1), input_error);
+  EXPECT_FALSE(ledger.entry(0).has_value());
 }
 
 TEST(Ledger, ChangingOneByteOfARowThroughSqliteIsNamed) {

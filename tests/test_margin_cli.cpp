@@ -104,6 +104,37 @@ TEST_F(MarginCli, UnknownInstrumentInPositionsExits2NamingFileLineField) {
   EXPECT_NE(r.output.find("NOPE-1"), std::string::npos) << r.output;
 }
 
+TEST_F(MarginCli, AbsurdQuantitiesExit2NamingFileLineField) {
+  const std::string ref = " --device cpu --quiet --instruments " + dir_ + "/instruments.csv --market " + dir_ +
+                          "/market.csv --marks " + dir_ + "/marks.csv --positions ";
+  for (const char* q : {"1e308", "-2e12", "inf", "nan"}) {
+    SCOPED_TRACE(q);
+    const std::string bad = dir_ + "/huge_positions.csv";
+    std::ofstream(bad) << "account,instrument,quantity\nA,BTC-PERPETUAL,1\nA,BTC-PERPETUAL," << q << "\n";
+    const auto r = run_marginet("margin" + ref + bad);
+    EXPECT_EQ(r.status, 2) << r.output;
+    EXPECT_NE(r.output.find(bad + ":3: field 'quantity'"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("internal error"), std::string::npos) << r.output;
+  }
+}
+
+TEST_F(MarginCli, WhatIfOfAnAccountWithoutPositionsIsAnErrorUnlessNew) {
+  const std::string trades = dir_ + "/new_trades.csv";
+  std::ofstream(trades) << "instrument,quantity\nBTC-PERPETUAL,-3\n";
+  const auto unknown = run_marginet("whatif --device cpu --quiet --model span16 --account NOBODY --trades " + trades + files());
+  EXPECT_EQ(unknown.status, 2) << unknown.output;
+  EXPECT_NE(unknown.output.find("account 'NOBODY' holds no position"), std::string::npos) << unknown.output;
+  const auto fresh = run_marginet(
+      "whatif --device cpu --quiet --model span16 --account NOBODY --new-account --trades " + trades + files(), false);
+  ASSERT_EQ(fresh.status, 0) << fresh.output;
+  EXPECT_NE(fresh.output.find("\nNOBODY,span16,0,"), std::string::npos) << fresh.output;
+  // --collateral was accepted and ignored by whatif: it is not an option of whatif any more.
+  EXPECT_EQ(run_marginet("whatif --device cpu --quiet --account ACC000000 --trades " + trades + files() +
+                         " --collateral " + trades)
+                .status,
+            2);
+}
+
 TEST_F(MarginCli, UnknownModelExits2) {
   const auto r = run_marginet("margin --device cpu --quiet --model no-such-model" + files());
   EXPECT_EQ(r.status, 2) << r.output;

@@ -9,7 +9,9 @@
 //     JSON: the same plus per-underlying breakdown and the five worst scenarios with their P&L.
 //     --store S reads the positions kept by a clearing store (opened as reader) instead of a
 //     positions file: exactly one of the two.
-//   marginet whatif --account A --trades F ... (same reference data, model, --positions or --store)
+//   marginet whatif --account A --trades F [--new-account] ... (same reference data, model,
+//                   --positions or --store; an account with no position is an error unless
+//                   --new-account)
 //     trades.csv: instrument,quantity  (an optional account column must name A)
 //
 // Scenario ids in output are 1-based (span16's 1–16); 0 means none.
@@ -41,6 +43,7 @@ struct MarginOptions {
   std::size_t paths = 0;
   long long seed = -1;
   std::string account, trades;  // whatif
+  bool new_account = false;     // whatif: the account may hold nothing yet
   std::string store;            // margin, whatif: positions from a clearing store instead of --positions
 };
 
@@ -60,7 +63,6 @@ void add_reference_options(CLI::App* cmd, MarginOptions& o, bool positions_from_
   cmd->add_option("--model", o.model, "Methodology: span16, deribit-pm, hvar (needs --returns), mc-es, or a JSON file (examples/models/)")->capture_default_str();
   cmd->add_option("--risk-arrays", o.risk_arrays,
                   "span16 only: published risk arrays (instrument,s1..s16 losses per long unit)");
-  cmd->add_option("--collateral", o.collateral, "collateral.csv (account,asset,amount): adds collateral value and call");
   cmd->add_option("--returns", o.returns, "hvar: daily returns (date,underlying,return[,vol_return])");
   cmd->add_option("--stress-returns", o.stress_returns, "hvar: stressed-period returns (a floor)");
   cmd->add_option("--paths", o.paths, "mc-es: number of paths (default 10000)");
@@ -204,6 +206,10 @@ void run_whatif(const CommonOptions& common, const MarginOptions& o) {
   std::vector<Position> positions;
   for (Position& p : o.store.empty() ? read_positions(o.positions, ref.instruments) : store_positions(o, ref.instruments))
     if (p.account == o.account) positions.push_back(std::move(p));
+  if (positions.empty() && !o.new_account)
+    throw input_error(o.store.empty() ? o.positions : o.store, 0, "account",
+                      "account '" + o.account + "' holds no position here (a what-if of an account with no book yet: "
+                      "--new-account)");
   const std::vector<Position> trades = read_trades(o.trades, o.account, ref.instruments);
   const Methodology m = methodology_of(o);
   MarginEngine engine(ref.instruments, ref.market, m, backend);
@@ -246,6 +252,7 @@ void add_margin_command(CLI::App& app, CommonOptions& common) {
   auto o = std::make_shared<MarginOptions>();
   CLI::App* cmd = app.add_subcommand("margin", "Margin of accounts' positions under a methodology (EOD run)");
   add_reference_options(cmd, *o, /*positions_from_store=*/true);
+  cmd->add_option("--collateral", o->collateral, "collateral.csv (account,asset,amount): adds collateral value and call");
   cmd->callback([&common, o] { run_margin(common, *o); });
 }
 
@@ -255,6 +262,7 @@ void add_whatif_command(CLI::App& app, CommonOptions& common) {
   add_reference_options(cmd, *o, /*positions_from_store=*/true);
   cmd->add_option("--account", o->account, "The account")->required();
   cmd->add_option("--trades", o->trades, "Proposed trades: instrument,quantity")->required();
+  cmd->add_flag("--new-account", o->new_account, "The account holds no position yet (else that is an error)");
   cmd->callback([&common, o] { run_whatif(common, *o); });
 }
 

@@ -487,6 +487,7 @@ std::int64_t Ledger::size() const {
 }
 
 std::optional<LedgerEntry> Ledger::entry(std::int64_t seq) const {
+  if (seq < 1) return std::nullopt;  // entries(0, 0) would mean "from 0, no end": entry 1
   auto es = entries(seq, seq);
   if (es.empty()) return std::nullopt;
   return es.front();
