@@ -638,7 +638,19 @@ TEST_F(Server, CurveAllowsListedClientsOnly) {
   const auto cli = run_marginet("client ping --connect " + srv.endpoint() + " --server-key " + dir +
                                 "/server.pub --client-key " + dir + "/client.key");
   EXPECT_EQ(cli.status, 0) << cli.output;
+  // The CLI says why it gets no answer, and exits 3: a key the server refuses, a client without
+  // CURVE, an endpoint where nothing listens.
+  const auto refused = run_marginet("client ping --timeout-ms 20000 --connect " + srv.endpoint() + " --server-key " + dir +
+                                    "/server.pub --client-key " + dir + "/intruder.key");
+  EXPECT_EQ(refused.status, 3) << refused.output;
+  EXPECT_NE(refused.output.find("refused this client's CURVE key"), std::string::npos) << refused.output;
+  const auto no_curve = run_marginet("client ping --timeout-ms 20000 --connect " + srv.endpoint());
+  EXPECT_EQ(no_curve.status, 3) << no_curve.output;
+  EXPECT_NE(no_curve.output.find("the server may require CURVE"), std::string::npos) << no_curve.output;
   srv.stop();
+  const auto nobody = run_marginet("client ping --timeout-ms 1000 --connect " + srv.endpoint());
+  EXPECT_EQ(nobody.status, 3) << nobody.output;
+  EXPECT_NE(nobody.output.find("nothing answers at " + srv.endpoint()), std::string::npos) << nobody.output;
   std::filesystem::remove_all(dir);
 }
 

@@ -74,7 +74,7 @@ json ask(const CallsOptions& o, json request) {
   try {
     r = client.call(std::move(request));
   } catch (const client_error& e) {
-    throw std::runtime_error(std::string(e.what()) + " (is `marginet serve --store` running there? with the service "
+    throw client_error(std::string(e.what()) + " (is `marginet serve --store` running there? with the service "
                                                      "stopped, work on the file with --store FILE)");
   }
   if (r.value("type", "") == "error") {

@@ -196,7 +196,7 @@ void run_declare(const CommonOptions& common, const DefaultOptions& o) {
     try {
       r = client.call({{"type", "default.declare"}, {"member", o.member}, {"reason", o.reason}, {"default_id", o.id}});
     } catch (const client_error& e) {
-      throw std::runtime_error(std::string(e.what()) + " (is `marginet serve --store` running there? with the service "
+      throw client_error(std::string(e.what()) + " (is `marginet serve --store` running there? with the service "
                                                        "stopped, work on the file with --store FILE)");
     }
     if (r.value("type", "") == "error") throw input_error("service replied " + r.value("code", "") + ": " + r.value("message", ""));

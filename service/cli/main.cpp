@@ -1,6 +1,7 @@
 // marginet — the one binary. This file is the only place that knows every subcommand.
 //
-// Exit codes (SPEC §2): 0 ok, 2 bad usage or bad input, 1 internal error.
+// Exit codes (SPEC §2): 0 ok, 2 bad usage or bad input, 3 the service could not be reached (no
+// reply in time, connection refused, CURVE key refused), 1 internal error.
 
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -11,6 +12,7 @@
 #include "host/backend.hpp"
 #include "models/errors.hpp"
 #include "service/cli/common.hpp"
+#include "service/margin/client.hpp"
 
 namespace {
 
@@ -82,6 +84,9 @@ int main(int argc, char** argv) {
   } catch (const marginet::usage_error& e) {
     std::cerr << "marginet: " << e.what() << "\n";
     return 2;
+  } catch (const marginet::client_error& e) {
+    std::cerr << "marginet: cannot reach the service: " << e.what() << "\n";
+    return 3;
   } catch (const std::exception& e) {
     std::cerr << "marginet: internal error: " << e.what() << "\n";
     return 1;

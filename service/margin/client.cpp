@@ -1,6 +1,9 @@
 #include "service/margin/client.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
+#include <cstring>
 #include <map>
 
 #include "models/csv.hpp"
@@ -18,11 +21,63 @@ MarginClient::MarginClient(ClientOptions options)
     const CurveKeyPair client = read_curve_key_file(options_.client_key_file);
     enable_curve_client(socket_, server.public_key, client);
   }
+  // The connection's events (refused, connected, handshake failed or done) go to a PAIR socket,
+  // so that a request that gets no reply can say why, and a CURVE refusal fails at once.
+  const std::string monitor_endpoint = "inproc://marginet-client-monitor-" + std::to_string(reinterpret_cast<std::uintptr_t>(this));
+  if (zmq_socket_monitor(socket_.handle(), monitor_endpoint.c_str(),
+                         ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                             ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+    monitor_ = zmq::socket_t(context_, zmq::socket_type::pair);
+    monitor_.set(zmq::sockopt::linger, 0);
+    monitor_.connect(monitor_endpoint);
+  }
   try {
     socket_.connect(options_.endpoint);
   } catch (const zmq::error_t& e) {
     throw usage_error("cannot connect to " + options_.endpoint + ": " + e.what());
   }
+}
+
+void MarginClient::drain_monitor() {
+  if (!monitor_) return;
+  while (true) {
+    zmq::message_t event;
+    if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return;
+    std::uint16_t id = 0;
+    if (event.size() >= sizeof id) std::memcpy(&id, event.data(), sizeof id);
+    while (event.more()) {  // the second frame: the endpoint
+      zmq::message_t rest;
+      if (!monitor_.recv(rest, zmq::recv_flags::dontwait)) break;
+      event = std::move(rest);
+    }
+    switch (id) {
+      case ZMQ_EVENT_CONNECTED: link_.connected = true; link_.refused = false; break;
+      case ZMQ_EVENT_CONNECT_RETRIED: if (!link_.connected) link_.refused = true; break;
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED: link_.handshake_ok = true; break;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH: link_.auth_failed = true; break;
+      case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+      case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL: link_.handshake_failed = true; break;
+      default: break;
+    }
+  }
+}
+
+std::string MarginClient::no_reply_reason() const {
+  const std::string& ep = options_.endpoint;
+  if (link_.auth_failed)
+    return "the server at " + ep + " refused this client's CURVE key (not on its allow-list, or the wrong --server-key)";
+  if (link_.handshake_failed)
+    return "the handshake with " + ep + " failed: " +
+           (options_.server_key_file.empty() ? std::string("the server may require CURVE (--server-key, --client-key)")
+                                             : std::string("the server may not use CURVE, or --server-key is not its key"));
+  if (!link_.connected)
+    return "nothing answers at " + ep + (link_.refused ? " (connection refused)" : "") + " within " +
+           std::to_string(options_.timeout_ms) + " ms: is `marginet serve` running there?";
+  if (!link_.handshake_ok)
+    return "connected to " + ep + " but the handshake did not complete within " + std::to_string(options_.timeout_ms) +
+           " ms" + (options_.server_key_file.empty() ? " (does the server require CURVE?)" : "");
+  return "no reply from " + ep + " within " + std::to_string(options_.timeout_ms) + " ms (the server is busy or stuck)";
 }
 
 MarginClient::~MarginClient() = default;
@@ -61,8 +116,12 @@ nlohmann::ordered_json MarginClient::call(nlohmann::ordered_json request) {
   while (true) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) break;
-    const auto frame = receive_raw(static_cast<int>(left.count()));
-    if (!frame) break;
+    // Wait for the reply in slices, reading the connection's events between them: a refused
+    // CURVE key or a failed handshake ends the wait at once.
+    const auto frame = receive_raw(static_cast<int>(std::min<std::int64_t>(left.count(), 100)));
+    drain_monitor();
+    if (link_.auth_failed || link_.handshake_failed) throw client_error(no_reply_reason());
+    if (!frame) continue;
     nlohmann::ordered_json reply;
     try {
       reply = nlohmann::ordered_json::from_msgpack(*frame);
@@ -72,7 +131,8 @@ nlohmann::ordered_json MarginClient::call(nlohmann::ordered_json request) {
     if (reply.is_object() && reply.contains("id") && reply["id"] == id) return reply;
     // A late reply to an earlier request that timed out: skip it.
   }
-  throw client_error("no reply from " + options_.endpoint + " within " + std::to_string(options_.timeout_ms) + " ms");
+  drain_monitor();
+  throw client_error(no_reply_reason());
 }
 
 const nlohmann::ordered_json& MarginClient::checked(const nlohmann::ordered_json& reply) {

@@ -23,7 +23,9 @@
 
 namespace marginet {
 
-/// No reply within the timeout, or the connection could not be set up.
+/// No reply within the timeout, or the connection could not be set up; the message says which
+/// (nothing listening, the server refused this client's CURVE key, a handshake that never
+/// completed, or a server that did not answer in time). The CLI exits 3 on it.
 class client_error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
@@ -55,7 +57,8 @@ class MarginClient {
   MarginClient& operator=(const MarginClient&) = delete;
 
   /// Fills in "v" and "id" (when absent), sends, and returns the reply with that id (any type,
-  /// `error` included). client_error on a timeout.
+  /// `error` included). client_error on a timeout, or at once when the server refuses this
+  /// client's CURVE key.
   nlohmann::ordered_json call(nlohmann::ordered_json request);
 
   /// Raw frames (tests of the decoder): send any bytes; receive the next reply frame.
@@ -92,9 +95,19 @@ class MarginClient {
   static const nlohmann::ordered_json& checked(const nlohmann::ordered_json& reply);
 
  private:
+  /// What the socket's monitor has said about the connection so far.
+  struct Link {
+    bool connected = false, handshake_ok = false, refused = false, auth_failed = false, handshake_failed = false;
+  };
+  void drain_monitor();
+  /// Why no reply came, from what the monitor saw.
+  std::string no_reply_reason() const;
+
   ClientOptions options_;
   zmq::context_t context_{1};
   zmq::socket_t socket_;
+  zmq::socket_t monitor_;   // PAIR receiving the socket's connection events
+  Link link_;
   std::uint64_t next_id_ = 1;
 };
 
