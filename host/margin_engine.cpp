@@ -348,7 +348,7 @@ void MarginEngine::reduce_rows(Cache& cache) const {
                                      tail_k_stress(setup, methodology_), base.data(), stress.data()};
     MARGINET_DISPATCH(backend_, tail_risk, args);
     for (std::size_t r = 0; r < rows; ++r)
-      cache.reductions[r] = tail_reduction(methodology_, base[r], set.stress_offset ? &stress[r] : nullptr);
+      cache.reductions[r] = tail_reduction(methodology_, base[r], set.stress_offset ? &stress[r] : nullptr, set.stress_offset);
     return;
   }
   std::vector<double> worst(rows);

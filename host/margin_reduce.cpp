@@ -39,7 +39,8 @@ std::size_t tail_k_stress(const RunSetup& setup, const Methodology& m) {
   return tail_count(m.hvar.confidence, setup.scenarios.count - setup.scenarios.stress_offset);
 }
 
-RowReduction tail_reduction(const Methodology& m, const TailRisk& base, const TailRisk* stress) {
+RowReduction tail_reduction(const Methodology& m, const TailRisk& base, const TailRisk* stress,
+                            std::size_t stress_offset) {
   RowReduction r;
   r.var = base.var;
   r.es = base.es;
@@ -48,6 +49,9 @@ RowReduction tail_reduction(const Methodology& m, const TailRisk& base, const Ta
   r.worst_loss = use_es ? base.es : base.var;
   if (stress) {
     r.stressed_es = use_es ? stress->es : stress->var;
+    // The stressed floor binds: the scenario that drives IM is the stressed period's worst.
+    if (r.stressed_es > r.worst_loss && stress->worst_scenario >= 0)
+      r.worst_scenario = static_cast<std::int32_t>(stress_offset) + stress->worst_scenario;
     r.worst_loss = std::max(r.worst_loss, r.stressed_es);
   }
   return r;
@@ -76,7 +80,7 @@ RowReduction reduce_row(const RunSetup& setup, const Methodology& m, std::int32_
     const TailRisk base = tail_risk(pnl, base_n, kb, heap.data());
     if (set.stress_offset) {
       const TailRisk stress = tail_risk(pnl + base_n, set.count - base_n, ks, heap.data());
-      return tail_reduction(m, base, &stress);
+      return tail_reduction(m, base, &stress, set.stress_offset);
     }
     return tail_reduction(m, base, nullptr);
   }
@@ -192,7 +196,16 @@ AccountMargin assemble_account(const RunSetup& setup, const Methodology& m, cons
     a.mm = a.im;
     a.worst_scenario = reductions.empty() ? -1 : reductions[0].worst_scenario;
   } else {
-    a.worst_scenario = k > 0 ? order[0] : -1;
+    // The scenario that drives the reported IM: that of the underlying whose IM (in the quote
+    // currency) is the largest; ties to the first underlying by name.
+    double largest = -1;
+    for (std::size_t g = 0; g < a.underlyings.size(); ++g) {
+      const double to_quote = setup.units == PnlUnits::coin ? setup.index_price[static_cast<std::size_t>(groups[g])] : 1.0;
+      if (a.underlyings[g].im * to_quote > largest) {
+        largest = a.underlyings[g].im * to_quote;
+        a.worst_scenario = a.underlyings[g].worst_scenario;
+      }
+    }
   }
   return a;
 }

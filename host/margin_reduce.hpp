@@ -53,7 +53,8 @@ struct RowReduction {
 };
 
 /// The IM measure of hvar / mc-es from the tails of the base and stressed scenarios.
-RowReduction tail_reduction(const Methodology& m, const TailRisk& base, const TailRisk* stress);
+RowReduction tail_reduction(const Methodology& m, const TailRisk& base, const TailRisk* stress,
+                            std::size_t stress_offset = 0);
 /// k of the base and stressed segments.
 std::size_t tail_k_base(const RunSetup& setup, const Methodology& m);
 std::size_t tail_k_stress(const RunSetup& setup, const Methodology& m);

@@ -64,6 +64,29 @@ TEST_P(EngineVsReference, EveryMethodology) {
   }
 }
 
+// Per-underlying methodologies sum IM over underlyings: the account's worst scenario is that of
+// the underlying whose IM (in the quote currency) is the largest — the one behind most of IM.
+TEST_P(EngineVsReference, TheWorstScenarioIsTheLargestUnderlyingsOne) {
+  const GeneratedBook book = small_book(11);
+  for (const char* name : {"span16", "deribit-pm"}) {
+    SCOPED_TRACE(name);
+    MarginEngine engine(book.instruments, book.market, load_methodology(name), backend());
+    std::size_t multi = 0;
+    for (const AccountMargin& a : engine.run(book.positions).accounts) {
+      ASSERT_FALSE(a.underlyings.empty());
+      const UnderlyingMargin* largest = &a.underlyings[0];
+      for (const UnderlyingMargin& u : a.underlyings) {
+        const double q = u.im * (u.units == "USD" ? 1.0 : book.market.underlying(u.underlying).index_price);
+        const double l = largest->im * (largest->units == "USD" ? 1.0 : book.market.underlying(largest->underlying).index_price);
+        if (q > l) largest = &u;
+      }
+      EXPECT_EQ(a.worst_scenario, largest->worst_scenario) << a.account;
+      multi += a.underlyings.size() > 1;
+    }
+    EXPECT_GT(multi, 10u);  // accounts with several underlyings, where the choice matters
+  }
+}
+
 TEST_P(EngineVsReference, TilingOverScenariosChangesNothing) {
   const GeneratedBook book = small_book(5);
   MarginEngine whole(book.instruments, book.market, load_methodology("deribit-pm"), backend());

@@ -135,7 +135,8 @@ TEST(Cholesky, FactorsAndRejectsNonPositiveDefinite) {
 
 // --- through the engine -------------------------------------------------------------------
 
-std::string write_returns(const std::vector<std::string>& underlyings, int days, unsigned seed, const char* name) {
+std::string write_returns(const std::vector<std::string>& underlyings, int days, unsigned seed, const char* name,
+                          double scale = 1.0) {
   const std::string path = ::testing::TempDir() + "/" + name;
   std::ofstream f(path);
   f << "date,underlying,return,vol_return\n";
@@ -145,7 +146,7 @@ std::string write_returns(const std::vector<std::string>& underlyings, int days,
     const double market = n(rng);
     for (const auto& u : underlyings)
       f << format_iso8601_utc(1.6e9 + d * 86400.0).substr(0, 10) << "," << u << ","
-        << 0.03 * (0.7 * market + 0.7 * n(rng)) << "," << 0.02 * n(rng) << "\n";
+        << scale * 0.03 * (0.7 * market + 0.7 * n(rng)) << "," << 0.02 * n(rng) << "\n";
   }
   return path;
 }
@@ -166,11 +167,12 @@ TEST_P(VarMargin, HvarMatchesTheReference) {
   const GeneratedBook book = small_book();
   Methodology m = load_methodology("hvar");
   m.hvar.returns = write_returns(book.underlyings, 260, 1, "returns.csv");
-  m.hvar.stress_returns = write_returns(book.underlyings, 60, 2, "stress.csv");
+  m.hvar.stress_returns = write_returns(book.underlyings, 60, 2, "stress.csv", 1.3);  // a rougher period
   MarginEngine engine(book.instruments, book.market, m, backend());
   const MarginRun got = engine.run(book.positions);
   const MarginRun want = reference_margin(book.instruments, book.market, m, book.positions);
   ASSERT_EQ(got.accounts.size(), want.accounts.size());
+  int floor_binds = 0, base_binds = 0;
   EXPECT_EQ(engine.scenarios().count, 259u + 59u);
   EXPECT_EQ(engine.scenarios().stress_offset, 259u);
   for (std::size_t a = 0; a < got.accounts.size(); ++a) {
@@ -179,7 +181,13 @@ TEST_P(VarMargin, HvarMatchesTheReference) {
     EXPECT_TRUE(testing::near_relative(g.es, want.accounts[a].es, 1e-12, 1e-9)) << g.account;
     EXPECT_GE(g.es, g.var);
     EXPECT_DOUBLE_EQ(g.im, std::max(0.0, std::max(g.es, g.stressed_es)));
+    // The worst scenario is the one behind IM: in the stressed period when its floor binds.
+    EXPECT_EQ(g.worst_scenario >= 259, g.stressed_es > g.es) << g.account;
+    (g.stressed_es > g.es ? floor_binds : base_binds) += 1;
   }
+  std::printf("stressed floor binds for %d of %d accounts\n", floor_binds, floor_binds + base_binds);
+  EXPECT_GT(floor_binds, 0);  // the case is exercised both ways
+  EXPECT_GT(base_binds, 0);
 }
 
 TEST_P(VarMargin, McEsMatchesTheReferenceAndIsReproducible) {
