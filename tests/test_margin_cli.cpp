@@ -135,6 +135,26 @@ TEST_F(MarginCli, WhatIfOfAnAccountWithoutPositionsIsAnErrorUnlessNew) {
             2);
 }
 
+TEST_F(MarginCli, CollateralOnlyAccountsAreListedAndJointRowsHaveNoIm) {
+  const std::string col = dir_ + "/collateral_only.csv";
+  std::ofstream(col) << "account,asset,amount\nZZ-NO-POSITIONS,USD,1000\n";
+  const auto r = run_marginet("margin --device cpu --quiet --model span16 --collateral " + col + files(), false);
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("\nZZ-NO-POSITIONS,span16,0,0,0,0,0,0,1000,0.00\n"), std::string::npos) << r.output;
+  // mc-es margins the account as a whole: per underlying, sensitivities only; no stressed ES
+  // without a stressed period.
+  const auto j = run_marginet("margin --device cpu --quiet --model mc-es --paths 300 --format json" + files(), false);
+  ASSERT_EQ(j.status, 0) << j.output;
+  const auto accounts = nlohmann::json::parse(j.output);
+  ASSERT_FALSE(accounts.empty());
+  EXPECT_FALSE(accounts[0].contains("stressed_es"));
+  ASSERT_FALSE(accounts[0]["underlyings"].empty());
+  EXPECT_FALSE(accounts[0]["underlyings"][0].contains("im"));
+  EXPECT_TRUE(accounts[0]["underlyings"][0].contains("delta"));
+  const auto s = run_marginet("margin --device cpu --quiet --model span16 --format json" + files(), false);
+  EXPECT_TRUE(nlohmann::json::parse(s.output)[0]["underlyings"][0].contains("im"));
+}
+
 TEST_F(MarginCli, UnknownModelExits2) {
   const auto r = run_marginet("margin --device cpu --quiet --model no-such-model" + files());
   EXPECT_EQ(r.status, 2) << r.output;

@@ -18,9 +18,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 
 #include "host/collateral.hpp"
@@ -99,7 +101,8 @@ std::vector<Position> store_positions(const MarginOptions& o, const InstrumentTa
   return kept_positions(*open_clearing_store(o.store, OpenMode::reader), instruments, o.instruments);
 }
 
-nlohmann::ordered_json account_json(const AccountMargin& a, const ScenarioSet& set, int settlement_scale) {
+nlohmann::ordered_json account_json(const AccountMargin& a, const ScenarioSet& set, const Methodology& m) {
+  const int settlement_scale = m.settlement_scale;
   nlohmann::ordered_json j;
   j["account"] = a.account;
   j["model"] = a.model;
@@ -111,23 +114,28 @@ nlohmann::ordered_json account_json(const AccountMargin& a, const ScenarioSet& s
   j["vega"] = a.vega;
   j["collateral_value"] = a.collateral_value;
   j["call"] = format_money(a.call_minor, settlement_scale);
+  const bool joint = is_joint(m.kind);
   if (a.es != 0 || a.var != 0) {
     j["var"] = a.var;
     j["es"] = a.es;
-    j["stressed_es"] = a.stressed_es;
+    if (set.stress_offset > 0) j["stressed_es"] = a.stressed_es;  // only with a stressed period
   }
   auto& unders = j["underlyings"] = nlohmann::ordered_json::array();
   for (const UnderlyingMargin& u : a.underlyings) {
     nlohmann::ordered_json x;
     x["underlying"] = u.underlying;
     x["units"] = u.units;
-    x["im"] = u.im;
-    x["mm"] = u.mm;
-    x["scan_risk"] = u.scan_risk;
-    x["short_option_minimum"] = u.short_option_minimum;
-    x["roll_shock"] = u.roll_shock;
-    x["delta_shock"] = u.delta_shock;
-    x["worst_scenario"] = scenario_id(u.worst_scenario);
+    // Joint methodologies margin the account as a whole: an underlying has sensitivities, not an
+    // IM of its own (no `im: 0` that reads as "no margin").
+    if (!joint) {
+      x["im"] = u.im;
+      x["mm"] = u.mm;
+      x["scan_risk"] = u.scan_risk;
+      x["short_option_minimum"] = u.short_option_minimum;
+      x["roll_shock"] = u.roll_shock;
+      x["delta_shock"] = u.delta_shock;
+      x["worst_scenario"] = scenario_id(u.worst_scenario);
+    }
     x["delta"] = u.delta;
     x["gamma"] = u.gamma;
     x["vega"] = u.vega;
@@ -165,14 +173,27 @@ void run_margin(const CommonOptions& common, const MarginOptions& o) {
   if (!o.risk_arrays.empty()) engine.use_published_risk_arrays(read_risk_arrays(o.risk_arrays));
   MarginRun run;
   naming_marks(o, [&] { run = engine.run(positions); });
-  apply_collateral(run, o.collateral.empty() ? std::vector<CollateralHolding>{} : read_collateral(o.collateral),
-                   ref.market, m);
+  const std::vector<CollateralHolding> holdings =
+      o.collateral.empty() ? std::vector<CollateralHolding>{} : read_collateral(o.collateral);
+  // An account with collateral and no positions is still an account: IM 0, its collateral value.
+  std::set<std::string> listed;
+  for (const AccountMargin& a : run.accounts) listed.insert(a.account);
+  for (const CollateralHolding& h : holdings)
+    if (listed.insert(h.account).second) {
+      AccountMargin a;
+      a.account = h.account;
+      a.model = m.name;
+      run.accounts.push_back(std::move(a));
+    }
+  std::sort(run.accounts.begin(), run.accounts.end(),
+            [](const AccountMargin& x, const AccountMargin& y) { return x.account < y.account; });
+  apply_collateral(run, holdings, ref.market, m);
   log_times(common, run, positions.size());
 
   OutputSink sink(common.out);
   if (common.format == "json") {
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
-    for (const AccountMargin& a : run.accounts) out.push_back(account_json(a, engine.scenarios(), m.settlement_scale));
+    for (const AccountMargin& a : run.accounts) out.push_back(account_json(a, engine.scenarios(), m));
     sink.stream() << out.dump(2) << "\n";
     return;
   }
@@ -233,8 +254,8 @@ void run_whatif(const CommonOptions& common, const MarginOptions& o) {
     out["model"] = w.after.model;
     out["im_change"] = w.im_change;
     out["mm_change"] = w.mm_change;
-    out["before"] = account_json(w.before, engine.scenarios(), m.settlement_scale);
-    out["after"] = account_json(w.after, engine.scenarios(), m.settlement_scale);
+    out["before"] = account_json(w.before, engine.scenarios(), m);
+    out["after"] = account_json(w.after, engine.scenarios(), m);
     sink.stream() << out.dump(2) << "\n";
     return;
   }

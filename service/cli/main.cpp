@@ -67,6 +67,12 @@ int main(int argc, char** argv) {
   marginet::cli::add_default_fund_command(app, common);
   marginet::cli::add_default_command(app, common);
 
+  // The common flags belong to the top level (before or after the subcommand): every
+  // subcommand's --help names them.
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    sub->footer("Common options (before or after the subcommand): --device auto|cpu|cuda, --threads N, "
+                "--format csv|json, --out FILE, --quiet. Exit codes: 0 ok, 1 internal error, 2 bad usage "
+                "or input, 3 the service could not be reached.");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
