@@ -169,7 +169,8 @@ AccountMargin assemble_account(const RunSetup& setup, const Methodology& m, cons
         for (const auto& [years, d] : in.coin_delta_by_expiry)
           um.roll_shock += deribit_roll_shock(d, years, cur.annualised_move_risk, cur.min_annualised_move);
         um.delta_shock = deribit_delta_shock(in.coin_delta, setup.index_price[g],
-                                             pair.delta_total_liq_shock_threshold, pair.max_delta_shock);
+                                             pair.delta_total_liq_shock_threshold, pair.max_delta_shock,
+                                             m.deribit.general.delta_shock_rule);
         um.im = scan + um.roll_shock + um.delta_shock;
         um.mm = m.deribit.general.mm_factor * um.im;
       }

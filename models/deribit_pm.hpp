@@ -70,16 +70,28 @@ inline double deribit_roll_shock(double net_coin_delta, double years_to_expiry,
   return std::fabs(net_coin_delta) * move;
 }
 
-/// Delta shock: zero while |Δ|·index ≤ threshold; above it, a share of the delta that grows
-/// linearly with the excess and is capped at max_delta_shock of |Δ|:
-///   |Δ| · max_delta_shock · min(1, (|Δ|·index − threshold) / threshold).
-/// (Deribit publishes the parameters, not the formula; this is our documented reading.)
+/// Deribit publishes the delta-shock parameters (delta_total_liq_shock_threshold,
+/// max_delta_shock), not the formula. The readings, with |Δ| the net coin delta, N = |Δ|·index,
+/// T the threshold and m max_delta_shock (zero while N ≤ T):
+///   ramp   |Δ| · m · min(1, (N − T) / T)   the default: continuous, reaches the full m at 2T
+///   step   |Δ| · m                          the whole delta once above T (a cliff at T)
+///   excess (|Δ| − T/index) · m              only the delta above the threshold
+/// At 400 BTC and an index of 75,000 (N = 30M, T = 20M, m = 0.1): ramp 20 BTC, step 40 BTC,
+/// excess 13.33 BTC (docs/margin.md argues the default).
+enum class DeltaShockRule : std::uint8_t { ramp, step, excess };
+
 inline double deribit_delta_shock(double total_coin_delta, double index_price, double threshold,
-                                  double max_delta_shock) {
-  const double notional = std::fabs(total_coin_delta) * index_price;
+                                  double max_delta_shock, DeltaShockRule rule = DeltaShockRule::ramp) {
+  const double delta = std::fabs(total_coin_delta);
+  const double notional = delta * index_price;
   if (notional <= threshold || threshold <= 0) return 0.0;
+  switch (rule) {
+    case DeltaShockRule::step: return delta * max_delta_shock;
+    case DeltaShockRule::excess: return (delta - threshold / index_price) * max_delta_shock;
+    case DeltaShockRule::ramp: break;
+  }
   const double ramp = std::fmin(1.0, (notional - threshold) / threshold);
-  return std::fabs(total_coin_delta) * max_delta_shock * ramp;
+  return delta * max_delta_shock * ramp;
 }
 
 }  // namespace marginet

@@ -220,7 +220,15 @@ Methodology parse_methodology(const std::string& text, const std::string& source
     if (doc.contains("general")) {
       const json& g = doc["general"];
       if (!g.is_object()) throw input_error(source, 0, "general", "must be an object");
-      check_json_keys(g, {"mm_factor", "buckets_count", "vol_scenarios_count"}, source, "general");
+      check_json_keys(g, {"mm_factor", "buckets_count", "vol_scenarios_count", "delta_shock_rule"}, source, "general");
+      if (g.contains("delta_shock_rule")) {
+        const json& r = g["delta_shock_rule"];
+        const std::string rule = r.is_string() ? r.get<std::string>() : "";
+        if (rule == "ramp") m.deribit.general.delta_shock_rule = DeltaShockRule::ramp;
+        else if (rule == "step") m.deribit.general.delta_shock_rule = DeltaShockRule::step;
+        else if (rule == "excess") m.deribit.general.delta_shock_rule = DeltaShockRule::excess;
+        else throw input_error(source, 0, "general.delta_shock_rule", "must be \"ramp\", \"step\" or \"excess\"");
+      }
       m.deribit.general.mm_factor = get_number(g, "mm_factor", m.deribit.general.mm_factor, source, "general");
       m.deribit.general.buckets_count = static_cast<int>(
           get_number(g, "buckets_count", m.deribit.general.buckets_count, source, "general"));

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "models/deribit_pm.hpp"
 #include "models/scenario_set.hpp"
 
 namespace marginet {
@@ -68,6 +69,9 @@ struct DeribitGeneral {
   double mm_factor = 0.8;
   int buckets_count = 4;
   int vol_scenarios_count = 3;
+  /// Our extension (Deribit publishes no formula): "ramp" (default), "step" or "excess"
+  /// (models/deribit_pm.hpp deribit_delta_shock).
+  DeltaShockRule delta_shock_rule = DeltaShockRule::ramp;
 };
 
 struct DeribitPmConfig {

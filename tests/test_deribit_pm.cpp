@@ -135,6 +135,18 @@ TEST(DeribitAddOns, RollAndDeltaShock) {
   EXPECT_EQ(deribit_delta_shock(100.0, 65000.0, 20e6, 0.1), 0.0);       // 6.5M < 20M
   EXPECT_NEAR(deribit_delta_shock(400.0, 75000.0, 20e6, 0.1), 400 * 0.1 * 0.5, 1e-9);  // 30M: half way
   EXPECT_NEAR(deribit_delta_shock(-1000.0, 75000.0, 20e6, 0.1), 100.0, 1e-9);          // capped
+  // The three readings at 400 BTC, index 75,000 (30M against a 20M threshold).
+  EXPECT_NEAR(deribit_delta_shock(400.0, 75000.0, 20e6, 0.1, DeltaShockRule::ramp), 20.0, 1e-9);
+  EXPECT_NEAR(deribit_delta_shock(400.0, 75000.0, 20e6, 0.1, DeltaShockRule::step), 40.0, 1e-9);
+  EXPECT_NEAR(deribit_delta_shock(400.0, 75000.0, 20e6, 0.1, DeltaShockRule::excess), (400.0 - 20e6 / 75000.0) * 0.1, 1e-9);
+  for (DeltaShockRule r : {DeltaShockRule::ramp, DeltaShockRule::step, DeltaShockRule::excess})
+    EXPECT_EQ(deribit_delta_shock(100.0, 65000.0, 20e6, 0.1, r), 0.0);  // below the threshold: none
+  EXPECT_EQ(parse_methodology(R"({"model": "deribit-pm", "general": {"delta_shock_rule": "step"}})", "d.json")
+                .deribit.general.delta_shock_rule,
+            DeltaShockRule::step);
+  EXPECT_EQ(load_methodology("deribit-pm").deribit.general.delta_shock_rule, DeltaShockRule::ramp);
+  EXPECT_THROW(parse_methodology(R"({"model": "deribit-pm", "general": {"delta_shock_rule": "cliff"}})", "d.json"),
+               input_error);
 }
 
 TEST(DeribitScenarios, TwentySevenStandardThenEightExtended) {
