@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -24,20 +25,32 @@ std::string temp_file(const std::string& name, const std::string& text) {
   return path;
 }
 
-TEST(NetCli, CsvNetsThenSummary) {
-  const auto r = run_marginet("net --device cpu --quiet " + kInputs, /*merge_stderr=*/false);
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+TEST(NetCli, OneTablePerStream) {
+  const std::string summary = ::testing::TempDir() + "/net_summary.csv";
+  const auto r = run_marginet("net --device cpu --summary " + summary + " " + kInputs, /*merge_stderr=*/false);
   ASSERT_EQ(r.status, 0) << r.output;
   const std::string& out = r.output;
   EXPECT_EQ(out.substr(0, out.find('\n')), "member,asset,net");
   // T1: ALPHA buys 1.5 BTC at 60000.25; T3: ALPHA sells 1.25 BTC. ALPHA nets +0.25 BTC.
   EXPECT_NE(out.find("\nALPHA,BTC,0.25000000\n"), std::string::npos) << out;
   EXPECT_NE(out.find("\nCHARLIE,BTC,-1.75000000\n"), std::string::npos) << out;
-  // The summary after a blank line.
-  const auto blank = out.find("\n\n");
-  ASSERT_NE(blank, std::string::npos) << out;
-  EXPECT_EQ(out.compare(blank + 2, 20, "asset,scale,gross_de"), 0) << out;
-  EXPECT_NE(out.find("\nBTC,8,5.85000000,1.75000000,1.75000000,1,3,"), std::string::npos) << out;
-  EXPECT_EQ(out.find("asset,from,to,amount"), std::string::npos) << "no plan unless asked";
+  // stdout is one table: no blank line, no second header.
+  EXPECT_EQ(out.find("\n\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("asset,scale"), std::string::npos) << out;
+  // The summary in its own file.
+  const std::string s = read_text(summary);
+  EXPECT_EQ(s.substr(0, 20), "asset,scale,gross_de") << s;
+  EXPECT_NE(s.find("\nBTC,8,5.85000000,1.75000000,1.75000000,1,3,"), std::string::npos) << s;
+  // A plan or a bilateral view in CSV needs its own file.
+  EXPECT_EQ(run_marginet("net --device cpu --quiet --plan hub " + kInputs).status, 2);
+  EXPECT_EQ(run_marginet("net --device cpu --quiet --bilateral " + kInputs).status, 2);
 }
 
 TEST(NetCli, JsonWithP2pPlanAndBilateralView) {
@@ -64,12 +77,17 @@ TEST(NetCli, JsonWithP2pPlanAndBilateralView) {
 }
 
 TEST(NetCli, HubPlanAndSortReduceAgree) {
-  const auto dense = run_marginet("net --device cpu --quiet --plan hub " + kInputs, false);
-  const auto sorted = run_marginet("net --device cpu --quiet --plan hub --algorithm sort_reduce " + kInputs, false);
+  const std::string a = ::testing::TempDir() + "/plan_dense.csv", b = ::testing::TempDir() + "/plan_sorted.csv";
+  const auto dense = run_marginet("net --device cpu --quiet --plan hub --plan-out " + a + " " + kInputs, false);
+  const auto sorted =
+      run_marginet("net --device cpu --quiet --plan hub --algorithm sort_reduce --plan-out " + b + " " + kInputs, false);
   ASSERT_EQ(dense.status, 0) << dense.output;
   EXPECT_EQ(dense.output, sorted.output);
-  EXPECT_NE(dense.output.find("\nBTC,CHARLIE,CCP,1.75000000\n"), std::string::npos) << dense.output;
-  EXPECT_NE(dense.output.find("\nBTC,CCP,DELTA,0.90000000\n"), std::string::npos) << dense.output;
+  const std::string plan = read_text(a);
+  EXPECT_EQ(plan, read_text(b));
+  EXPECT_EQ(plan.substr(0, plan.find('\n')), "asset,from,to,amount");
+  EXPECT_NE(plan.find("\nBTC,CHARLIE,CCP,1.75000000\n"), std::string::npos) << plan;
+  EXPECT_NE(plan.find("\nBTC,CCP,DELTA,0.90000000\n"), std::string::npos) << plan;
 }
 
 TEST(NetCli, SettlementCycleWithMarginCalls) {

@@ -152,11 +152,17 @@ TEST_F(Server, ClientGreeksAreIdenticalToTheOfflineRun) {
 TEST_F(Server, ClientNetIsIdenticalToTheOfflineRun) {
   const std::string ex = std::string(MARGINET_SOURCE_DIR) + "/examples";
   const std::string args = " --trades " + ex + "/trades.csv --assets " + ex + "/assets.csv";
-  const auto offline = run_marginet("net --device cpu --quiet" + args, false);
+  const auto offline = run_marginet("net --device cpu --quiet --summary " + g_dir + "/summary_offline.csv" + args, false);
   ASSERT_EQ(offline.status, 0) << offline.output;
-  const auto online = run_marginet("client net --quiet" + connect() + args, false);
+  const auto online = run_marginet("client net --quiet --summary " + g_dir + "/summary_online.csv" + connect() + args, false);
   ASSERT_EQ(online.status, 0) << online.output;
   EXPECT_EQ(online.output, offline.output);
+  auto text = [](const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_EQ(text(g_dir + "/summary_online.csv"), text(g_dir + "/summary_offline.csv"));
+  EXPECT_NE(text(g_dir + "/summary_online.csv").find("asset,scale,gross_deliveries"), std::string::npos);
 }
 
 TEST_F(Server, ErrorRepliesCarryCodes) {

@@ -18,6 +18,7 @@
 //   positions [--account A]                 the kept positions of a server with --store
 
 #include <chrono>
+#include <fstream>
 #include <iostream>
 #include <limits>
 #include <memory>
@@ -36,6 +37,7 @@ namespace {
 struct ClientCliOptions {
   ClientOptions connection;
   std::string positions, trades, assets, account, priority = "normal", cycle_id, collateral, sign_key;
+  std::string summary_out;  // net: the per-asset summary table
   std::vector<std::string> instruments;
 };
 
@@ -108,7 +110,7 @@ void print_greeks(const CommonOptions& common, const nlohmann::ordered_json& r) 
   write_table(sink.stream(), table, common.format);
 }
 
-void print_net(const CommonOptions& common, const nlohmann::ordered_json& r) {
+void print_net(const CommonOptions& common, const nlohmann::ordered_json& r, const std::string& summary_out) {
   OutputSink sink(common.out);
   if (common.format == "json") {
     sink.stream() << r.dump(2) << "\n";
@@ -132,8 +134,12 @@ void print_net(const CommonOptions& common, const nlohmann::ordered_json& r) {
                      integer(a, "receivers"), num(a, "efficiency"), std::string(), format_money(ins, sc),
                      format_money(gross - ins, sc)});
   }
-  sink.stream() << "\n";
-  write_csv(sink.stream(), summary);
+  // One table per stream, as `marginet net`: the summary to its own file.
+  if (!summary_out.empty()) {
+    std::ofstream f(summary_out);
+    if (!f) throw input_error(summary_out, 0, "", "cannot write");
+    write_csv(f, summary);
+  }
   if (!common.quiet) std::cerr << "settlement cycle " << r.at("cycle_id").get<std::string>() << ": "
                                << r.at("instructions").get<std::int64_t>() << " instructions\n";
 }
@@ -215,11 +221,12 @@ void add_client_command(CLI::App& app, CommonOptions& common) {
   net->add_option("--trades", o->trades, "trades.csv")->required();
   net->add_option("--assets", o->assets, "assets.csv")->required();
   net->add_option("--cycle-id", o->cycle_id, "Settlement cycle id (default: derived from the trades)");
+  net->add_option("--summary", o->summary_out, "CSV: write the per-asset summary table to FILE");
   net->callback([&common, o] {
     MarginClient c(o->connection);
     nlohmann::ordered_json r;
     talking([&] { r = c.net(o->trades, o->assets, o->cycle_id); });
-    print_net(common, r);
+    print_net(common, r, o->summary_out);
   });
 
   CLI::App* submit = client->add_subcommand("submit", "Trade capture: submit a trades file (a server with --store)");

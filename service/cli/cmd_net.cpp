@@ -1,8 +1,9 @@
 // `marginet net`: multilateral netting of trades into per-member, per-asset obligations
 // (SPEC §6). Output (docs/netting.md):
-//   csv  — the `member,asset,net` table (positive = receives), a blank line, the per-asset
-//          summary table; then, when asked, a blank line and the transfer plan (--plan), a blank
-//          line and the bilateral view (--bilateral).
+//   csv  — one table per stream: stdout (or --out) the `member,asset,net` table (positive =
+//          receives); the per-asset summary to --summary FILE (and a line per asset on stderr);
+//          the transfer plan (--plan) to --plan-out FILE, the bilateral view (--bilateral) to
+//          --bilateral-out FILE.
 //   json — one object {"nets": [...], "assets": [...], "plan": [...], "bilateral": [...]}
 //          ("plan" and "bilateral" only when asked).
 // Amounts are exact decimal text in the asset's scale (JSON adds the minor units as integers).
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "host/netting_engine.hpp"
@@ -33,6 +35,7 @@ namespace marginet::cli {
 namespace {
 
 struct NetOptions {
+  std::string summary_out, plan_out, bilateral_out;  // CSV: the other tables, one per file
   std::string trades;
   std::string assets;
   std::string collateral_calls;
@@ -63,6 +66,10 @@ std::string member_or_ccp(const TradeSet& trades, std::int32_t id) {
 void run_net(const CommonOptions& common, const NetOptions& opts) {
   if (!opts.plan.empty() && opts.plan != "hub" && opts.plan != "p2p")
     throw usage_error("--plan must be hub or p2p");
+  if (common.format == "csv" && !opts.plan.empty() && opts.plan_out.empty())
+    throw usage_error("net --plan: give --plan-out FILE for the plan table (CSV: one table per stream), or --format json");
+  if (common.format == "csv" && opts.bilateral && opts.bilateral_out.empty())
+    throw usage_error("net --bilateral: give --bilateral-out FILE (CSV: one table per stream), or --format json");
   NettingOptions netting;
   netting.backend = resolve_backend(common);
   netting.algorithm = opts.algorithm == "sort_reduce" ? NettingAlgorithm::sort_reduce : NettingAlgorithm::dense;
@@ -192,6 +199,22 @@ void run_net(const CommonOptions& common, const NetOptions& opts) {
     }
   write_csv(out, nets);
 
+  // One table per stream: the per-asset summary, the plan and the bilateral view go to their own
+  // files; on stderr a line per asset says what netting did.
+  if (!common.quiet)
+    for (const AssetNetting& s : result.by_asset) {
+      const int sc = scale_of(s.asset);
+      std::fprintf(stderr, "%s: gross %s, pay-ins %s, pay-outs %s %s; %d payers, %d receivers; netting efficiency %.2f %%\n",
+                   assets[s.asset].name.c_str(), format_money(s.gross_deliveries, sc).c_str(),
+                   format_money(s.pay_ins, sc).c_str(), format_money(s.pay_outs, sc).c_str(), assets[s.asset].name.c_str(),
+                   s.payers, s.receivers, 100.0 * s.efficiency);
+    }
+  auto file = [](const std::string& path) {
+    auto f = std::make_unique<std::ofstream>(path);
+    if (!*f) throw input_error(path, 0, "", "cannot write");
+    return f;
+  };
+
   Table summary;
   summary.columns = {"asset",     "scale",     "gross_deliveries", "pay_ins",         "pay_outs",
                      "payers",    "receivers", "netting_efficiency", "bilateral_gross", "net_minimal",
@@ -204,8 +227,7 @@ void run_net(const CommonOptions& common, const NetOptions& opts) {
                      s.bilateral_gross < 0 ? std::string() : format_money(s.bilateral_gross, sc),
                      format_money(s.net_minimal, sc), format_money(s.excess, sc)});
   }
-  out << "\n";
-  write_csv(out, summary);
+  if (!opts.summary_out.empty()) write_csv(*file(opts.summary_out), summary);
 
   if (!opts.plan.empty()) {
     Table t;
@@ -213,8 +235,7 @@ void run_net(const CommonOptions& common, const NetOptions& opts) {
     for (const Transfer& x : plan)
       t.add_row({assets[x.asset].name, member_or_ccp(trades, x.from), member_or_ccp(trades, x.to),
                  format_money(x.amount, scale_of(x.asset))});
-    out << "\n";
-    write_csv(out, t);
+    write_csv(*file(opts.plan_out), t);
   }
   if (opts.bilateral) {
     Table t;
@@ -222,8 +243,7 @@ void run_net(const CommonOptions& common, const NetOptions& opts) {
     for (const auto& b : result.bilateral)
       t.add_row({trades.members().name(b.member_a), trades.members().name(b.member_b), assets[b.asset].name,
                  format_money(b.net, scale_of(b.asset))});
-    out << "\n";
-    write_csv(out, t);
+    write_csv(*file(opts.bilateral_out), t);
   }
 }
 
@@ -246,6 +266,9 @@ void add_net_command(CLI::App& app, CommonOptions& common) {
       ->check(CLI::IsMember({"dense", "sort_reduce"}))
       ->capture_default_str();
   cmd->add_flag("--bilateral", opts->bilateral, "Also compute and print the bilateral view per member pair");
+  cmd->add_option("--summary", opts->summary_out, "CSV: write the per-asset summary table to FILE");
+  cmd->add_option("--plan-out", opts->plan_out, "CSV: write the --plan table to FILE");
+  cmd->add_option("--bilateral-out", opts->bilateral_out, "CSV: write the --bilateral table to FILE");
   cmd->callback([&common, opts] { run_net(common, *opts); });
 }
 
