@@ -163,6 +163,18 @@ TEST_F(Server, ClientNetIsIdenticalToTheOfflineRun) {
   };
   EXPECT_EQ(text(g_dir + "/summary_online.csv"), text(g_dir + "/summary_offline.csv"));
   EXPECT_NE(text(g_dir + "/summary_online.csv").find("asset,scale,gross_deliveries"), std::string::npos);
+  // A bad trade is named by the user's file and line through the service as offline, not by its
+  // place in the request.
+  const std::string bad = g_dir + "/bad_net_trades.csv";
+  std::ofstream(bad) << "trade_id,buyer,seller,base_asset,quote_asset,quantity,price\n# a comment\n"
+                        "T1,A,B,BTC,USD,1,60000\nT2,A,B,BTC,USD,1.123456789,60000\n";
+  const std::string bad_args = " --trades " + bad + " --assets " + ex + "/assets.csv";
+  const auto bad_offline = run_marginet("net --device cpu --quiet" + bad_args);
+  const auto bad_online = run_marginet("client net --quiet" + connect() + bad_args);
+  EXPECT_EQ(bad_offline.status, 2);
+  EXPECT_EQ(bad_online.status, 2);
+  for (const auto* r : {&bad_offline, &bad_online})
+    EXPECT_NE(r->output.find(bad + ":4: field 'quantity'"), std::string::npos) << r->output;
 }
 
 TEST_F(Server, ErrorRepliesCarryCodes) {

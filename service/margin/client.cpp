@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 
@@ -228,6 +229,7 @@ nlohmann::ordered_json MarginClient::net(const std::string& trades_path, const s
     while (csv.next()) assets.push_back(nlohmann::ordered_json::array({csv.required_text("asset"), csv.integer("scale")}));
   }
   nlohmann::ordered_json trades = nlohmann::ordered_json::array();
+  std::vector<long> line_of;  // trades[i] -> its line in the file
   {
     CsvReader csv(trades_path, {"trade_id", "buyer", "seller", "base_asset", "quote_asset", "quantity", "price"});
     while (csv.next()) {
@@ -235,11 +237,22 @@ nlohmann::ordered_json MarginClient::net(const std::string& trades_path, const s
       for (const char* f : {"trade_id", "buyer", "seller", "base_asset", "quote_asset", "quantity", "price"})
         t.push_back(csv.required_text(f));
       trades.push_back(std::move(t));
+      line_of.push_back(csv.line());
     }
   }
   nlohmann::ordered_json req{{"type", "net"}, {"assets", std::move(assets)}, {"trades", std::move(trades)}};
   if (!cycle_id.empty()) req["cycle_id"] = cycle_id;
   nlohmann::ordered_json r = call(std::move(req));
+  // The server names a bad trade `trades[i]: ...`: say the user's file and line instead.
+  if (r.value("type", "") == "error") {
+    const std::string message = r.value("message", "");
+    const std::size_t close = message.find("]: ");
+    if (message.rfind("trades[", 0) == 0 && close != std::string::npos) {
+      const std::size_t i = std::strtoull(message.c_str() + 7, nullptr, 10);
+      if (i < line_of.size())
+        r["message"] = trades_path + ":" + std::to_string(line_of[i]) + ": " + message.substr(close + 3);
+    }
+  }
   checked(r);
   return r;
 }

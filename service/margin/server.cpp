@@ -448,7 +448,18 @@ struct MarginServer::Impl {
       }
       text += '\n';
     }
-    const TradeSet trades = parse_trades_csv(text, "request.trades", assets);
+    // A bad trade is named by its place in the request, `trades[i]`, which the client maps
+    // back to its own file and line (service/margin/client.cpp MarginClient::net).
+    TradeSet trades;
+    try {
+      trades = parse_trades_csv(text, "request.trades", assets);
+    } catch (const input_error& e) {
+      if (e.line() < 2) throw;
+      const std::string where = "request.trades:" + std::to_string(e.line()) + ": ";
+      std::string what = e.what();
+      if (what.rfind(where, 0) == 0) what = what.substr(where.size());
+      throw input_error("trades[" + std::to_string(e.line() - 2) + "]: " + what);
+    }
     NettingOptions options;
     options.backend = opt.backend;
     const NettingResult result = net_trades(trades, options);
