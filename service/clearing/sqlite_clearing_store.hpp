@@ -161,8 +161,13 @@ class SqliteClearingStore final : public ClearingStore {
   CollateralResult change_balance(const CollateralChange& change, MovementKind kind, std::int64_t signed_amount,
                                   const std::string& now);
   void put_outbox(const std::string& kind, const SettlementCycle& cycle);
-  // sqlite_defaults.cpp:
+  // sqlite_defaults.cpp (the last two inside a transaction the caller holds):
   bool member_in_default(const std::string& member);
+  std::int64_t fund_balance_of(const std::string& member) const;
+  /// A fund movement of `delta` (kind 'contribution' or 'applied') and the balance it changes;
+  /// a balance that comes to zero has no row, as with collateral.
+  void move_fund(const std::string& member, std::int64_t delta, const char* kind, const std::string& reference,
+                 const std::string& now);
 
   std::string path_;
   OpenMode mode_;

@@ -33,6 +33,34 @@ bool SqliteClearingStore::member_in_default(const std::string& member) {
 
 // ---- the default fund --------------------------------------------------------------------------
 
+std::int64_t SqliteClearingStore::fund_balance_of(const std::string& member) const {
+  SqliteStatement q(*db_, "SELECT amount_minor FROM fund_balances WHERE member = ?");
+  q.bind(1, member);
+  return q.step() ? q.int64(0) : 0;
+}
+
+void SqliteClearingStore::move_fund(const std::string& member, std::int64_t delta, const char* kind,
+                                    const std::string& reference, const std::string& now) {
+  std::int64_t after = 0;
+  if (!checked_add(fund_balance_of(member), delta, after)) throw input_error("a default-fund balance overflows int64");
+  SqliteStatement move(*db_,
+                       "INSERT INTO fund_movements(member, amount_minor, kind, reference, recorded_at)"
+                       " VALUES (?, ?, ?, ?, ?)");
+  move.bind(1, member).bind(2, delta).bind(3, std::string_view(kind)).bind(4, reference).bind(5, now);
+  move.run();
+  if (after == 0) {
+    SqliteStatement drop(*db_, "DELETE FROM fund_balances WHERE member = ?");
+    drop.bind(1, member);
+    drop.run();
+  } else {
+    SqliteStatement put(*db_,
+                        "INSERT INTO fund_balances(member, amount_minor) VALUES (?1, ?2)"
+                        " ON CONFLICT(member) DO UPDATE SET amount_minor = ?2");
+    put.bind(1, member).bind(2, after);
+    put.run();
+  }
+}
+
 Outcome SqliteClearingStore::record_fund_sizing(const FundSizingRecord& sizing) {
   require_writer("record_fund_sizing");
   std::lock_guard<std::mutex> lk(mutex_);
@@ -61,31 +89,12 @@ Outcome SqliteClearingStore::record_fund_sizing(const FundSizingRecord& sizing) 
     ins.bind(4, static_cast<std::int64_t>(sizing.scale)).bind(5, sizing.fund_minor).bind(6, sizing.art42);
     ins.bind(7, sizing.cover2).bind(8, sizing.scenario).bind(9, sizing.report_json);
     ins.run();
-    SqliteStatement get(*db_, "SELECT amount_minor FROM fund_balances WHERE member = ?");
-    SqliteStatement move(*db_,
-                         "INSERT INTO fund_movements(member, amount_minor, kind, reference, recorded_at)"
-                         " VALUES (?, ?, 'contribution', ?, ?)");
-    SqliteStatement put(*db_,
-                        "INSERT INTO fund_balances(member, amount_minor) VALUES (?1, ?2)"
-                        " ON CONFLICT(member) DO UPDATE SET amount_minor = ?2");
-    SqliteStatement drop(*db_, "DELETE FROM fund_balances WHERE member = ?");
     for (const MemberAmount& c : sizing.contributions) {
       if (c.amount_minor < 0) throw input_error("", 0, "contribution", "member " + in_quotes(c.member) + ": must be ≥ 0");
-      get.bind(1, c.member);
-      const std::int64_t before = get.step() ? get.int64(0) : 0;
-      get.reset();
       std::int64_t diff = 0;
-      if (!checked_sub(c.amount_minor, before, diff)) throw input_error("a contribution change overflows int64");
-      if (diff == 0) continue;
-      move.bind(1, c.member).bind(2, diff).bind(3, sizing.sizing_id).bind(4, now);
-      move.run();
-      if (c.amount_minor == 0) {
-        drop.bind(1, c.member);
-        drop.run();
-      } else {
-        put.bind(1, c.member).bind(2, c.amount_minor);
-        put.run();
-      }
+      if (!checked_sub(c.amount_minor, fund_balance_of(c.member), diff))
+        throw input_error("a contribution change overflows int64");
+      if (diff != 0) move_fund(c.member, diff, "contribution", sizing.sizing_id, now);
     }
     return Outcome::recorded;
   }, [] {});
@@ -161,24 +170,14 @@ Outcome SqliteClearingStore::record_default(const DefaultRecord& d) {
     }
 
     // Contributions applied.
-    SqliteStatement get(*db_, "SELECT amount_minor FROM fund_balances WHERE member = ?");
-    SqliteStatement move(*db_,
-                         "INSERT INTO fund_movements(member, amount_minor, kind, reference, recorded_at)"
-                         " VALUES (?, ?, 'applied', ?, ?)");
-    SqliteStatement put(*db_, "UPDATE fund_balances SET amount_minor = ? WHERE member = ?");
     for (const auto& [member, amount] : d.fund_applied) {
       if (amount <= 0) continue;
-      get.bind(1, member);
-      const std::int64_t before = get.step() ? get.int64(0) : 0;
-      get.reset();
+      const std::int64_t before = fund_balance_of(member);
       if (amount > before)
         throw input_error("", 0, "fund_applied",
                           "member " + in_quotes(member) + " holds " + format_money(before, d.scale) + " " + d.currency +
                               " in the default fund, less than the " + format_money(amount, d.scale) + " applied");
-      move.bind(1, member).bind(2, -amount).bind(3, d.default_id).bind(4, now);
-      move.run();
-      put.bind(1, before - amount).bind(2, member);
-      put.run();
+      move_fund(member, -amount, "applied", d.default_id, now);
     }
 
     // The defaulter's collateral to the house account.

@@ -130,6 +130,17 @@ void run_default_fund(const CommonOptions& common, const DefaultOptions& o) {
   print_sizing(common, run, fund);
 }
 
+/// The waterfall as printed: one row per step, amounts as exact decimals of `currency`.
+Table steps_table(const std::vector<WaterfallStep>& steps, const std::string& currency, int scale) {
+  Table t;
+  t.columns = {"step", "layer", "member", "available_" + currency, "absorbed_" + currency, "remaining_" + currency};
+  std::int64_t n = 0;
+  for (const WaterfallStep& s : steps)
+    t.add_row({++n, std::string(to_string(s.layer)), s.member, format_money(s.available_minor, scale),
+               format_money(s.absorbed_minor, scale), format_money(s.remaining_after_minor, scale)});
+  return t;
+}
+
 void print_report(const CommonOptions& common, const DefaultReport& r) {
   OutputSink sink(common.out);
   if (common.format == "json") {
@@ -157,13 +168,7 @@ void print_report(const CommonOptions& common, const DefaultReport& r) {
         std::cerr << "assessment: " << m << " owes " << money(due) << " " << c << "\n";
     }
   }
-  Table t;
-  t.columns = {"step", "layer", "member", "available_" + c, "absorbed_" + c, "remaining_" + c};
-  std::int64_t n = 0;
-  for (const WaterfallStep& s : r.waterfall.steps)
-    t.add_row({++n, std::string(to_string(s.layer)), s.member, money(s.available_minor), money(s.absorbed_minor),
-               money(s.remaining_after_minor)});
-  write_table(sink.stream(), t, common.format);
+  write_table(sink.stream(), steps_table(r.waterfall.steps, c, r.scale), common.format);
 }
 
 /// A default.declare reply of the service, printed as the offline path prints its report.
@@ -243,13 +248,7 @@ void run_show(const CommonOptions& common, const DefaultOptions& o) {
       sink.stream() << d.report_json << "\n";
       return;
     }
-    Table t;
-    t.columns = {"step", "layer", "member", "available_" + d.currency, "absorbed_" + d.currency, "remaining_" + d.currency};
-    std::int64_t n = 0;
-    for (const WaterfallStep& s : d.steps)
-      t.add_row({++n, std::string(to_string(s.layer)), s.member, format_money(s.available_minor, d.scale),
-                 format_money(s.absorbed_minor, d.scale), format_money(s.remaining_after_minor, d.scale)});
-    write_table(sink.stream(), t, common.format);
+    write_table(sink.stream(), steps_table(d.steps, d.currency, d.scale), common.format);
     return;
   }
   throw input_error(o.store, 0, "default", "no default '" + o.id + "' (by id or member)");

@@ -79,8 +79,8 @@ std::vector<LiquidityCover> liquidity_cover2(const FundSizing& s, const DefaultF
 }
 
 /// The store's accounts -> members, with the house account and members in default left out.
-std::map<std::string, std::string> live_accounts(const ClearingStore& store, const DefaultFundConfig& fund,
-                                                 std::set<std::string>& excluded) {
+std::map<std::string, std::string> live_accounts(const ClearingStore& store, const DefaultFundConfig& fund) {
+  std::set<std::string> excluded;
   for (const DefaultSummary& d : store.defaults()) excluded.insert(d.member);
   std::map<std::string, std::string> member_of;
   for (const AccountInfo& a : store.accounts()) {
@@ -132,8 +132,7 @@ FundSizingRun size_fund(const InstrumentTable& instruments, const MarketSnapshot
 }
 
 FundSizingRun size_fund_from_store(const DefaultInputs& in) {
-  std::set<std::string> excluded;
-  const std::map<std::string, std::string> member_of = live_accounts(in.store, in.fund, excluded);
+  const std::map<std::string, std::string> member_of = live_accounts(in.store, in.fund);
   std::vector<Position> book;
   for (const Position& p : kept_positions(in.store, in.ref.instruments, in.instruments_source))
     if (member_of.count(p.account)) book.push_back(p);
@@ -275,8 +274,7 @@ DefaultReport declare_default(const DefaultInputs& in, const DefaultDeclaration&
 }
 
 StoreNetwork store_network(const DefaultInputs& in, const std::string& scenario) {
-  std::set<std::string> excluded;
-  const std::map<std::string, std::string> member_of = live_accounts(in.store, in.fund, excluded);
+  const std::map<std::string, std::string> member_of = live_accounts(in.store, in.fund);
   std::vector<Position> book;
   std::map<std::string, double> margin;  // member -> collateral value after haircuts
   for (const auto& [account, member] : member_of) (void)margin[member];
