@@ -1,4 +1,5 @@
 #include "kernels/detail/backend.cuh"
+#include "kernels/detail/device_buffers.cuh"
 #include "kernels/contagion.hpp"
 #include "models/contagion_math.hpp"
 
@@ -22,21 +23,7 @@ namespace marginet::kernels::MARGINET_BACKEND_NS {
 
 namespace {
 
-/// A read-only input where the kernel reads it. On the CPU backend "device" memory is host
-/// memory: the caller's array is used in place (a million links are not copied per call). On a
-/// GPU it is copied over.
-template <class T>
-struct DeviceInput {
-#if defined(__CUDACC__)
-  thrust::device_vector<T> copy;
-  const T* ptr;
-  DeviceInput(const T* host, std::size_t n)
-      : copy(host, host + n), ptr(n ? thrust::raw_pointer_cast(copy.data()) : nullptr) {}
-#else
-  const T* ptr;
-  DeviceInput(const T* host, std::size_t) : ptr(host) {}
-#endif
-};
+using buffers::DeviceInput;
 
 /// Device pointers to the network (ClearingNetworkView's arrays, where the kernel reads them).
 struct NetworkPointers {

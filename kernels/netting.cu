@@ -1,4 +1,5 @@
 #include "kernels/detail/backend.cuh"
+#include "kernels/detail/device_buffers.cuh"
 #include "kernels/netting.hpp"
 #include "models/netting_math.hpp"
 
@@ -24,36 +25,8 @@ namespace marginet::kernels::MARGINET_BACKEND_NS {
 
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// Where the kernels read and write. On the CPU backend "device" memory is host memory: the
-// caller's arrays are used in place (no copy of hundreds of MB). On a GPU they are copied over.
-
-template <class T>
-struct DeviceInput {
-#if defined(__CUDACC__)
-  thrust::device_vector<T> copy;
-  const T* ptr;
-  DeviceInput(const T* host, std::size_t n) : copy(host, host + n), ptr(thrust::raw_pointer_cast(copy.data())) {}
-#else
-  const T* ptr;
-  DeviceInput(const T* host, std::size_t) : ptr(host) {}
-#endif
-};
-
-template <class T>
-struct DeviceOutput {
-#if defined(__CUDACC__)
-  thrust::device_vector<T> buffer;
-  T* host;
-  T* ptr;
-  DeviceOutput(T* h, std::size_t n) : buffer(n), host(h), ptr(thrust::raw_pointer_cast(buffer.data())) {}
-  void to_host() { thrust::copy(buffer.begin(), buffer.end(), host); }
-#else
-  T* ptr;
-  DeviceOutput(T* h, std::size_t) : ptr(h) {}
-  void to_host() {}
-#endif
-};
+using buffers::DeviceInput;
+using buffers::DeviceOutput;
 
 struct DeviceTrades {
   DeviceInput<std::int32_t> buyer, seller, base, quote;
