@@ -34,19 +34,58 @@ std::map<std::string, double> collateral_values(const std::vector<CollateralHold
   return value;
 }
 
+namespace {
+
+std::int64_t call_of(const std::string& account, double im, double collateral, int scale, const std::string& asset) {
+  const double shortfall = im > collateral ? im - collateral : 0.0;
+  std::int64_t call = 0;
+  if (margin_call_minor_units(shortfall, scale, call) != MoneyStatus::ok)
+    throw input_error("", 0, "account",
+                      "'" + account + "': the margin call (IM " + std::to_string(im) + " " + asset +
+                          ") is not an amount of money (int64 minor units); check the positions and market data");
+  return call;
+}
+
+/// deribit-pm in coin: one row per coin of the account's positions, then per other asset held.
+void fill_currencies(AccountMargin& a, const std::vector<CollateralHolding>& holdings, const Methodology& m) {
+  std::map<std::string, double> held;
+  for (const CollateralHolding& h : holdings)
+    if (h.account == a.account) held[h.asset] += h.amount;
+  for (const UnderlyingMargin& u : a.underlyings) {
+    CurrencyMargin c;
+    c.currency = u.units;
+    c.im = u.im;
+    c.mm = u.mm;
+    c.worst_scenario = u.worst_scenario;
+    c.scale = m.deribit.currency(u.underlying).scale;
+    const auto it = held.find(c.currency);
+    if (it != held.end()) {
+      c.collateral_value = it->second;
+      held.erase(it);
+    }
+    c.call_minor = call_of(a.account, c.im, c.collateral_value, c.scale, c.currency);
+    a.currencies.push_back(std::move(c));
+  }
+  for (const auto& [asset, amount] : held) {
+    CurrencyMargin c;
+    c.currency = asset;
+    c.collateral_value = amount;
+    c.scale = m.deribit.currencies.count(asset) ? m.deribit.currency(asset).scale : m.settlement_scale;
+    a.currencies.push_back(std::move(c));
+  }
+}
+
+}  // namespace
+
 void apply_collateral(MarginRun& run, const std::vector<CollateralHolding>& holdings, const MarketSnapshot& market,
                       const Methodology& m) {
   const std::map<std::string, double> value = collateral_values(holdings, market, m);
   for (AccountMargin& a : run.accounts) {
     const auto it = value.find(a.account);
     a.collateral_value = it == value.end() ? 0.0 : it->second;
-    const double shortfall = a.im > a.collateral_value ? a.im - a.collateral_value : 0.0;
-    std::int64_t call = 0;
-    if (margin_call_minor_units(shortfall, m.settlement_scale, call) != MoneyStatus::ok)
-      throw input_error("", 0, "account",
-                        "'" + a.account + "': the margin call (IM " + std::to_string(a.im) + " " + m.settlement_asset +
-                            ") is not an amount of money (int64 minor units); check the positions and market data");
-    a.call_minor = call;
+    a.call_minor = call_of(a.account, a.im, a.collateral_value, m.settlement_scale, m.settlement_asset);
+    a.currencies.clear();
+    if (margins_in_coin(m)) fill_currencies(a, holdings, m);
   }
 }
 

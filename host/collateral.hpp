@@ -1,7 +1,7 @@
 #pragma once
 // Collateral and margin calls (SPEC §3, §5 stage 4): collateral.csv (`account,asset,amount`)
 // valued in the settlement currency at the market snapshot's index prices (USD, USDC, USDT at
-// 1), less the methodology's haircut per asset; call = max(0, IM − collateral value) rounded up
+// 1), less the methodology's haircut per asset (deribit-pm in coin: per coin, below); call = max(0, IM − collateral value) rounded up
 // to the settlement asset's minor unit — an exact int64 amount.
 
 #include <cstdint>
@@ -28,7 +28,11 @@ double collateral_price(const std::string& asset, const MarketSnapshot& market);
 std::map<std::string, double> collateral_values(const std::vector<CollateralHolding>& holdings,
                                                 const MarketSnapshot& market, const Methodology& methodology);
 
-/// Fills collateral_value and call_minor of every account in `run`.
+/// Fills collateral_value and call_minor of every account in `run`. deribit-pm margined in coin
+/// also fills each account's `currencies`: per coin, the IM and MM of its underlying in the coin,
+/// the holdings of that coin as its collateral (same currency, no haircut; another asset does not
+/// count toward a coin's margin) and the call in the coin's minor units; a collateral asset with
+/// no position gets a row of its own (IM 0).
 void apply_collateral(MarginRun& run, const std::vector<CollateralHolding>& holdings,
                       const MarketSnapshot& market, const Methodology& methodology);
 

@@ -26,13 +26,16 @@ namespace marginet {
 
 struct UnderlyingMargin {
   std::string underlying;
-  std::string units;              // "USD" (quote) or the coin for deribit-pm
+  std::string units;              // of im, mm and the add-ons: "USD" (quote) or the coin for deribit-pm
   double im = 0, mm = 0;
   double scan_risk = 0;           // span16 scan risk; deribit-pm worst_case; joint: 0
   double short_option_minimum = 0;
   double roll_shock = 0, delta_shock = 0;
   std::int32_t worst_scenario = -1;
-  double delta = 0, gamma = 0, vega = 0;  // net, per unit move of this underlying
+  // Net sensitivities of the underlying's positions: delta ∂V/∂F in coins of the underlying,
+  // gamma in coins per USD, vega in USD per 1.00 of volatility (V in USD).
+  double delta = 0, gamma = 0, vega = 0;
+  double coin_delta = 0;          // deribit-pm: the coin delta behind the roll and delta shocks, coins
 };
 
 struct ScenarioPnl {
@@ -40,17 +43,39 @@ struct ScenarioPnl {
   double pnl;                     // account P&L in the quote currency (gains positive)
 };
 
+/// The units of the sensitivities as output (the `units` objects of the JSON results).
+inline constexpr const char* kDeltaUsdUnit = "USD per 100% move";          // Σ Δ·S
+inline constexpr const char* kGammaUsdUnit = "USD of delta_usd per 1% move";  // Σ Γ·S²/100
+inline constexpr const char* kVegaUsdUnit = "USD per vol point";          // Σ vega/100
+inline constexpr const char* kVegaUnit = "USD per 1.00 of vol";          // an underlying's vega
+
+/// One currency of an account margined per currency (deribit-pm in coin): every figure in the coin.
+struct CurrencyMargin {
+  std::string currency;
+  double im = 0, mm = 0;
+  std::int32_t worst_scenario = -1;
+  double collateral_value = 0;  // the account's holdings of the coin (no haircut: same currency)
+  std::int64_t call_minor = 0;  // max(0, im − collateral) rounded up, minor units of the coin
+  int scale = 8;                // decimals of the coin's minor unit
+};
+
 struct AccountMargin {
   std::string account;
   std::string model;
   double im = 0, mm = 0;          // quote currency
   std::int32_t worst_scenario = -1;
-  double delta = 0, gamma = 0, vega = 0;  // sums over underlyings (see per-underlying figures)
+  // Sensitivities summed over underlyings, in USD (each underlying's own are in its coin):
+  // delta_usd = Σ Δ·S (USD per 1.00 relative move), gamma_usd = Σ Γ·S²/100 (change of
+  // delta_usd per 1 % move), vega_usd = Σ vega/100 (USD per volatility point).
+  double delta_usd = 0, gamma_usd = 0, vega_usd = 0;
   double var = 0, es = 0, stressed_es = 0; // hvar / mc-es: the tail figures behind im
   double collateral_value = 0;             // after haircuts, quote currency (host/collateral.hpp)
   std::int64_t call_minor = 0;             // margin call, minor units of the settlement asset
   std::vector<UnderlyingMargin> underlyings;
   std::vector<ScenarioPnl> worst_scenarios;  // up to five, worst first
+  /// deribit-pm margined in coin: one row per currency the account holds positions or
+  /// collateral in, filled by apply_collateral (host/collateral.hpp). Empty otherwise.
+  std::vector<CurrencyMargin> currencies;
 };
 
 struct StageTimes {

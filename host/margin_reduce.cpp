@@ -104,6 +104,17 @@ RowReduction reduce_row(const RunSetup& setup, const Methodology& m, std::int32_
   return r;
 }
 
+namespace {
+
+/// Adds an underlying's sensitivities, in its coin, to the account's USD figures.
+void add_usd_sensitivities(AccountMargin& a, const UnderlyingMargin& u, double index_price) {
+  a.delta_usd += u.delta * index_price;
+  a.gamma_usd += u.gamma * index_price * index_price / 100.0;
+  a.vega_usd += u.vega / 100.0;
+}
+
+}  // namespace
+
 AccountMargin assemble_account(const RunSetup& setup, const Methodology& m, const std::string& account,
                                const std::vector<std::int32_t>& groups,
                                const std::vector<const double*>& pnl,
@@ -132,9 +143,7 @@ AccountMargin assemble_account(const RunSetup& setup, const Methodology& m, cons
         um.delta = gr.delta;
         um.gamma = gr.gamma;
         um.vega = gr.vega;
-        a.delta += gr.delta;
-        a.gamma += gr.gamma;
-        a.vega += gr.vega;
+        add_usd_sensitivities(a, um, setup.index_price[static_cast<std::size_t>(g)]);
         a.underlyings.push_back(um);
       }
     if (!reductions.empty()) {
@@ -155,6 +164,7 @@ AccountMargin assemble_account(const RunSetup& setup, const Methodology& m, cons
       um.delta = in.delta;
       um.gamma = in.gamma;
       um.vega = in.vega;
+      if (m.kind == MethodologyKind::deribit_pm) um.coin_delta = in.coin_delta;
       um.worst_scenario = reductions[k].worst_scenario;
       const double scan = std::max(0.0, reductions[k].worst_loss);
       um.scan_risk = scan;
@@ -171,15 +181,14 @@ AccountMargin assemble_account(const RunSetup& setup, const Methodology& m, cons
         um.delta_shock = deribit_delta_shock(in.coin_delta, setup.index_price[g],
                                              pair.delta_total_liq_shock_threshold, pair.max_delta_shock,
                                              m.deribit.general.delta_shock_rule);
-        um.im = scan + um.roll_shock + um.delta_shock;
+        // Deribit's published totals are the worst case rounded to 9 decimals plus the add-ons.
+        um.im = deribit_round_worst_case(scan) + um.roll_shock + um.delta_shock;
         um.mm = m.deribit.general.mm_factor * um.im;
       }
       const double to_quote = setup.units == PnlUnits::coin ? setup.index_price[g] : 1.0;
       a.im += um.im * to_quote;
       a.mm += um.mm * to_quote;
-      a.delta += um.delta;
-      a.gamma += um.gamma;
-      a.vega += um.vega;
+      add_usd_sensitivities(a, um, setup.index_price[g]);
       a.underlyings.push_back(um);
     }
   }

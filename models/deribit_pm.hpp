@@ -63,6 +63,13 @@ MARGINET_HD DeribitWorst deribit_worst_case(const double* pnl, const double* mov
   return w;
 }
 
+/// Deribit's totals (private/pme/simulate) carry the worst case rounded to 9 decimals (half away
+/// from zero) before the add-ons: 0.05968587238095239 → 0.059685872, + roll shock 0.00315725898
+/// = 0.06284313098, the published risk_matrix_margin of the API example.
+inline double deribit_round_worst_case(double worst_case) {
+  return std::round(worst_case * 1e9) / 1e9;
+}
+
 /// Roll shock of one expiry: |net coin delta| · max(min_annualised_move, annualised_move_risk·T).
 inline double deribit_roll_shock(double net_coin_delta, double years_to_expiry,
                                  double annualised_move_risk, double min_annualised_move) {

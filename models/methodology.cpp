@@ -90,11 +90,16 @@ DeribitPairParams parse_pair(const json& obj, DeribitPairParams p, const std::st
 DeribitCurrencyParams parse_currency(const json& obj, DeribitCurrencyParams p, const std::string& source,
                                      const std::string& where) {
   if (!obj.is_object()) throw input_error(source, 0, where, "must be an object");
-  check_json_keys(obj, {"annualised_move_risk", "min_annualised_move", "pnl_offset", "extended_dampener"}, source, where);
+  check_json_keys(obj, {"annualised_move_risk", "min_annualised_move", "pnl_offset", "extended_dampener", "scale"},
+                  source, where);
   p.annualised_move_risk = get_number(obj, "annualised_move_risk", p.annualised_move_risk, source, where);
   p.min_annualised_move = get_number(obj, "min_annualised_move", p.min_annualised_move, source, where);
   p.pnl_offset = get_number(obj, "pnl_offset", p.pnl_offset, source, where);
   p.extended_dampener = get_number(obj, "extended_dampener", p.extended_dampener, source, where);
+  const double scale = get_number(obj, "scale", p.scale, source, where);
+  if (!(scale >= 0 && scale <= 18) || scale != std::floor(scale))
+    throw input_error(source, 0, where + ".scale", "must be a whole number of decimals within 0..18");
+  p.scale = static_cast<int>(scale);
   if (p.pnl_offset < 0 || p.pnl_offset > 1)
     throw input_error(source, 0, where + ".pnl_offset", "must be within [0, 1]");
   return p;
@@ -149,6 +154,7 @@ DeribitPmConfig deribit_pm_defaults() {
   eth.min_annualised_move = 0.005;
   eth.pnl_offset = 0.6;
   eth.extended_dampener = 200'000;
+  eth.scale = 9;
   c.pairs = {{"BTC", btc_pair}, {"ETH", eth_pair}, {"DEFAULT", btc_pair}};
   c.currencies = {{"BTC", btc}, {"ETH", eth}, {"DEFAULT", btc}};
   return c;
@@ -220,7 +226,15 @@ Methodology parse_methodology(const std::string& text, const std::string& source
     if (doc.contains("general")) {
       const json& g = doc["general"];
       if (!g.is_object()) throw input_error(source, 0, "general", "must be an object");
-      check_json_keys(g, {"mm_factor", "buckets_count", "vol_scenarios_count", "delta_shock_rule"}, source, "general");
+      check_json_keys(g, {"mm_factor", "buckets_count", "vol_scenarios_count", "delta_shock_rule", "margin_currency"},
+                      source, "general");
+      if (g.contains("margin_currency")) {
+        const json& c = g["margin_currency"];
+        const std::string cur = c.is_string() ? c.get<std::string>() : "";
+        if (cur == "coin") m.deribit.general.margin_currency = MarginCurrency::coin;
+        else if (cur == "usd") m.deribit.general.margin_currency = MarginCurrency::usd;
+        else throw input_error(source, 0, "general.margin_currency", "must be \"coin\" or \"usd\"");
+      }
       if (g.contains("delta_shock_rule")) {
         const json& r = g["delta_shock_rule"];
         const std::string rule = r.is_string() ? r.get<std::string>() : "";

@@ -63,7 +63,12 @@ struct DeribitCurrencyParams {
   double min_annualised_move = 0.01;
   double pnl_offset = 0.0;
   double extended_dampener = 100'000;
+  int scale = 8;  // decimals of the coin's minor unit: margin calls in the coin (BTC 8, ETH 9)
 };
+
+/// The currency deribit-pm margins in: each coin on its own in the coin (Deribit's own, the
+/// default), or every coin converted to USD at its index and summed (a cross-margined account).
+enum class MarginCurrency : std::uint8_t { coin, usd };
 
 struct DeribitGeneral {
   double mm_factor = 0.8;
@@ -72,6 +77,7 @@ struct DeribitGeneral {
   /// Our extension (Deribit publishes no formula): "ramp" (default), "step" or "excess"
   /// (models/deribit_pm.hpp deribit_delta_shock).
   DeltaShockRule delta_shock_rule = DeltaShockRule::ramp;
+  MarginCurrency margin_currency = MarginCurrency::coin;  // "coin" or "usd"
 };
 
 struct DeribitPmConfig {
@@ -143,6 +149,11 @@ struct Methodology {
 /// underlying on its own (span16, deribit-pm).
 inline bool is_joint(MethodologyKind k) {
   return k == MethodologyKind::stress || k == MethodologyKind::hvar || k == MethodologyKind::mc_es;
+}
+
+/// deribit-pm margined per currency in the coin (its general.margin_currency, "coin" by default).
+inline bool margins_in_coin(const Methodology& m) {
+  return m.kind == MethodologyKind::deribit_pm && m.deribit.general.margin_currency == MarginCurrency::coin;
 }
 
 /// A built-in name (span16, deribit-pm, hvar, mc-es) or a path to a JSON file. Built-in hvar

@@ -9,6 +9,7 @@
 
 #include <sstream>
 
+#include "host/collateral.hpp"
 #include "host/margin_engine.hpp"
 #include "models/csv.hpp"
 #include "models/errors.hpp"
@@ -63,11 +64,13 @@ TEST_P(DeribitPublished, BtcExampleOfTheApiDocs) {
   EXPECT_EQ(btc.units, "BTC");
   EXPECT_NEAR(btc.scan_risk, 0.05968587238095239, 1e-12);           // worst_case
   EXPECT_EQ(btc.worst_scenario, 0);  // −16 %, first of the three vol scenarios of that bucket
-  EXPECT_NEAR(btc.roll_shock, 0.00315725898, 1e-8);
+  EXPECT_NEAR(btc.roll_shock, 0.00315725898, 1e-12);
   EXPECT_EQ(btc.delta_shock, 0.0);
-  EXPECT_NEAR(btc.im, 0.06284313098, 1e-8);                          // risk_matrix_margin
-  EXPECT_NEAR(btc.mm, 0.050274504784, 1e-8);
-  EXPECT_NEAR(run.accounts[0].im, 0.06284313098 * 65666.19, 1e-8 * 65666.19);  // in USD
+  // risk_matrix_margin: the worst case rounded to 9 decimals (0.059685872) plus the roll shock.
+  EXPECT_NEAR(btc.im, 0.06284313098, 1e-12);
+  EXPECT_NEAR(btc.mm, 0.050274504784, 1e-12);
+  EXPECT_NEAR(btc.coin_delta, 0.314538364 - 0.001187534, 1e-12);
+  EXPECT_NEAR(run.accounts[0].im, 0.06284313098 * 65666.19, 1e-12 * 65666.19);  // in USD
 }
 
 TEST_P(DeribitPublished, EthAccountWithPnlOffset) {
@@ -79,17 +82,60 @@ TEST_P(DeribitPublished, EthAccountWithPnlOffset) {
   EXPECT_NEAR(eth.scan_risk, 0.15246412672881357, 1e-12);
   EXPECT_EQ(eth.worst_scenario, 24);  // +18 % bucket (Deribit reports index 25 of the tied three)
   EXPECT_NEAR(eth.roll_shock, 0.004997435265, 1e-11);
-  EXPECT_NEAR(eth.im, 0.157461562265, 1e-9);  // published totals carry ~3e-10 of rounding
-  EXPECT_NEAR(eth.mm, 0.125969249812, 1e-9);
+  EXPECT_NEAR(eth.im, 0.157461562265, 1e-12);  // round9(0.152464126728…) + roll shock
+  EXPECT_NEAR(eth.mm, 0.125969249812, 1e-12);
 }
 
 MARGINET_INSTANTIATE_BACKENDS(DeribitPublished);
+
+TEST(DeribitPerCurrency, CoinCollateralCountsTowardItsCoinOnlyAndTheCallIsInTheCoin) {
+  Book b = btc_example();
+  const Methodology m = load_methodology("deribit-pm");
+  ASSERT_TRUE(margins_in_coin(m));  // the default
+  MarginEngine engine(b.instruments, b.market, m, Backend::cpu);
+  MarginRun run = engine.run(b.positions);
+  // 0.05 BTC and 10,000 USDC: the BTC counts toward the BTC margin whole (same currency), the
+  // USDC toward nothing (Deribit margins each currency on its own).
+  apply_collateral(run, {{"A", "BTC", 0.05}, {"A", "USDC", 10000}}, b.market, m);
+  const AccountMargin& a = run.accounts.at(0);
+  ASSERT_EQ(a.currencies.size(), 2u);
+  EXPECT_EQ(a.currencies[0].currency, "BTC");
+  EXPECT_NEAR(a.currencies[0].im, 0.06284313098, 1e-12);
+  EXPECT_NEAR(a.currencies[0].mm, 0.050274504784, 1e-12);
+  EXPECT_EQ(a.currencies[0].collateral_value, 0.05);
+  EXPECT_EQ(a.currencies[0].scale, 8);
+  EXPECT_EQ(a.currencies[0].call_minor, 1'284'314);  // 0.01284313098 BTC rounded up: 0.01284314
+  EXPECT_EQ(a.currencies[1].currency, "USDC");
+  EXPECT_EQ(a.currencies[1].im, 0.0);
+  EXPECT_EQ(a.currencies[1].collateral_value, 10000.0);
+  EXPECT_EQ(a.currencies[1].call_minor, 0);
+
+  // margin_currency "usd": cross-margined in USD, the BTC after its haircut, no per-coin rows.
+  const Methodology usd = parse_methodology(R"({"model": "deribit-pm", "general": {"margin_currency": "usd"}})", "usd.json");
+  EXPECT_FALSE(margins_in_coin(usd));
+  MarginRun cross = MarginEngine(b.instruments, b.market, usd, Backend::cpu).run(b.positions);
+  apply_collateral(cross, {{"A", "BTC", 0.05}, {"A", "USDC", 10000}}, b.market, usd);
+  EXPECT_TRUE(cross.accounts.at(0).currencies.empty());
+  EXPECT_NEAR(cross.accounts.at(0).collateral_value, 0.05 * 65666.19 * 0.9 + 10000, 1e-9);
+  EXPECT_EQ(cross.accounts.at(0).call_minor, 0);  // 4,126.68 USD of IM, 12,955 USD of collateral
+}
+
+TEST(DeribitPerCurrency, MarginCurrencyIsChecked) {
+  EXPECT_THROW(parse_methodology(R"({"model": "deribit-pm", "general": {"margin_currency": "eur"}})", "x.json"),
+               input_error);
+  EXPECT_THROW(parse_methodology(R"({"model": "deribit-pm", "currency": {"BTC": {"scale": 2.5}}})", "x.json"),
+               input_error);
+  const Methodology m =
+      parse_methodology(R"({"model": "deribit-pm", "currency": {"BTC": {"scale": 6}}})", "x.json");
+  EXPECT_EQ(m.deribit.currency("BTC").scale, 6);
+  EXPECT_EQ(m.deribit.currency("ETH").scale, 9);
+}
 
 TEST(DeribitPublished, ReferencePathAgrees) {
   Book b = btc_example();
   const MarginRun ref = reference_margin(b.instruments, b.market, load_methodology("deribit-pm"), b.positions);
   EXPECT_NEAR(ref.accounts.at(0).underlyings.at(0).scan_risk, 0.05968587238095239, 1e-12);
-  EXPECT_NEAR(ref.accounts.at(0).underlyings.at(0).im, 0.06284313098, 1e-8);
+  EXPECT_NEAR(ref.accounts.at(0).underlyings.at(0).im, 0.06284313098, 1e-12);
 }
 
 TEST(DeribitEntry, PublishedRiskVectorsOfTheBtcExample) {

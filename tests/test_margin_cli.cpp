@@ -40,23 +40,99 @@ class MarginCli : public ::testing::Test {
 std::string MarginCli::dir_;
 
 TEST_F(MarginCli, CsvMatchesTheEngineOnTheSameFiles) {
+  // deribit-pm margins each coin on its own, in the coin: a row per account and currency.
   const auto r = run_marginet("margin --device cpu --quiet --model deribit-pm" + files(), false);
   ASSERT_EQ(r.status, 0) << r.output;
   const ReferenceData ref = load_reference_data(dir_ + "/instruments.csv", dir_ + "/market.csv", dir_ + "/marks.csv");
   MarginEngine engine(ref.instruments, ref.market, load_methodology("deribit-pm"), Backend::cpu);
   const MarginRun run = engine.run(read_positions(dir_ + "/positions.csv", ref.instruments));
   std::istringstream in(r.output);
-  CsvReader csv(in, "stdout", {"account", "model", "im", "mm", "worst_scenario", "delta", "gamma", "vega"});
-  std::size_t n = 0;
-  while (csv.next()) {
-    ASSERT_LT(n, run.accounts.size());
-    EXPECT_EQ(csv.text("account"), run.accounts[n].account);
-    EXPECT_EQ(csv.text("model"), "deribit-pm");
-    EXPECT_EQ(csv.number("im"), run.accounts[n].im);  // shortest round-trip text: exact
-    EXPECT_EQ(csv.integer("worst_scenario"), run.accounts[n].worst_scenario + 1);
-    ++n;
+  CsvReader csv(in, "stdout",
+                {"account", "model", "currency", "im", "mm", "collateral_value", "call", "call_asset", "worst_scenario",
+                 "coin_delta"});
+  std::size_t rows = 0;
+  for (const AccountMargin& a : run.accounts)
+    for (const UnderlyingMargin& u : a.underlyings) {
+      ASSERT_TRUE(csv.next());
+      EXPECT_EQ(csv.text("account"), a.account);
+      EXPECT_EQ(csv.text("model"), "deribit-pm");
+      EXPECT_EQ(csv.text("currency"), u.underlying);
+      EXPECT_EQ(csv.text("call_asset"), u.underlying);
+      EXPECT_EQ(csv.number("im"), u.im);  // shortest round-trip text: exact, in the coin
+      EXPECT_EQ(csv.number("coin_delta"), u.coin_delta);
+      EXPECT_EQ(csv.integer("worst_scenario"), u.worst_scenario + 1);
+      ++rows;
+    }
+  EXPECT_FALSE(csv.next());
+  EXPECT_GT(rows, run.accounts.size());  // two underlyings: some accounts hold both
+
+  // A USD methodology: one row per account in USD, the sensitivities summed in USD.
+  const auto s = run_marginet("margin --device cpu --quiet --model span16" + files(), false);
+  ASSERT_EQ(s.status, 0) << s.output;
+  MarginEngine span(ref.instruments, ref.market, load_methodology("span16"), Backend::cpu);
+  const MarginRun sr = span.run(read_positions(dir_ + "/positions.csv", ref.instruments));
+  std::istringstream sin(s.output);
+  CsvReader scsv(sin, "stdout", {"account", "currency", "im", "call_asset", "delta_usd", "gamma_usd", "vega_usd"});
+  for (const AccountMargin& a : sr.accounts) {
+    ASSERT_TRUE(scsv.next());
+    EXPECT_EQ(scsv.text("account"), a.account);
+    EXPECT_EQ(scsv.text("currency"), "USD");
+    EXPECT_EQ(scsv.text("call_asset"), "USD");
+    EXPECT_EQ(scsv.number("im"), a.im);
+    double delta_usd = 0;
+    for (const UnderlyingMargin& u : a.underlyings) delta_usd += u.delta * ref.market.underlying(u.underlying).index_price;
+    EXPECT_NEAR(scsv.number("delta_usd"), delta_usd, 1e-9 * std::max(1.0, std::fabs(delta_usd)));
   }
-  EXPECT_EQ(n, run.accounts.size());
+  EXPECT_FALSE(scsv.next());
+}
+
+TEST_F(MarginCli, EveryJsonFigureHasAUnit) {
+  for (const char* model : {"span16", "deribit-pm", "mc-es --paths 300"}) {
+    SCOPED_TRACE(model);
+    const auto r = run_marginet(std::string("margin --device cpu --quiet --format json --model ") + model + files(), false);
+    ASSERT_EQ(r.status, 0) << r.output;
+    const auto doc = nlohmann::json::parse(r.output);
+    ASSERT_FALSE(doc.empty());
+    for (const auto& a : doc) {
+      ASSERT_TRUE(a.contains("units"));
+      for (const auto& [key, unit] : a["units"].items()) {
+        EXPECT_TRUE(a.contains(key)) << key;  // the units object names fields that are there
+        EXPECT_FALSE(unit.get<std::string>().empty()) << key;
+      }
+      for (const char* figure : {"im", "mm", "collateral_value", "call", "delta_usd", "gamma_usd", "vega_usd"})
+        EXPECT_TRUE(a["units"].contains(figure)) << figure;
+      for (const auto& u : a["underlyings"]) {
+        for (const auto& [key, unit] : u["units"].items()) EXPECT_TRUE(u.contains(key)) << key;
+        for (const auto& [key, value] : u.items())
+          if (value.is_number() && key != "worst_scenario") EXPECT_TRUE(u["units"].contains(key)) << key;
+        EXPECT_EQ(u["units"]["delta"], u["underlying"]);  // coins of the underlying, whatever the model
+      }
+    }
+  }
+}
+
+TEST_F(MarginCli, TableFormatAlignsColumnsAndRoundsToTheUnit) {
+  const auto r = run_marginet("margin --device cpu --quiet --format table --model span16" + files(), false);
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::istringstream in(r.output);
+  std::string header, line;
+  ASSERT_TRUE(std::getline(in, header));
+  const std::size_t im_end = header.find(" im") + 3;  // numbers are right-aligned under their header
+  ASSERT_NE(header.find("worst_scenario"), std::string::npos);
+  std::size_t rows = 0;
+  while (std::getline(in, line)) {
+    ASSERT_EQ(line.size() >= im_end, true) << line;
+    // The im figure ends where its header does, with two decimals (USD).
+    const std::size_t start = line.rfind(' ', im_end - 1) + 1;
+    const std::string im = line.substr(start, im_end - start);
+    ASSERT_GE(im.size(), 4u) << line;
+    EXPECT_EQ(im[im.size() - 3], '.') << line;
+    EXPECT_EQ(im.find_first_not_of("0123456789.,-"), std::string::npos) << line;
+    ++rows;
+  }
+  EXPECT_EQ(rows, 12u);
+  // Scenarios are labelled on a terminal ("15 up extreme", "13 down 3/3, vol up").
+  EXPECT_NE(r.output.find(", vol "), std::string::npos) << r.output;
 }
 
 TEST_F(MarginCli, JsonCarriesBreakdownAndFiveWorstScenarios) {
@@ -127,7 +203,7 @@ TEST_F(MarginCli, WhatIfOfAnAccountWithoutPositionsIsAnErrorUnlessNew) {
   const auto fresh = run_marginet(
       "whatif --device cpu --quiet --model span16 --account NOBODY --new-account --trades " + trades + files(), false);
   ASSERT_EQ(fresh.status, 0) << fresh.output;
-  EXPECT_NE(fresh.output.find("\nNOBODY,span16,0,"), std::string::npos) << fresh.output;
+  EXPECT_NE(fresh.output.find("\nNOBODY,span16,USD,0,"), std::string::npos) << fresh.output;
   // --collateral was accepted and ignored by whatif: it is not an option of whatif any more.
   EXPECT_EQ(run_marginet("whatif --device cpu --quiet --account ACC000000 --trades " + trades + files() +
                          " --collateral " + trades)
@@ -140,7 +216,7 @@ TEST_F(MarginCli, CollateralOnlyAccountsAreListedAndJointRowsHaveNoIm) {
   std::ofstream(col) << "account,asset,amount\nZZ-NO-POSITIONS,USD,1000\n";
   const auto r = run_marginet("margin --device cpu --quiet --model span16 --collateral " + col + files(), false);
   ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_NE(r.output.find("\nZZ-NO-POSITIONS,span16,0,0,0,0,0,0,1000,0.00\n"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\nZZ-NO-POSITIONS,span16,USD,0,0,1000,0.00,USD,0,0,0,0\n"), std::string::npos) << r.output;
   // mc-es margins the account as a whole: per underlying, sensitivities only; no stressed ES
   // without a stressed period.
   const auto j = run_marginet("margin --device cpu --quiet --model mc-es --paths 300 --format json" + files(), false);

@@ -75,7 +75,9 @@ TEST_P(Span16, OneLongFuture) {
   EXPECT_NEAR(run.accounts[0].im, 31.5, 1e-12);
   EXPECT_NEAR(run.accounts[0].mm, 31.5 / 1.1, 1e-12);
   EXPECT_EQ(run.accounts[0].underlyings[0].worst_scenario, 15);
-  EXPECT_NEAR(run.accounts[0].delta, 2.0, 1e-12);
+  EXPECT_NEAR(run.accounts[0].underlyings[0].delta, 2.0, 1e-12);  // coins of the underlying
+  EXPECT_NEAR(run.accounts[0].delta_usd, 2.0 * 100.0, 1e-10);      // Δ·S at an index of 100
+  EXPECT_EQ(run.accounts[0].gamma_usd, 0.0);
 }
 
 TEST_P(Span16, OneLongCall) {

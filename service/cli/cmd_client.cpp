@@ -26,6 +26,7 @@
 #include "models/errors.hpp"
 #include "models/money.hpp"
 #include "service/cli/common.hpp"
+#include "service/cli/margin_table.hpp"
 #include "service/cli/table.hpp"
 #include "service/clearing/trade_csv.hpp"
 #include "service/margin/client.hpp"
@@ -69,13 +70,8 @@ void print_margin(const CommonOptions& common, const nlohmann::ordered_json& rep
     sink.stream() << reply.at("accounts").dump(2) << "\n";
     return;
   }
-  Table table;
-  table.columns = {"account", "model", "im", "mm", "worst_scenario", "delta", "gamma", "vega", "collateral_value", "call"};
-  for (const auto& a : reply.at("accounts"))
-    table.add_row({a.at("account").get<std::string>(), a.at("model").get<std::string>(), num(a, "im"), num(a, "mm"),
-                   integer(a, "worst_scenario"), num(a, "delta"), num(a, "gamma"), num(a, "vega"),
-                   num(a, "collateral_value"), a.at("call").get<std::string>()});
-  write_csv(sink.stream(), table);
+  write_table(sink.stream(), margin_table(reply.at("accounts"), pretty_output(sink.stream(), common.format)),
+              common.format);
 }
 
 void print_whatif(const CommonOptions& common, const nlohmann::ordered_json& r) {
@@ -86,15 +82,9 @@ void print_whatif(const CommonOptions& common, const nlohmann::ordered_json& r) 
     sink.stream() << out.dump(2) << "\n";
     return;
   }
-  const auto& b = r.at("before");
-  const auto& a = r.at("after");
-  Table table;
-  table.columns = {"account", "model", "im_before", "im_after", "im_change", "mm_before", "mm_after",
-                   "mm_change", "worst_scenario_before", "worst_scenario_after"};
-  table.add_row({r.at("account").get<std::string>(), r.at("model").get<std::string>(), num(b, "im"), num(a, "im"),
-                 num(r, "im_change"), num(b, "mm"), num(a, "mm"), num(r, "mm_change"), integer(b, "worst_scenario"),
-                 integer(a, "worst_scenario")});
-  write_csv(sink.stream(), table);
+  write_table(sink.stream(),
+              whatif_table(r.at("account"), r.at("before"), r.at("after"), pretty_output(sink.stream(), common.format)),
+              common.format);
 }
 
 void print_greeks(const CommonOptions& common, const nlohmann::ordered_json& r) {
@@ -120,7 +110,7 @@ void print_net(const CommonOptions& common, const nlohmann::ordered_json& r, con
   nets.columns = {"member", "asset", "net"};
   for (const auto& n : r.at("nets"))
     nets.add_row({n.at("member").get<std::string>(), n.at("asset").get<std::string>(), n.at("net").get<std::string>()});
-  write_csv(sink.stream(), nets);
+  write_table(sink.stream(), nets, common.format);
   // The summary of `marginet net` (bilateral_gross is not computed by the service).
   Table summary;
   summary.columns = {"asset",     "scale",     "gross_deliveries", "pay_ins",         "pay_outs",

@@ -149,7 +149,7 @@ void run_contagion(const CommonOptions& common, const ContagionCliOptions& o) {
   for (std::size_t i = 0; i < n; ++i)
     table.add_row({network.ids[i], r.payment[i], r.total_liability[i], r.shortfall[i], r.equity[i],
                    std::string(r.defaulted[i] ? "true" : "false"), static_cast<std::int64_t>(r.wave[i])});
-  write_csv(sink.stream(), table);
+  write_table(sink.stream(), table, common.format);
 }
 
 }  // namespace

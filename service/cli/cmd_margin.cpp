@@ -2,11 +2,12 @@
 // trades for one account), SPEC §2 and §5.
 //
 //   marginet margin --instruments F --market F --marks F --positions F|--store S --model NAME|FILE
-//                   [--risk-arrays F] [--device] [--format csv|json] [--out F]
+//                   [--risk-arrays F] [--device] [--format auto|table|csv|json] [--out F]
 //                   [--collateral F] [--returns F] [--stress-returns F] [--paths N] [--seed N]
-//     CSV: account,model,im,mm,worst_scenario,delta,gamma,vega,collateral_value,call
-//          (im, mm, collateral_value in the quote currency; call exact, in the settlement asset)
-//     JSON: the same plus per-underlying breakdown and the five worst scenarios with their P&L.
+//     CSV: the columns of service/cli/margin_table.hpp (a unit column; deribit-pm in coin: a row
+//          per account and currency); on a terminal an aligned table, figures rounded.
+//     JSON: every figure with a `units` object, the per-underlying breakdown and the five worst
+//          scenarios with their P&L (the fields of margin.result).
 //     --store S reads the positions kept by a clearing store (opened as reader) instead of a
 //     positions file: exactly one of the two.
 //   marginet whatif --account A --trades F [--new-account] ... (same reference data, model,
@@ -32,8 +33,10 @@
 #include "models/errors.hpp"
 #include "models/reference_data.hpp"
 #include "service/cli/common.hpp"
+#include "service/cli/margin_table.hpp"
 #include "service/cli/table.hpp"
 #include "service/clearing/clearing_store.hpp"
+#include "service/margin/protocol.hpp"
 
 namespace marginet::cli {
 
@@ -94,62 +97,14 @@ void naming_marks(const MarginOptions& o, Body&& body) {
   }
 }
 
-std::int64_t scenario_id(std::int32_t index) { return index + 1; }
-
 /// The positions kept by a clearing store (opened as a reader), for the risk engine.
 std::vector<Position> store_positions(const MarginOptions& o, const InstrumentTable& instruments) {
   return kept_positions(*open_clearing_store(o.store, OpenMode::reader), instruments, o.instruments);
 }
 
+/// One account's result: the fields margin.result carries (one definition, protocol.hpp).
 nlohmann::ordered_json account_json(const AccountMargin& a, const ScenarioSet& set, const Methodology& m) {
-  const int settlement_scale = m.settlement_scale;
-  nlohmann::ordered_json j;
-  j["account"] = a.account;
-  j["model"] = a.model;
-  j["im"] = a.im;
-  j["mm"] = a.mm;
-  j["worst_scenario"] = scenario_id(a.worst_scenario);
-  j["delta"] = a.delta;
-  j["gamma"] = a.gamma;
-  j["vega"] = a.vega;
-  j["collateral_value"] = a.collateral_value;
-  j["call"] = format_money(a.call_minor, settlement_scale);
-  const bool joint = is_joint(m.kind);
-  if (a.es != 0 || a.var != 0) {
-    j["var"] = a.var;
-    j["es"] = a.es;
-    if (set.stress_offset > 0) j["stressed_es"] = a.stressed_es;  // only with a stressed period
-  }
-  auto& unders = j["underlyings"] = nlohmann::ordered_json::array();
-  for (const UnderlyingMargin& u : a.underlyings) {
-    nlohmann::ordered_json x;
-    x["underlying"] = u.underlying;
-    x["units"] = u.units;
-    // Joint methodologies margin the account as a whole: an underlying has sensitivities, not an
-    // IM of its own (no `im: 0` that reads as "no margin").
-    if (!joint) {
-      x["im"] = u.im;
-      x["mm"] = u.mm;
-      x["scan_risk"] = u.scan_risk;
-      x["short_option_minimum"] = u.short_option_minimum;
-      x["roll_shock"] = u.roll_shock;
-      x["delta_shock"] = u.delta_shock;
-      x["worst_scenario"] = scenario_id(u.worst_scenario);
-    }
-    x["delta"] = u.delta;
-    x["gamma"] = u.gamma;
-    x["vega"] = u.vega;
-    unders.push_back(std::move(x));
-  }
-  auto& worst = j["worst_scenarios"] = nlohmann::ordered_json::array();
-  for (const ScenarioPnl& w : a.worst_scenarios) {
-    nlohmann::ordered_json x;
-    x["scenario"] = scenario_id(w.scenario);
-    x["label"] = set.labels.at(static_cast<std::size_t>(w.scenario));
-    x["pnl"] = w.pnl;
-    worst.push_back(std::move(x));
-  }
-  return j;
+  return nlohmann::ordered_json::from_msgpack(protocol::encode_account(a, set, m));
 }
 
 void log_times(const CommonOptions& common, const MarginRun& run, std::size_t positions) {
@@ -191,18 +146,13 @@ void run_margin(const CommonOptions& common, const MarginOptions& o) {
   log_times(common, run, positions.size());
 
   OutputSink sink(common.out);
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const AccountMargin& a : run.accounts) out.push_back(account_json(a, engine.scenarios(), m));
   if (common.format == "json") {
-    nlohmann::ordered_json out = nlohmann::ordered_json::array();
-    for (const AccountMargin& a : run.accounts) out.push_back(account_json(a, engine.scenarios(), m));
     sink.stream() << out.dump(2) << "\n";
     return;
   }
-  Table table;
-  table.columns = {"account", "model", "im", "mm", "worst_scenario", "delta", "gamma", "vega", "collateral_value", "call"};
-  for (const AccountMargin& a : run.accounts)
-    table.add_row({a.account, a.model, a.im, a.mm, scenario_id(a.worst_scenario), a.delta, a.gamma, a.vega,
-                   a.collateral_value, format_money(a.call_minor, m.settlement_scale)});
-  write_csv(sink.stream(), table);
+  write_table(sink.stream(), margin_table(out, pretty_output(sink.stream(), common.format)), common.format);
 }
 
 std::vector<Position> read_trades(const std::string& path, const std::string& account,
@@ -248,23 +198,20 @@ void run_whatif(const CommonOptions& common, const MarginOptions& o) {
     spdlog::info("what-if for {}: {} trades, {} instruments revalued", o.account, trades.size(),
                  w.instruments_revalued);
   OutputSink sink(common.out);
+  nlohmann::ordered_json out;
+  out["account"] = o.account;
+  out["model"] = w.after.model;
+  out["im_change"] = w.im_change;
+  out["mm_change"] = w.mm_change;
+  out["before"] = account_json(w.before, engine.scenarios(), m);
+  out["after"] = account_json(w.after, engine.scenarios(), m);
   if (common.format == "json") {
-    nlohmann::ordered_json out;
-    out["account"] = o.account;
-    out["model"] = w.after.model;
-    out["im_change"] = w.im_change;
-    out["mm_change"] = w.mm_change;
-    out["before"] = account_json(w.before, engine.scenarios(), m);
-    out["after"] = account_json(w.after, engine.scenarios(), m);
     sink.stream() << out.dump(2) << "\n";
     return;
   }
-  Table table;
-  table.columns = {"account", "model", "im_before", "im_after", "im_change", "mm_before", "mm_after",
-                   "mm_change", "worst_scenario_before", "worst_scenario_after"};
-  table.add_row({o.account, w.after.model, w.before.im, w.after.im, w.im_change, w.before.mm, w.after.mm,
-                 w.mm_change, scenario_id(w.before.worst_scenario), scenario_id(w.after.worst_scenario)});
-  write_csv(sink.stream(), table);
+  write_table(sink.stream(),
+              whatif_table(out["account"], out["before"], out["after"], pretty_output(sink.stream(), common.format)),
+              common.format);
 }
 
 }  // namespace

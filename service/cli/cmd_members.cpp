@@ -109,7 +109,7 @@ void run_accounts_list(const CommonOptions& common, const MembersOptions& o) {
   t.columns = {"account", "member", "pretrade_headroom"};  // empty: no pre-trade check
   for (const AccountInfo& a : accounts)
     t.add_row({a.account, a.member, a.pretrade_headroom ? format_double(*a.pretrade_headroom) : std::string()});
-  write_csv(sink.stream(), t);
+  write_table(sink.stream(), t, common.format);
 }
 
 void say(const CommonOptions& common, const std::string& text) {

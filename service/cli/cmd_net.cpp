@@ -66,9 +66,9 @@ std::string member_or_ccp(const TradeSet& trades, std::int32_t id) {
 void run_net(const CommonOptions& common, const NetOptions& opts) {
   if (!opts.plan.empty() && opts.plan != "hub" && opts.plan != "p2p")
     throw usage_error("--plan must be hub or p2p");
-  if (common.format == "csv" && !opts.plan.empty() && opts.plan_out.empty())
+  if (common.format != "json" && !opts.plan.empty() && opts.plan_out.empty())
     throw usage_error("net --plan: give --plan-out FILE for the plan table (CSV: one table per stream), or --format json");
-  if (common.format == "csv" && opts.bilateral && opts.bilateral_out.empty())
+  if (common.format != "json" && opts.bilateral && opts.bilateral_out.empty())
     throw usage_error("net --bilateral: give --bilateral-out FILE (CSV: one table per stream), or --format json");
   NettingOptions netting;
   netting.backend = resolve_backend(common);
@@ -197,7 +197,7 @@ void run_net(const CommonOptions& common, const NetOptions& opts) {
       const std::int64_t n = result.net_of(m, a);
       if (n != 0) nets.add_row({trades.members().name(m), assets[a].name, format_money(n, scale_of(a))});
     }
-  write_csv(out, nets);
+  write_table(out, nets, common.format);
 
   // One table per stream: the per-asset summary, the plan and the bilateral view go to their own
   // files; on stderr a line per asset says what netting did.

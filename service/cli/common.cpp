@@ -1,10 +1,12 @@
 #include "service/cli/common.hpp"
 
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
+#include <mutex>
 
 #include "models/errors.hpp"
 
@@ -16,8 +18,8 @@ void add_common_options(CLI::App& app, CommonOptions& opts) {
       ->capture_default_str();
   app.add_option("--threads", opts.threads, "CPU backend worker threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--format", opts.format, "Output format: csv or json")
-      ->check(CLI::IsMember({"csv", "json"}))
+  app.add_option("--format", opts.format, "Output format: auto (an aligned table on a terminal, else csv), table, csv or json")
+      ->check(CLI::IsMember({"auto", "table", "csv", "json"}))
       ->capture_default_str();
   app.add_option("--out", opts.out, "Write results to FILE instead of stdout");
   app.add_flag("--quiet", opts.quiet, "No progress or log lines on stderr");
@@ -38,6 +40,57 @@ OutputSink::OutputSink(const std::string& path) : out_(&std::cout) {
   }
 }
 
+namespace {
+
+// The terminal's stderr is shared by the log sink and the progress line: both draw under this
+// lock, and the sink knows the line to redraw.
+std::mutex console_mutex;
+std::string progress_line;  // the progress line now drawn, empty when none
+
+class ConsoleSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  ConsoleSink() : colour_(isatty(STDERR_FILENO) == 1) {}
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t text;
+    formatter_->format(msg, text);
+    const std::string_view line(text.data(), text.size());
+    std::lock_guard<std::mutex> lock(console_mutex);
+    if (!progress_line.empty()) std::fputs("\r\033[K", stderr);
+    if (colour_ && msg.color_range_end > msg.color_range_start) {
+      std::fwrite(line.data(), 1, msg.color_range_start, stderr);
+      std::fputs(level_colour(msg.level), stderr);
+      std::fwrite(line.data() + msg.color_range_start, 1, msg.color_range_end - msg.color_range_start, stderr);
+      std::fputs("\033[0m", stderr);
+      std::fwrite(line.data() + msg.color_range_end, 1, line.size() - msg.color_range_end, stderr);
+    } else {
+      std::fwrite(line.data(), 1, line.size(), stderr);
+    }
+    if (!progress_line.empty()) std::fputs(progress_line.c_str(), stderr);
+    std::fflush(stderr);
+  }
+  void flush_() override { std::fflush(stderr); }
+
+ private:
+  static const char* level_colour(spdlog::level::level_enum level) {
+    switch (level) {
+      case spdlog::level::warn: return "\033[33m\033[1m";
+      case spdlog::level::err:
+      case spdlog::level::critical: return "\033[31m\033[1m";
+      case spdlog::level::info: return "\033[32m";
+      default: return "\033[36m";
+    }
+  }
+  bool colour_;
+};
+
+}  // namespace
+
+std::shared_ptr<spdlog::logger> make_console_logger(const std::string& name) {
+  return std::make_shared<spdlog::logger>(name, std::make_shared<ConsoleSink>());
+}
+
 Progress::Progress(std::string label, std::size_t total, bool quiet)
     : label_(std::move(label)), total_(total), enabled_(!quiet && isatty(STDERR_FILENO) == 1) {}
 
@@ -49,14 +102,21 @@ void Progress::advance(std::size_t done) {
   if (done < total_ && now - last_ < std::chrono::milliseconds(100)) return;
   last_ = now;
   const double pct = total_ ? 100.0 * static_cast<double>(done) / static_cast<double>(total_) : 100.0;
-  std::fprintf(stderr, "\r%s: %zu/%zu (%.0f%%)", label_.c_str(), done, total_, pct);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, ": %zu/%zu (%.0f%%)", done, total_, pct);
+  std::lock_guard<std::mutex> lock(console_mutex);
+  progress_line = label_ + buf;
+  std::fprintf(stderr, "\r\033[K%s", progress_line.c_str());
   std::fflush(stderr);
 }
 
 void Progress::finish() {
   if (!enabled_ || finished_) return;
   finished_ = true;
-  std::fprintf(stderr, "\r%s: done%*s\n", label_.c_str(), 24, "");
+  std::lock_guard<std::mutex> lock(console_mutex);
+  progress_line.clear();
+  std::fprintf(stderr, "\r\033[K%s: done\n", label_.c_str());
+  std::fflush(stderr);
 }
 
 }  // namespace marginet::cli

@@ -11,12 +11,16 @@
 
 #include "host/backend.hpp"
 
+namespace spdlog {
+class logger;
+}
+
 namespace marginet::cli {
 
 struct CommonOptions {
   std::string device = "auto";
   int threads = 0;
-  std::string format = "csv";
+  std::string format = "auto";  // auto: an aligned table on a terminal, csv otherwise
   std::string out;
   bool quiet = false;
 };
@@ -37,6 +41,11 @@ class OutputSink {
   std::unique_ptr<std::ofstream> file_;
   std::ostream* out_;
 };
+
+/// The logger the binary logs through: lines on stderr (level coloured on a terminal) that share
+/// the terminal with the progress line: a log line clears the progress line and redraws it
+/// after, from any thread, so the two never interleave.
+std::shared_ptr<spdlog::logger> make_console_logger(const std::string& name);
 
 /// A progress line on stderr, drawn only when stderr is a terminal and not --quiet.
 class Progress {

@@ -4,7 +4,6 @@
 // reply in time, connection refused, CURVE key refused), 1 internal error.
 
 #include <CLI/CLI.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <iostream>
@@ -37,7 +36,7 @@ std::string version_text() {
 
 int main(int argc, char** argv) {
   // Logs go to stderr; results go to stdout or --out.
-  spdlog::set_default_logger(spdlog::stderr_color_mt("marginet"));
+  spdlog::set_default_logger(marginet::cli::make_console_logger("marginet"));
   spdlog::set_pattern("[%H:%M:%S.%e] %^%l%$ %v");
 
   CLI::App app{"marginet — GPU-accelerated margin and netting for crypto-asset derivatives"};
@@ -71,7 +70,7 @@ int main(int argc, char** argv) {
   // subcommand's --help names them.
   for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
     sub->footer("Common options (before or after the subcommand): --device auto|cpu|cuda, --threads N, "
-                "--format csv|json, --out FILE, --quiet. Exit codes: 0 ok, 1 internal error, 2 bad usage "
+                "--format auto|table|csv|json, --out FILE, --quiet. Exit codes: 0 ok, 1 internal error, 2 bad usage "
                 "or input, 3 the service could not be reached.");
   try {
     app.parse(argc, argv);

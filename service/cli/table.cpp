@@ -1,7 +1,12 @@
 #include "service/cli/table.hpp"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "models/errors.hpp"
@@ -13,12 +18,32 @@ void Table::add_row(std::vector<Cell> row) {
   rows.push_back(std::move(row));
 }
 
+int unit_decimals(const std::string& unit) {
+  if (unit == "USD" || unit == "USDC" || unit == "USDT" || unit == "EUR") return 2;
+  if (unit == "BTC" || unit == "ETH" || unit == "SOL") return 8;
+  return 4;
+}
+
 std::string format_double(double value) {
   if (std::isnan(value)) return "nan";
   if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
   char buf[64];
   const auto res = std::to_chars(buf, buf + sizeof buf, value);
   return std::string(buf, res.ptr);
+}
+
+std::string format_fixed(double value, int decimals) {
+  if (!std::isfinite(value)) return format_double(value);
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%.*f", std::clamp(decimals, 0, 18), value);
+  std::string text(buf);
+  if (text == "-0" || text.find_first_not_of("-0.") == std::string::npos) text.erase(0, text[0] == '-');
+  // Thousands separators in the whole part.
+  const std::size_t sign = text[0] == '-' ? 1 : 0;
+  std::size_t end = text.find('.');
+  if (end == std::string::npos) end = text.size();
+  for (std::size_t i = end; i > sign + 3; i -= 3) text.insert(i - 3, ",");
+  return text;
 }
 
 static std::string csv_field(const Cell& cell) {
@@ -32,6 +57,7 @@ static std::string csv_field(const Cell& cell) {
     return quoted + "\"";
   }
   if (const auto* d = std::get_if<double>(&cell)) return format_double(*d);
+  if (const auto* f = std::get_if<Figure>(&cell)) return format_double(f->value);
   return std::to_string(std::get<std::int64_t>(cell));
 }
 
@@ -50,16 +76,86 @@ void write_json(std::ostream& out, const Table& table) {
   for (const auto& row : table.rows) {
     nlohmann::ordered_json obj;
     for (std::size_t c = 0; c < row.size(); ++c) {
-      std::visit([&](const auto& v) { obj[table.columns[c]] = v; }, row[c]);
+      if (const auto* f = std::get_if<Figure>(&row[c]))
+        obj[table.columns[c]] = f->value;
+      else
+        std::visit([&](const auto& v) {
+          if constexpr (!std::is_same_v<std::decay_t<decltype(v)>, Figure>) obj[table.columns[c]] = v;
+        }, row[c]);
     }
     rows.push_back(std::move(obj));
   }
   out << rows.dump(2) << "\n";
 }
 
+namespace {
+
+struct PrettyCell {
+  std::string text;
+  bool number = false;
+};
+
+PrettyCell pretty_cell(const Cell& cell) {
+  if (const auto* s = std::get_if<std::string>(&cell)) {
+    // Exact amounts arrive as decimal text ("1250.00"): right-aligned like the other numbers.
+    const bool number = !s->empty() && s->find_first_not_of("-0123456789.") == std::string::npos;
+    return {*s, number};
+  }
+  if (const auto* f = std::get_if<Figure>(&cell)) return {format_fixed(f->value, f->decimals), true};
+  if (const auto* d = std::get_if<double>(&cell)) {
+    if (!std::isfinite(*d)) return {format_double(*d), true};
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.6g", *d);
+    return {buf, true};
+  }
+  return {std::to_string(std::get<std::int64_t>(cell)), true};
+}
+
+std::size_t display_width(const std::string& s) {
+  std::size_t w = 0;
+  for (unsigned char c : s) w += (c & 0xC0) != 0x80;  // UTF-8: count code points
+  return w;
+}
+
+}  // namespace
+
+void write_pretty(std::ostream& out, const Table& table) {
+  const std::size_t n = table.columns.size();
+  std::vector<std::vector<PrettyCell>> cells;
+  std::vector<std::size_t> width(n);
+  std::vector<bool> numeric(n, false);
+  for (std::size_t c = 0; c < n; ++c) width[c] = display_width(table.columns[c]);
+  for (const auto& row : table.rows) {
+    std::vector<PrettyCell> line;
+    for (std::size_t c = 0; c < n; ++c) {
+      line.push_back(pretty_cell(row[c]));
+      width[c] = std::max(width[c], display_width(line.back().text));
+      if (line.back().number) numeric[c] = true;
+    }
+    cells.push_back(std::move(line));
+  }
+  auto emit = [&](std::size_t c, const std::string& text, bool right) {
+    const std::string pad(width[c] - display_width(text), ' ');
+    out << (c ? "  " : "") << (right ? pad + text : (c + 1 < n ? text + pad : text));
+  };
+  for (std::size_t c = 0; c < n; ++c) emit(c, table.columns[c], numeric[c]);
+  out << "\n";
+  for (const auto& line : cells) {
+    for (std::size_t c = 0; c < n; ++c) emit(c, line[c].text, numeric[c] && line[c].number);
+    out << "\n";
+  }
+}
+
+bool pretty_output(const std::ostream& out, const std::string& format) {
+  if (format == "table") return true;
+  return format == "auto" && &out == &std::cout && isatty(STDOUT_FILENO) == 1;
+}
+
 void write_table(std::ostream& out, const Table& table, const std::string& format) {
   if (format == "json")
     write_json(out, table);
+  else if (pretty_output(out, format))
+    write_pretty(out, table);
   else
     write_csv(out, table);
 }

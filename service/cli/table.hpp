@@ -1,6 +1,8 @@
 #pragma once
-// Tabular results written as CSV (header row, then one line per row) or JSON (an array of
-// objects). Doubles are written in their shortest round-trip form, integers exactly.
+// Tabular results: CSV (header row, then one line per row) and JSON (an array of objects) for
+// machines, at full precision; an aligned table for people on a terminal, every figure rounded to
+// its unit's decimals. Doubles go to CSV and JSON in their shortest round-trip form, integers
+// exactly.
 
 #include <cstdint>
 #include <ostream>
@@ -10,7 +12,17 @@
 
 namespace marginet::cli {
 
-using Cell = std::variant<std::string, double, std::int64_t>;
+/// A figure with the decimals it is shown with on a terminal (2 for USD, 8 for BTC, …); CSV and
+/// JSON write it whole.
+struct Figure {
+  double value = 0;
+  int decimals = 2;
+};
+
+using Cell = std::variant<std::string, double, std::int64_t, Figure>;
+
+/// Decimals of a figure in `unit` on a terminal: USD-like 2, a coin 8, anything else 4.
+int unit_decimals(const std::string& unit);
 
 struct Table {
   std::vector<std::string> columns;
@@ -21,10 +33,17 @@ struct Table {
 
 void write_csv(std::ostream& out, const Table& table);
 void write_json(std::ostream& out, const Table& table);
-/// "csv" or "json"
+/// Columns aligned (text left, numbers right), figures rounded to their decimals, other doubles
+/// to 6 significant digits.
+void write_pretty(std::ostream& out, const Table& table);
+/// "csv", "json", "table", or "auto": a table when `out` is a terminal's stdout, else CSV.
 void write_table(std::ostream& out, const Table& table, const std::string& format);
+/// Whether `format` asks for the aligned table when writing to `out`.
+bool pretty_output(const std::ostream& out, const std::string& format);
 
 /// Shortest decimal text that parses back to the same double; "nan"/"inf" spelled out.
 std::string format_double(double value);
+/// `value` with `decimals` places and thousands separators ("1,234,567.89").
+std::string format_fixed(double value, int decimals);
 
 }  // namespace marginet::cli

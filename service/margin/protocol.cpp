@@ -991,40 +991,87 @@ void kv(Packer& pk, std::string_view key, bool value) {
 std::int64_t scenario_id(std::int32_t index) { return index + 1; }  // 1-based, 0 = none
 
 /// The fields and order of `marginet margin --format json` (service/cli/cmd_margin.cpp).
-void pack_account(Packer& pk, const AccountMargin& a, const ScenarioSet& set, int settlement_scale) {
+void pack_account(Packer& pk, const AccountMargin& a, const ScenarioSet& set, const std::string& settlement_asset,
+                  int settlement_scale, bool joint) {
   const bool tail = a.es != 0 || a.var != 0;
-  pk.pack_map(tail ? 15 : 12);
+  const bool stressed = tail && set.stress_offset > 0;
+  const bool coin = !a.currencies.empty();
+  auto label = [&](std::int32_t scenario) {
+    const auto i = static_cast<std::size_t>(scenario);
+    return scenario >= 0 && i < set.labels.size() ? set.labels[i] : std::string();
+  };
+  pk.pack_map(14 + (tail ? 2 : 0) + (stressed ? 1 : 0) + (coin ? 1 : 0));
   kv(pk, "account", a.account);
   kv(pk, "model", a.model);
+  pk.pack(std::string_view("units"));
+  pk.pack_map(tail ? 9 : 7);
+  for (const char* k : {"im", "mm", "collateral_value"}) kv(pk, k, std::string_view("USD"));
+  kv(pk, "call", settlement_asset);
+  kv(pk, "delta_usd", std::string_view(kDeltaUsdUnit));
+  kv(pk, "gamma_usd", std::string_view(kGammaUsdUnit));
+  kv(pk, "vega_usd", std::string_view(kVegaUsdUnit));
+  if (tail) {
+    kv(pk, "var", std::string_view("USD"));
+    kv(pk, "es", std::string_view("USD"));
+  }
   kv(pk, "im", a.im);
   kv(pk, "mm", a.mm);
   kv(pk, "worst_scenario", scenario_id(a.worst_scenario));
-  kv(pk, "delta", a.delta);
-  kv(pk, "gamma", a.gamma);
-  kv(pk, "vega", a.vega);
+  kv(pk, "worst_scenario_label", label(a.worst_scenario));
+  kv(pk, "delta_usd", a.delta_usd);
+  kv(pk, "gamma_usd", a.gamma_usd);
+  kv(pk, "vega_usd", a.vega_usd);
   kv(pk, "collateral_value", a.collateral_value);
   kv(pk, "call", format_money(a.call_minor, settlement_scale));
   if (tail) {
     kv(pk, "var", a.var);
     kv(pk, "es", a.es);
-    kv(pk, "stressed_es", a.stressed_es);
+    if (stressed) kv(pk, "stressed_es", a.stressed_es);  // only with a stressed period
+  }
+  if (coin) {
+    pk.pack(std::string_view("currencies"));
+    pk.pack_array(static_cast<std::uint32_t>(a.currencies.size()));
+    for (const CurrencyMargin& c : a.currencies) {
+      pk.pack_map(7);
+      kv(pk, "currency", c.currency);
+      kv(pk, "im", c.im);
+      kv(pk, "mm", c.mm);
+      kv(pk, "worst_scenario", scenario_id(c.worst_scenario));
+      kv(pk, "worst_scenario_label", label(c.worst_scenario));
+      kv(pk, "collateral_value", c.collateral_value);
+      kv(pk, "call", format_money(c.call_minor, c.scale));
+    }
   }
   pk.pack(std::string_view("underlyings"));
   pk.pack_array(static_cast<std::uint32_t>(a.underlyings.size()));
   for (const UnderlyingMargin& u : a.underlyings) {
-    pk.pack_map(12);
+    const bool deribit = u.units != "USD";
+    // Joint methodologies margin the account as a whole: an underlying has sensitivities, not an
+    // IM of its own (no `im: 0` that reads as "no margin").
+    pk.pack_map((joint ? 5 : 12) + (deribit ? 1 : 0));
     kv(pk, "underlying", u.underlying);
-    kv(pk, "units", u.units);
-    kv(pk, "im", u.im);
-    kv(pk, "mm", u.mm);
-    kv(pk, "scan_risk", u.scan_risk);
-    kv(pk, "short_option_minimum", u.short_option_minimum);
-    kv(pk, "roll_shock", u.roll_shock);
-    kv(pk, "delta_shock", u.delta_shock);
-    kv(pk, "worst_scenario", scenario_id(u.worst_scenario));
+    pk.pack(std::string_view("units"));
+    pk.pack_map((joint ? 3 : 9) + (deribit ? 1 : 0));
+    if (!joint)
+      for (const char* k : {"im", "mm", "scan_risk", "short_option_minimum", "roll_shock", "delta_shock"})
+        kv(pk, k, u.units);
+    kv(pk, "delta", u.underlying);
+    kv(pk, "gamma", u.underlying + " per USD");
+    kv(pk, "vega", std::string_view(kVegaUnit));
+    if (deribit) kv(pk, "coin_delta", u.underlying);
+    if (!joint) {
+      kv(pk, "im", u.im);
+      kv(pk, "mm", u.mm);
+      kv(pk, "scan_risk", u.scan_risk);
+      kv(pk, "short_option_minimum", u.short_option_minimum);
+      kv(pk, "roll_shock", u.roll_shock);
+      kv(pk, "delta_shock", u.delta_shock);
+      kv(pk, "worst_scenario", scenario_id(u.worst_scenario));
+    }
     kv(pk, "delta", u.delta);
     kv(pk, "gamma", u.gamma);
     kv(pk, "vega", u.vega);
+    if (deribit) kv(pk, "coin_delta", u.coin_delta);
   }
   pk.pack(std::string_view("worst_scenarios"));
   pk.pack_array(static_cast<std::uint32_t>(a.worst_scenarios.size()));
@@ -1040,6 +1087,13 @@ void pack_account(Packer& pk, const AccountMargin& a, const ScenarioSet& set, in
 std::string take(const msgpack::sbuffer& buf) { return std::string(buf.data(), buf.size()); }
 
 }  // namespace
+
+std::string encode_account(const AccountMargin& a, const ScenarioSet& scenarios, const Methodology& m) {
+  msgpack::sbuffer buf;
+  Packer pk(buf);
+  pack_account(pk, a, scenarios, m.settlement_asset, m.settlement_scale, is_joint(m.kind));
+  return take(buf);
+}
 
 std::string encode_error(std::string_view id_raw, ErrorCode code, std::string_view message) {
   msgpack::sbuffer buf;
@@ -1115,14 +1169,15 @@ std::string encode_status(std::string_view id_raw, const StatusInfo& s) {
 
 std::string encode_margin_result(std::string_view id_raw, const std::string& model,
                                  const std::vector<const AccountMargin*>& accounts, const ScenarioSet& scenarios,
-                                 const BatchInfo& batch, const std::string& cycle_id, int settlement_scale) {
+                                 const BatchInfo& batch, const std::string& cycle_id, const Methodology& m) {
   msgpack::sbuffer buf;
   Packer pk(buf);
   begin_reply(pk, id_raw, "margin.result", cycle_id.empty() ? 3 : 4);
   kv(pk, "model", model);
   pk.pack(std::string_view("accounts"));
   pk.pack_array(static_cast<std::uint32_t>(accounts.size()));
-  for (const AccountMargin* a : accounts) pack_account(pk, *a, scenarios, settlement_scale);
+  for (const AccountMargin* a : accounts)
+    pack_account(pk, *a, scenarios, m.settlement_asset, m.settlement_scale, is_joint(m.kind));
   pk.pack(std::string_view("batch"));
   pk.pack_map(4);
   kv(pk, "requests", static_cast<std::uint64_t>(batch.requests));
@@ -1134,7 +1189,7 @@ std::string encode_margin_result(std::string_view id_raw, const std::string& mod
 }
 
 std::string encode_whatif_result(std::string_view id_raw, const std::string& account, const WhatIfResult& w,
-                                 const ScenarioSet& scenarios, double compute_us, int settlement_scale) {
+                                 const ScenarioSet& scenarios, double compute_us, const Methodology& m) {
   msgpack::sbuffer buf;
   Packer pk(buf);
   begin_reply(pk, id_raw, "whatif.result", 8);
@@ -1143,9 +1198,9 @@ std::string encode_whatif_result(std::string_view id_raw, const std::string& acc
   kv(pk, "im_change", w.im_change);
   kv(pk, "mm_change", w.mm_change);
   pk.pack(std::string_view("before"));
-  pack_account(pk, w.before, scenarios, settlement_scale);
+  pack_account(pk, w.before, scenarios, m.settlement_asset, m.settlement_scale, is_joint(m.kind));
   pk.pack(std::string_view("after"));
-  pack_account(pk, w.after, scenarios, settlement_scale);
+  pack_account(pk, w.after, scenarios, m.settlement_asset, m.settlement_scale, is_joint(m.kind));
   kv(pk, "instruments_revalued", static_cast<std::uint64_t>(w.instruments_revalued));
   kv(pk, "compute_us", compute_us);
   return take(buf);

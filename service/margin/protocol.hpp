@@ -340,12 +340,15 @@ struct BatchInfo {
   std::size_t requests = 1, positions = 0;
   double compute_us = 0, queued_us = 0;
 };
+/// One account's result as margin.result and whatif.result carry it, and as `marginet margin
+/// --format json` prints it (one definition of the fields): msgpack bytes of a map.
+std::string encode_account(const AccountMargin& account, const ScenarioSet& scenarios, const Methodology& methodology);
 std::string encode_margin_result(std::string_view id_raw, const std::string& model,
                                  const std::vector<const AccountMargin*>& accounts,
                                  const ScenarioSet& scenarios, const BatchInfo& batch,
-                                 const std::string& cycle_id, int settlement_scale);
+                                 const std::string& cycle_id, const Methodology& methodology);
 std::string encode_whatif_result(std::string_view id_raw, const std::string& account, const WhatIfResult& w,
-                                 const ScenarioSet& scenarios, double compute_us, int settlement_scale);
+                                 const ScenarioSet& scenarios, double compute_us, const Methodology& methodology);
 
 /// One greeks row per instrument (columns of `marginet greeks`).
 struct GreeksRow {

@@ -354,7 +354,7 @@ struct MarginServer::Impl {
       // A query: no side effects (calls come from call runs only), so no settlement cycle.
       protocol::BatchInfo info{jobs.size(), all.size(), compute_us, micros(t0 - job->received)};
       reply(*job, protocol::encode_margin_result(job->request.id_raw, method.name, accounts, batch_engine->scenarios(),
-                                                 info, std::string(), method.settlement_scale));
+                                                 info, std::string(), method));
     }
   }
 
@@ -387,7 +387,7 @@ struct MarginServer::Impl {
     if (!req.has_positions && book_engine) {
       const WhatIfResult w = book_engine->whatif(req.account, trades);
       reply(job, protocol::encode_whatif_result(job.request.id_raw, req.account, w, book_engine->scenarios(),
-                                                micros(Clock::now() - t0), method.settlement_scale));
+                                                micros(Clock::now() - t0), method));
       return;
     }
     // The account's book inline (as `marginet whatif` does it): margin it, then add the trades.
@@ -399,7 +399,7 @@ struct MarginServer::Impl {
     engine.run(positions, traded);
     const WhatIfResult w = engine.whatif(req.account, trades);
     reply(job, protocol::encode_whatif_result(job.request.id_raw, req.account, w, engine.scenarios(),
-                                              micros(Clock::now() - t0), method.settlement_scale));
+                                              micros(Clock::now() - t0), method));
   }
 
   void process_greeks(const Job& job) {
