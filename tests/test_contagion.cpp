@@ -500,7 +500,7 @@ TEST(ContagionCli, CsvOfTheWorkedExample) {
                               /*merge_stderr=*/false);
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_EQ(r.output,
-            "node,payment,total_liability,shortfall,equity,defaulted,wave\n"
+            "node,payment_USD,total_liability_USD,shortfall_USD,equity_USD,defaulted,wave\n"
             "BANK1,20,21,1,-1,true,1\n"
             "BANK2,21,21,0,0.8095238095238102,false,0\n"
             "BANK3,10,10,0,2,false,0\n"

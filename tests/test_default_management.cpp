@@ -337,7 +337,7 @@ TEST(DefaultCli, DeclareOnAStoreThenListAndShow) {
   ASSERT_EQ(run_marginet("default-fund --store " + store + ref + " --record df-1 --quiet").status, 0);
   const auto net = run_marginet("contagion --from-store " + store + ref + " --quiet --network-out " + (dir / "net.json").string(), false);
   ASSERT_EQ(net.status, 0) << net.output;
-  EXPECT_EQ(net.output.substr(0, net.output.find('\n')), "node,payment,total_liability,shortfall,equity,defaulted,wave");
+  EXPECT_EQ(net.output.substr(0, net.output.find('\n')), "node,payment_USD,total_liability_USD,shortfall_USD,equity_USD,defaulted,wave");
   EXPECT_NE(net.output.find("\nCCP,"), std::string::npos) << net.output;
   EXPECT_EQ(run_marginet("contagion --network " + (dir / "net.json").string() + " --quiet", false).output, net.output);
   const auto d = run_marginet("default declare FUND-B --id D-1 --reason 'missed pay-in' --store " + store + ref, false);

@@ -145,7 +145,8 @@ void run_contagion(const CommonOptions& common, const ContagionCliOptions& o) {
     return;
   }
   Table table;
-  table.columns = {"node", "payment", "total_liability", "shortfall", "equity", "defaulted", "wave"};
+  const std::string& c = network.currency;  // every amount is in the network's one currency
+  table.columns = {"node", "payment_" + c, "total_liability_" + c, "shortfall_" + c, "equity_" + c, "defaulted", "wave"};
   for (std::size_t i = 0; i < n; ++i)
     table.add_row({network.ids[i], r.payment[i], r.total_liability[i], r.shortfall[i], r.equity[i],
                    std::string(r.defaulted[i] ? "true" : "false"), static_cast<std::int64_t>(r.wave[i])});

@@ -85,9 +85,11 @@ void run_demo(const CommonOptions& common, const DemoOptions& o) {
   methods[3].mc.correlations = {{"BTC/ETH", 0.85}};
 
   Table table;
-  table.columns = {"model", "scenarios", "accounts", "total_im", "total_mm", "accounts_called", "total_calls",
-                   "largest_call_account", "largest_call", "risk_arrays_s", "aggregation_s", "reduction_s",
-                   "total_s", "backend"};
+  // IM in USD (deribit-pm: each coin's IM at its index), calls in the settlement asset, times in s.
+  const std::string asset = methods[0].settlement_asset;
+  table.columns = {"model", "scenarios", "accounts", "total_im_USD", "total_mm_USD", "accounts_called",
+                   "total_calls_" + asset, "largest_call_account", "largest_call_" + asset, "risk_arrays_s",
+                   "aggregation_s", "reduction_s", "total_s", "backend"};
   Progress progress("margin runs", methods.size(), common.quiet);
   for (std::size_t i = 0; i < methods.size(); ++i) {
     const Methodology& m = methods[i];
@@ -108,10 +110,11 @@ void run_demo(const CommonOptions& common, const DemoOptions& o) {
     }
     const int scale = m.settlement_scale;
     table.add_row({m.name, static_cast<std::int64_t>(engine.scenarios().count),
-                   static_cast<std::int64_t>(run.accounts.size()), im, mm, called, format_money(calls, scale),
-                   largest ? largest->account : std::string("-"),
-                   largest ? format_money(largest->call_minor, scale) : std::string("0"), run.times.risk_arrays_s,
-                   run.times.aggregation_s, run.times.reduction_s, run.times.total_s,
+                   static_cast<std::int64_t>(run.accounts.size()), Figure{im, 2}, Figure{mm, 2}, called,
+                   format_money(calls, scale), largest ? largest->account : std::string("-"),
+                   largest ? format_money(largest->call_minor, scale) : std::string("0"),
+                   Figure{run.times.risk_arrays_s, 3}, Figure{run.times.aggregation_s, 3},
+                   Figure{run.times.reduction_s, 3}, Figure{run.times.total_s, 3},
                    std::string(backend_name(backend))});
     if (!common.quiet)
       spdlog::info("{}: {} accounts, total IM {:.2f} USD in {:.3f} s", m.name, run.accounts.size(), im,

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -20,7 +21,8 @@ void Table::add_row(std::vector<Cell> row) {
 
 int unit_decimals(const std::string& unit) {
   if (unit == "USD" || unit == "USDC" || unit == "USDT" || unit == "EUR") return 2;
-  if (unit == "BTC" || unit == "ETH" || unit == "SOL") return 8;
+  if (unit == "BTC") return 8;
+  if (unit == "ETH" || unit == "SOL") return 9;
   return 4;
 }
 
@@ -37,9 +39,12 @@ std::string format_fixed(double value, int decimals) {
   char buf[512];
   std::snprintf(buf, sizeof buf, "%.*f", std::clamp(decimals, 0, 18), value);
   std::string text(buf);
-  if (text == "-0" || text.find_first_not_of("-0.") == std::string::npos) text.erase(0, text[0] == '-');
-  // Thousands separators in the whole part.
-  const std::size_t sign = text[0] == '-' ? 1 : 0;
+  if (text.find_first_not_of("-0.") == std::string::npos) text.erase(0, text[0] == '-');  // no "-0.00"
+  return with_thousands(text);
+}
+
+std::string with_thousands(std::string text) {
+  const std::size_t sign = !text.empty() && text[0] == '-' ? 1 : 0;
   std::size_t end = text.find('.');
   if (end == std::string::npos) end = text.size();
   for (std::size_t i = end; i > sign + 3; i -= 3) text.insert(i - 3, ",");
@@ -90,6 +95,19 @@ void write_json(std::ostream& out, const Table& table) {
 
 namespace {
 
+/// "-123.45", "0.00", "17": an optional sign, digits, at most one point followed by digits.
+bool is_decimal_text(const std::string& s) {
+  std::size_t i = !s.empty() && s[0] == '-' ? 1 : 0;
+  const std::size_t digits_from = i;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+  if (i == digits_from) return false;
+  if (i == s.size()) return true;
+  if (s[i] != '.' || i + 1 == s.size()) return false;
+  for (++i; i < s.size(); ++i)
+    if (!std::isdigit(static_cast<unsigned char>(s[i]))) return false;
+  return true;
+}
+
 struct PrettyCell {
   std::string text;
   bool number = false;
@@ -98,15 +116,23 @@ struct PrettyCell {
 PrettyCell pretty_cell(const Cell& cell) {
   if (const auto* s = std::get_if<std::string>(&cell)) {
     // Exact amounts arrive as decimal text ("1250.00"): right-aligned like the other numbers.
-    const bool number = !s->empty() && s->find_first_not_of("-0123456789.") == std::string::npos;
-    return {*s, number};
+    const bool number = is_decimal_text(*s);
+    return {number ? with_thousands(*s) : *s, number};
   }
   if (const auto* f = std::get_if<Figure>(&cell)) return {format_fixed(f->value, f->decimals), true};
   if (const auto* d = std::get_if<double>(&cell)) {
-    if (!std::isfinite(*d)) return {format_double(*d), true};
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.6g", *d);
-    return {buf, true};
+    // A figure without a unit's decimals: six significant digits, fixed point where that reads.
+    const double a = std::fabs(*d);
+    if (a == 0) return {"0", true};
+    if (!std::isfinite(*d) || (a != 0 && (a < 1e-6 || a >= 1e15))) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%.6g", *d);
+      return {buf, true};
+    }
+    const int whole = a >= 1 ? static_cast<int>(std::floor(std::log10(a))) + 1 : 0;
+    int lead_zeros = 0;  // 0.000945: three zeros after the point before the first digit
+    if (a > 0 && a < 1) lead_zeros = -static_cast<int>(std::floor(std::log10(a))) - 1;
+    return {format_fixed(*d, std::clamp(6 - whole, 0, 6) + lead_zeros), true};
   }
   return {std::to_string(std::get<std::int64_t>(cell)), true};
 }

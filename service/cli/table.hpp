@@ -21,7 +21,7 @@ struct Figure {
 
 using Cell = std::variant<std::string, double, std::int64_t, Figure>;
 
-/// Decimals of a figure in `unit` on a terminal: USD-like 2, a coin 8, anything else 4.
+/// Decimals of a figure in `unit` on a terminal: USD-like 2, BTC 8, ETH and SOL 9, else 4.
 int unit_decimals(const std::string& unit);
 
 struct Table {
@@ -34,7 +34,7 @@ struct Table {
 void write_csv(std::ostream& out, const Table& table);
 void write_json(std::ostream& out, const Table& table);
 /// Columns aligned (text left, numbers right), figures rounded to their decimals, other doubles
-/// to 6 significant digits.
+/// to 6 significant digits in fixed point (an exponent only below 1e-6 or from 1e15).
 void write_pretty(std::ostream& out, const Table& table);
 /// "csv", "json", "table", or "auto": a table when `out` is a terminal's stdout, else CSV.
 void write_table(std::ostream& out, const Table& table, const std::string& format);
@@ -45,5 +45,7 @@ bool pretty_output(const std::ostream& out, const std::string& format);
 std::string format_double(double value);
 /// `value` with `decimals` places and thousands separators ("1,234,567.89").
 std::string format_fixed(double value, int decimals);
+/// Decimal text with thousands separators in its whole part ("-1234.5" → "-1,234.5").
+std::string with_thousands(std::string text);
 
 }  // namespace marginet::cli

@@ -1048,7 +1048,7 @@ void pack_account(Packer& pk, const AccountMargin& a, const ScenarioSet& set, co
     const bool deribit = u.units != "USD";
     // Joint methodologies margin the account as a whole: an underlying has sensitivities, not an
     // IM of its own (no `im: 0` that reads as "no margin").
-    pk.pack_map((joint ? 5 : 12) + (deribit ? 1 : 0));
+    pk.pack_map((joint ? 5 : 13) + (deribit ? 1 : 0));
     kv(pk, "underlying", u.underlying);
     pk.pack(std::string_view("units"));
     pk.pack_map((joint ? 3 : 9) + (deribit ? 1 : 0));
@@ -1067,6 +1067,7 @@ void pack_account(Packer& pk, const AccountMargin& a, const ScenarioSet& set, co
       kv(pk, "roll_shock", u.roll_shock);
       kv(pk, "delta_shock", u.delta_shock);
       kv(pk, "worst_scenario", scenario_id(u.worst_scenario));
+      kv(pk, "worst_scenario_label", label(u.worst_scenario));
     }
     kv(pk, "delta", u.delta);
     kv(pk, "gamma", u.gamma);
