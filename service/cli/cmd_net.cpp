@@ -204,7 +204,7 @@ void run_net(const CommonOptions& common, const NetOptions& opts) {
   if (!common.quiet)
     for (const AssetNetting& s : result.by_asset) {
       const int sc = scale_of(s.asset);
-      std::fprintf(stderr, "%s: gross %s, pay-ins %s, pay-outs %s %s; %d payers, %d receivers; netting efficiency %.2f %%\n",
+      std::fprintf(stderr, "%s: gross %s, pay-ins %s, pay-outs %s %s; members paying %d, receiving %d; netting efficiency %.2f %%\n",
                    assets[s.asset].name.c_str(), format_money(s.gross_deliveries, sc).c_str(),
                    format_money(s.pay_ins, sc).c_str(), format_money(s.pay_outs, sc).c_str(), assets[s.asset].name.c_str(),
                    s.payers, s.receivers, 100.0 * s.efficiency);
