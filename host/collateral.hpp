@@ -1,8 +1,9 @@
 #pragma once
 // Collateral and margin calls (SPEC §3, §5 stage 4): collateral.csv (`account,asset,amount`)
 // valued in the settlement currency at the market snapshot's index prices (USD, USDC, USDT at
-// 1), less the methodology's haircut per asset (deribit-pm in coin: per coin, below); call = max(0, IM − collateral value) rounded up
-// to the settlement asset's minor unit — an exact int64 amount.
+// 1), less the methodology's haircut per asset; call = max(0, IM − collateral value) rounded up
+// to the settlement asset's minor unit — an exact int64 amount. deribit-pm in coin also gets the
+// same per coin, in the coin (apply_collateral below).
 
 #include <cstdint>
 #include <map>

@@ -65,7 +65,7 @@ struct AccountMargin {
   double im = 0, mm = 0;          // quote currency
   std::int32_t worst_scenario = -1;
   // Sensitivities summed over underlyings, in USD (each underlying's own are in its coin):
-  // delta_usd = Σ Δ·S (USD per 1.00 relative move), gamma_usd = Σ Γ·S²/100 (change of
+  // delta_usd = Σ Δ·S (USD per 100 % move), gamma_usd = Σ Γ·S²/100 (change of
   // delta_usd per 1 % move), vega_usd = Σ vega/100 (USD per volatility point).
   double delta_usd = 0, gamma_usd = 0, vega_usd = 0;
   double var = 0, es = 0, stressed_es = 0; // hvar / mc-es: the tail figures behind im

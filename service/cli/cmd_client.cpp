@@ -78,7 +78,7 @@ void print_whatif(const CommonOptions& common, const nlohmann::ordered_json& r) 
   OutputSink sink(common.out);
   if (common.format == "json") {
     nlohmann::ordered_json out;
-    for (const char* k : {"account", "model", "im_change", "mm_change", "before", "after"}) out[k] = r.at(k);
+    for (const char* k : {"account", "model", "units", "im_change", "mm_change", "before", "after"}) out[k] = r.at(k);
     sink.stream() << out.dump(2) << "\n";
     return;
   }
@@ -91,9 +91,12 @@ void print_greeks(const CommonOptions& common, const nlohmann::ordered_json& r) 
   Table table;
   for (const auto& c : r.at("columns")) table.columns.push_back(c.get<std::string>());
   for (const auto& row : r.at("rows")) {
-    std::vector<Cell> cells{row.at(0).get<std::string>()};
+    std::vector<Cell> cells;
+    cells.reserve(row.size());
+    cells.emplace_back(std::in_place_type<std::string>, row.at(0).get<std::string>());
     for (std::size_t i = 1; i < row.size(); ++i)
-      cells.push_back(row.at(i).is_null() ? std::numeric_limits<double>::quiet_NaN() : row.at(i).get<double>());
+      cells.emplace_back(std::in_place_type<double>,
+                         row.at(i).is_null() ? std::numeric_limits<double>::quiet_NaN() : row.at(i).get<double>());
     table.add_row(std::move(cells));
   }
   OutputSink sink(common.out);

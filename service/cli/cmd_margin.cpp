@@ -201,6 +201,7 @@ void run_whatif(const CommonOptions& common, const MarginOptions& o) {
   nlohmann::ordered_json out;
   out["account"] = o.account;
   out["model"] = w.after.model;
+  out["units"] = {{"im_change", "USD"}, {"mm_change", "USD"}};  // per coin: before/after underlyings
   out["im_change"] = w.im_change;
   out["mm_change"] = w.mm_change;
   out["before"] = account_json(w.before, engine.scenarios(), m);

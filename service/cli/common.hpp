@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iosfwd>
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "host/backend.hpp"
@@ -16,6 +17,13 @@ class logger;
 }
 
 namespace marginet::cli {
+
+/// A run that did its work and found it failed (a step of the demo's day): main() prints
+/// "marginet: WHAT" and exits 1, without calling it an internal error.
+class run_failed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 struct CommonOptions {
   std::string device = "auto";

@@ -92,6 +92,9 @@ int main(int argc, char** argv) {
   } catch (const marginet::client_error& e) {
     std::cerr << "marginet: cannot reach the service: " << e.what() << "\n";
     return 3;
+  } catch (const marginet::cli::run_failed& e) {
+    std::cerr << "marginet: " << e.what() << "\n";
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "marginet: internal error: " << e.what() << "\n";
     return 1;

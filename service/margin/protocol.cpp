@@ -1193,9 +1193,13 @@ std::string encode_whatif_result(std::string_view id_raw, const std::string& acc
                                  const ScenarioSet& scenarios, double compute_us, const Methodology& m) {
   msgpack::sbuffer buf;
   Packer pk(buf);
-  begin_reply(pk, id_raw, "whatif.result", 8);
+  begin_reply(pk, id_raw, "whatif.result", 9);
   kv(pk, "account", account);
   kv(pk, "model", w.after.model);
+  pk.pack(std::string_view("units"));
+  pk.pack_map(2);
+  kv(pk, "im_change", std::string_view("USD"));
+  kv(pk, "mm_change", std::string_view("USD"));
   kv(pk, "im_change", w.im_change);
   kv(pk, "mm_change", w.mm_change);
   pk.pack(std::string_view("before"));
