@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install marginet's build and test dependencies from Debian 12 packages. Idempotent: installs
-# only what is missing. Works as root or through sudo.
+# Install marginet's dependencies from Debian 12 packages: what the build and the demo need, and
+# with --test what the tests need besides (a headless browser for the demo's report). Idempotent:
+# installs only what is missing. Works as root or through sudo.
 set -euo pipefail
 
 packages=(
@@ -10,8 +11,12 @@ packages=(
   libsqlite3-dev sqlite3 libsodium-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev
   libquantlib0-dev
-  python3 python3-zmq python3-msgpack python3-nacl
+  python3 python3-zmq python3-msgpack python3-nacl python3-matplotlib
 )
+# The tests open the demo's report in a real headless browser (tests/test_demo.cpp).
+if [ "${1:-}" = "--test" ]; then
+  packages+=(chromium)
+fi
 
 # Thrust/CUB: the CUDA toolkit's CCCL when present, else Debian's packages.
 if [ ! -f /usr/local/cuda/include/cccl/thrust/version.h ] && [ ! -f /usr/local/cuda/include/thrust/version.h ]; then

@@ -54,16 +54,4 @@ TEST(Cli, CudaWithoutADeviceExits2) {
   EXPECT_NE(r.output.find("no CUDA device answered"), std::string::npos) << r.output;
 }
 
-TEST(Cli, DemoRunsEveryMethodologyEndToEnd) {
-  const std::string dir = ::testing::TempDir() + "/marginet_demo_test";
-  const CommandResult r = run_marginet("demo --device cpu --quiet --accounts 40 --positions 500 --instruments 200 "
-                                       "--paths 400 --workdir " + dir, false);
-  ASSERT_EQ(r.status, 0) << r.output;
-  for (const char* model : {"\nspan16,16,40,", "\nderibit-pm,35,40,", "\nhvar,", "\nmc-es,400,40,"})
-    EXPECT_NE(r.output.find(model), std::string::npos) << model << " in " << r.output;
-  for (const char* file : {"instruments.csv", "market.csv", "marks.csv", "positions.csv", "collateral.csv",
-                           "returns.csv", "stress_returns.csv"})
-    EXPECT_TRUE(std::ifstream(dir + "/" + file).good()) << file;
-}
-
 }  // namespace

@@ -70,7 +70,7 @@ TEST(Console, ProgressAndLogLinesNeverInterleave) {
   std::filesystem::remove_all(dir);
   const std::string typescript = dir + ".typescript";
   const auto r = testing::run_command("script -qec '" + std::string(MARGINET_EXE) + " demo --device cpu --workdir " +
-                                      dir + " --accounts 40 --positions 400 --instruments 60 --paths 200' " +
+                                      dir + " --members 3 --positions 400 --instruments 60 --paths 200' " +
                                       typescript + " > /dev/null");
   ASSERT_EQ(r.status, 0) << r.output;
   std::ifstream in(typescript);
@@ -85,13 +85,13 @@ TEST(Console, ProgressAndLogLinesNeverInterleave) {
         << "a log line written after: " << text.substr(start > 40 ? start - 40 : 0, 40);
     ++logs;
   }
-  for (std::size_t at = text.find("margin runs: "); at != std::string::npos; at = text.find("margin runs: ", at + 1)) {
+  for (std::size_t at = text.find("clearing day: "); at != std::string::npos; at = text.find("clearing day: ", at + 1)) {
     EXPECT_TRUE(text[at - 1] == '\n' || text.compare(at - 3, 3, "\033[K") == 0)
         << "a progress line written after: " << text.substr(at > 40 ? at - 40 : 0, 40);
     ++progress;
   }
-  EXPECT_GE(logs, 5u);      // the backend, the book, four runs, done
-  EXPECT_GE(progress, 4u);  // drawn, redrawn after each log line, done
+  EXPECT_GE(logs, 11u);      // a line per step of the day, and its outcome
+  EXPECT_GE(progress, 11u);  // drawn, redrawn after each log line, done
 }
 
 }  // namespace

@@ -268,9 +268,13 @@ def scenario_profile(day):
     ax.axhline(0, color="black", linewidth=0.8)
     ax.annotate(f"worst: {compact(pnl[worst])}", (ids[worst], pnl[worst]), ha="center",
                 va="top" if pnl[worst] < 0 else "bottom", fontsize=8, color=COLOURS["worst"])
-    ax.set_xticks(ids, [f"{i} {label}" for i, label in zip(ids, largest["labels"])],
-                  rotation=40, ha="right", fontsize=8)
-    ax.set_xlabel(f"{day['model']} scenario (id and label)")
+    model = largest.get("model", day["model"])
+    if len(ids) <= 40:  # few scenarios (span16's 16): each labelled
+        ax.set_xticks(ids, [f"{i} {label}" for i, label in zip(ids, largest["labels"])],
+                      rotation=40, ha="right", fontsize=8)
+        ax.set_xlabel(f"{model} scenario (id and label)")
+    else:  # hundreds of historical days or paths: ids on the axis, the worst one named
+        ax.set_xlabel(f"{model} scenario id (1 to {len(ids)}; labels in day.json)")
     ax.set_ylabel(f"P&L ({ccy}, gains positive)")
     compact_axis(ax.yaxis)
     ax.margins(y=0.12)
@@ -386,7 +390,7 @@ def settlement_timeline(day):
     ax.set_yticks(y, [c["cycle_id"] for c in cycles], fontsize=8)
     end = max(c["closed_s"] for c in cycles)
     ax.set_xlim(0, max(end, 1.0) * 1.45)
-    ax.set_xlabel("time since the day's start (s)")
+    ax.set_xlabel("time since the day's start (s; the ledger records times to the second)")
     ax.set_ylabel("settlement cycle")
     ax.legend(handles=[Patch(color=COLOURS[k], label=v) for k, v in names.items()], loc="lower right",
               bbox_to_anchor=(1, 1), ncol=3, fontsize=8, frameon=False)

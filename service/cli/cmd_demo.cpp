@@ -28,7 +28,7 @@ void run_demo(const CommonOptions& common, demo::ClearingDayOptions o) {
   o.device = common.device;
   o.threads = common.threads;
   const auto t0 = std::chrono::steady_clock::now();
-  Progress progress("clearing day", 12, common.quiet);
+  Progress progress("clearing day", demo::kDaySteps, common.quiet);
   const demo::ClearingDayResult r =
       demo::run_clearing_day(o, [&](std::size_t done, std::size_t total, const std::string& step) {
         if (!common.quiet && done < total) spdlog::info("step {}/{}: {}", done + 1, total, step);

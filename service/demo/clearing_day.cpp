@@ -68,7 +68,9 @@ const char* const kNames[] = {"ALPHA",   "BRAVO",   "CHARLIE", "DELTA",  "ECHO",
 std::string member_name(std::size_t i) {
   return i < std::size(kNames) ? kNames[i] : "MEMBER-" + std::to_string(i + 1);
 }
-std::string account_of(const std::string& member) { return member + "-1"; }
+constexpr std::size_t kAccountsPerMember = 4;
+std::string account_of(const std::string& member, std::size_t k) { return member + "-" + std::to_string(k + 1); }
+std::string member_of_account(const std::string& account) { return account.substr(0, account.rfind('-')); }
 
 std::string fixed(double v, int decimals) {
   char buf[64];
@@ -108,7 +110,7 @@ struct Day {
   std::string dir;
   std::vector<std::string> members;  // largest book first
   std::string defaulter;             // the member whose transfers fail on the USD chain
-  double started_at = 0;             // Unix seconds (wall) when the components started
+  double started_at = 0;             // Unix seconds (wall, whole) when the components started
   std::string day;                   // the valuation date, YYYY-MM-DD
   Backend backend = Backend::cpu;
 
@@ -169,9 +171,11 @@ void write_chains(const Day& d) {
   json ethereum = {{"name", "ethereum-sim"}, {"adapter", "sim"}, {"assets", {"ETH", "USDC"}}, {"block_time", 0},
                    {"finality_depth", 2}, {"seed", 2}, {"failure_rate", 0},
                    {"member_funding", {{"ETH", "1000000"}, {"USDC", "10000000000"}}}};
-  // The defaulter's USD transfers fail: its margin call is never paid.
+  // The defaulter's USD transfers fail: its margin calls are never paid.
+  json failing = json::array({d.defaulter});
+  for (std::size_t k = 0; k < kAccountsPerMember; ++k) failing.push_back(account_of(d.defaulter, k));
   json rtgs = {{"name", "usd-rtgs-sim"}, {"adapter", "sim"}, {"assets", {"USD"}}, {"block_time", 0},
-               {"finality_depth", 1}, {"seed", 3}, {"failing_members", {d.defaulter, account_of(d.defaulter)}},
+               {"finality_depth", 1}, {"seed", 3}, {"failing_members", failing},
                {"member_funding", {{"USD", "10000000000"}}}};
   chains["chains"] = {bitcoin, ethereum, rtgs};
   std::ofstream(d.path("chains.json")) << chains.dump(2) << "\n";
@@ -179,11 +183,10 @@ void write_chains(const Day& d) {
 }
 
 std::string step_book(Day& d) {
-  prepare_workdir(d.dir);
   BookSpec spec;
   spec.underlyings = 2;
   spec.instruments = d.o.instruments;
-  spec.accounts = d.o.members;
+  spec.accounts = d.o.members * kAccountsPerMember;
   spec.positions = d.o.positions;
   spec.seed = d.o.seed;
   GeneratedBook book = generate_book(spec);
@@ -193,18 +196,16 @@ std::string step_book(Day& d) {
                         d.o.seed + 3, true);
   d.day = format_iso8601_utc(spec.valuation_time).substr(0, 10);
 
-  // Accounts ACC000000… become the members' accounts (the generator's first is the largest).
+  // Accounts ACC000000… become the members' accounts, dealt round: the generator's accounts
+  // are in decreasing size, so each member gets a large one and smaller ones.
+  for (std::size_t i = 0; i < d.o.members; ++i) d.members.push_back(member_name(i));
   std::map<std::string, std::string> rename;
   std::vector<std::string> generated;
   for (const Position& p : book.positions)
     if (rename.emplace(p.account, std::string()).second) generated.push_back(p.account);
   std::sort(generated.begin(), generated.end());
-  for (std::size_t i = 0; i < generated.size(); ++i) {
-    d.members.push_back(member_name(i));
-    rename[generated[i]] = account_of(d.members.back());
-  }
-  if (d.members.size() < 3) throw input_error("demo: the book has fewer than 3 members; raise --positions");
-  d.defaulter = d.members[d.members.size() / 2];  // a mid-sized book: the waterfall has work to do
+  for (std::size_t i = 0; i < generated.size(); ++i)
+    rename[generated[i]] = account_of(d.members[i % d.o.members], i / d.o.members);
 
   // About a fifth of the book is today's trading; the rest is yesterday's positions.
   std::mt19937_64 rng(d.o.seed + 7);
@@ -219,7 +220,6 @@ std::string step_book(Day& d) {
     pos << p.account << "," << book.instruments[p.instrument].id << "," << quantity_text(std::llround(p.quantity * 1e8))
         << "\n";
   pos.close();
-  write_chains(d);
   return std::to_string(d.members.size()) + " members, " + std::to_string(book.instruments.size()) + " instruments, " +
          std::to_string(d.yesterday.size()) + " positions from yesterday, " + std::to_string(d.today.size()) +
          " trades to capture today";
@@ -256,9 +256,7 @@ std::string step_store(Day& d) {
   auto store = open_clearing_store(d.path("clearing.sqlite"), OpenMode::writer);
   for (const std::string& m : d.members) {
     store->add_member(m, std::nullopt);
-    store->add_account(account_of(m), m);
-    // Every account but the defaulter's has a pre-trade check: RFQ packages IM must cover.
-    if (m != d.defaulter) store->set_pretrade_headroom(account_of(m), 0.10);
+    for (std::size_t k = 0; k < kAccountsPerMember; ++k) store->add_account(account_of(m, k), m);
   }
   // Yesterday's book, one package per member (all or nothing).
   std::map<std::string, std::vector<TradeInput>> legs;
@@ -278,9 +276,23 @@ std::string step_store(Day& d) {
   const Methodology m = day_methodology(d, d.o.model);
   const DefaultFundConfig fund = builtin_default_fund_config();
   std::map<std::string, std::string> member_of;
-  for (const std::string& mem : d.members) member_of[account_of(mem)] = mem;
+  for (const std::string& mem : d.members)
+    for (std::size_t k = 0; k < kAccountsPerMember; ++k) member_of[account_of(mem, k)] = mem;
   const FundSizingRun sizing = size_fund(ref.instruments, ref.market, m, fund, d.yesterday, member_of, d.backend);
   record_fund_sizing(*store, sizing, fund, "FUND-" + d.day);
+
+  // The member that will default: the one whose stress loss beyond its IM is the largest (the
+  // fund's Cover-1 member), so that the waterfall has work to do. Its transfers fail on the USD
+  // chain; every other account has a pre-trade check (IM after an RFQ package must stay within
+  // its collateral + 10 %).
+  const GroupStressResult* worst = nullptr;
+  for (const GroupStressResult& g : sizing.sizing.groups)
+    if (!worst || g.worst_uncovered > worst->worst_uncovered) worst = &g;
+  d.defaulter = worst && !worst->members.empty() ? worst->members.front() : d.members.front();
+  for (const std::string& m : d.members)
+    for (std::size_t k = 0; k < kAccountsPerMember; ++k)
+      if (m != d.defaulter) store->set_pretrade_headroom(account_of(m, k), 0.10);
+  write_chains(d);
 
   MarginEngine engine(ref.instruments, ref.market, m, d.backend);
   for (const AccountMargin& a : engine.run(d.yesterday).accounts) d.opening_im[a.account] = a.im;
@@ -294,7 +306,9 @@ std::string step_store(Day& d) {
 // ---- 3. components ----------------------------------------------------------------------
 
 std::string step_components(Day& d) {
-  d.started_at = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  // To the second: the ledger records its times to the second, and the timeline counts from here.
+  d.started_at = std::floor(
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
   d.scheduler = std::make_unique<ChildProcess>(
       "scheduler",
       std::vector<std::string>{"scheduler", "--bind", "tcp://127.0.0.1:*", "--ledger", d.path("ledger.sqlite"),
@@ -326,11 +340,10 @@ std::string step_collateral(Day& d) {
   std::mt19937_64 rng(d.o.seed + 11);
   std::uniform_real_distribution<double> cover(1.4, 2.2);
   std::size_t n = 0;
-  for (const std::string& m : d.members) {
-    const std::string account = account_of(m);
-    const double im = d.opening_im.count(account) ? d.opening_im.at(account) : 0.0;
-    // The defaulter posts half its IM: it will be called, and its call will not be paid.
-    const double amount = std::max(10'000.0, std::ceil(im * (m == d.defaulter ? 0.5 : cover(rng))));
+  for (const auto& [account, im] : d.opening_im) {
+    // The defaulter posts half its IM: it will be called, and its calls will not be paid.
+    const bool defaulter = member_of_account(account) == d.defaulter;
+    const double amount = std::max(10'000.0, std::ceil(im * (defaulter ? 0.5 : cover(rng))));
     const json r = MarginClient::checked(d.client->call({{"type", "collateral.deposit"},
                                                          {"account", account},
                                                          {"asset", "USDC"},
@@ -340,7 +353,8 @@ std::string step_collateral(Day& d) {
     d.deposited += amount;
     ++n;
   }
-  return std::to_string(n) + " deposits, " + money_text(d.deposited, "USDC");
+  return std::to_string(n) + " deposits into " + std::to_string(d.members.size()) + " members' accounts, " +
+         money_text(d.deposited, "USDC");
 }
 
 // ---- 5. trades --------------------------------------------------------------------------
@@ -376,7 +390,7 @@ std::string step_trades(Day& d) {
     std::vector<TradeInput> legs;
     const std::string package = "RFQ-" + m;
     for (int leg = 0; leg < 2; ++leg) {
-      const Position p{account_of(m), options[rng() % options.size()], q};
+      const Position p{account_of(m, 0), options[rng() % options.size()], q};
       legs.push_back(trade_of(p, ref.instruments, ref.market, package + "-" + std::to_string(leg + 1), now));
       legs.back().package_id = package;
     }
@@ -487,7 +501,7 @@ std::string eod_methodologies(Day& d) {
       for (const AccountMargin& a : run.accounts) {
         const auto s = static_cast<std::size_t>(a.worst_scenario);
         d.accounts.push_back({{"account", a.account},
-                              {"member", a.account.substr(0, a.account.rfind('-'))},
+                              {"member", member_of_account(a.account)},
                               {"im", a.im},
                               {"mm", a.mm},
                               {"worst_scenario", a.worst_scenario + 1},
@@ -564,18 +578,19 @@ std::string step_eod(Day& d) {
 
 // ---- 9. settlement ----------------------------------------------------------------------
 
-/// Whether a call run of the day called `account`.
-bool called(const json& run, const std::string& account) {
+/// Whether a call run of the day called an account of `member`.
+bool called(const json& run, const std::string& member) {
   if (run.is_null()) return false;
   for (const auto& row : run.at("rows"))
-    if (row.at(0) == account && std::stod(row.at(4).get<std::string>()) > 0) return true;
+    if (member_of_account(row.at(0).get<std::string>()) == member && std::stod(row.at(4).get<std::string>()) > 0)
+      return true;
   return false;
 }
 
 std::string step_settlement(Day& d) {
   // Until the outbox is empty (every cycle acknowledged and settled) and the member whose
   // pay-in failed is in default.
-  if (!called(d.intraday, account_of(d.defaulter)) && !called(d.eod, account_of(d.defaulter)))
+  if (!called(d.intraday, d.defaulter) && !called(d.eod, d.defaulter))
     throw std::runtime_error(d.defaulter + " was never called, so it cannot miss a pay-in (its collateral covered IM)");
   const auto t0 = Clock::now();
   const auto deadline = t0 + std::chrono::seconds(90);
@@ -677,7 +692,8 @@ std::string step_ledger(Day& d) {
 
 std::vector<std::pair<std::string, std::string>> summary_of(const Day& d) {
   std::vector<std::pair<std::string, std::string>> s;
-  s.push_back({"day", d.day + ", " + std::to_string(d.members.size()) + " members, " + d.o.model + " on " +
+  s.push_back({"day", d.day + ", " + std::to_string(d.members.size()) + " members (" +
+                          std::to_string(d.members.size() * kAccountsPerMember) + " accounts), " + d.o.model + " on " +
                           backend_name(d.backend)});
   s.push_back({"trades captured", std::to_string(d.trades_captured) + " (refused " + std::to_string(d.trades_refused) +
                                       "); RFQ packages " + std::to_string(d.packages_accepted) + " accepted, " +
@@ -752,6 +768,7 @@ ClearingDayResult run_clearing_day(const ClearingDayOptions& o, const DayProgres
   if (o.members < 3 || o.members > 100) throw usage_error("demo: --members must be within 3..100");
   set_cpu_threads(o.threads);
   d.backend = select_backend(parse_device_choice(o.device));
+  prepare_workdir(d.dir);  // before any step: a folder it may not empty is bad input (exit 2)
 
   ClearingDayResult result;
   using Step = std::pair<const char*, std::string (*)(Day&)>;
@@ -759,7 +776,8 @@ ClearingDayResult run_clearing_day(const ClearingDayOptions& o, const DayProgres
                         {"collateral", step_collateral}, {"trades", step_trades}, {"market move", step_market},
                         {"intraday calls", step_intraday}, {"end of day", step_eod}, {"settlement", step_settlement},
                         {"ledger", step_ledger}};
-  const std::size_t total = std::size(steps) + 1;
+  static_assert(std::size(steps) + 1 == kDaySteps, "the day's steps and the report");
+  const std::size_t total = kDaySteps;
   bool failed = false;
   for (std::size_t i = 0; i < std::size(steps) && !failed; ++i) {
     if (progress) progress(i, total, steps[i].first);
@@ -790,7 +808,7 @@ ClearingDayResult run_clearing_day(const ClearingDayOptions& o, const DayProgres
     try {
       result.day_json = write_day_json(d, result.summary);
       if (failed) throw std::runtime_error("not made: the day did not complete");
-      result.report_html = make_report(d.dir);
+      result.report_html = fs::absolute(make_report(d.dir)).lexically_normal().string();
       s.ok = true;
       s.detail = result.report_html;
     } catch (const std::exception& e) {

@@ -4,17 +4,19 @@
 //
 //   1. book        a generated BTC/ETH book of options, futures and perpetuals for N members;
 //                  yesterday's positions (most of it) and today's trades kept apart
-//   2. store       members and accounts registered, yesterday's book recorded, the default fund
-//                  sized on it (EMIR art. 42(3)) and its contributions recorded
+//   2. store       members and accounts (four each) registered, yesterday's book recorded, the
+//                  default fund sized on it (EMIR art. 42(3)) and its contributions recorded
 //   3. components  `marginet scheduler` (ledger, simulated chains on which one member's
 //                  transfers fail) and `marginet serve` (clearing store, settlement link)
-//   4. collateral  every member deposits USDC over ZeroMQ (one member too little)
+//                  (the member with the largest stress loss beyond its IM is the one that will
+//                  default: its transfers fail on the USD chain; the others get a pre-trade check)
+//   4. collateral  every account gets USDC over ZeroMQ (the defaulter's: half its IM)
 //   5. trades      today's trades submitted over ZeroMQ, then RFQ packages: the pre-trade check
 //                  refuses those that IM after them would not cover
 //   6. market      an intraday move (BTC and ETH down, vols up) as `market.update`
 //   7. intraday    an intraday call run
-//   8. end of day  IM under every methodology on the day's book; the EOD call run; the day's
-//                  spot trades netted into one settlement cycle
+//   8. end of day  a second move at the close; IM under every methodology on the day's book;
+//                  the EOD call run; the day's spot trades netted into one settlement cycle
 //   9. settlement  every cycle settled by the scheduler; the member whose pay-in fails is
 //                  handed to default management (close-out, waterfall) by the service
 //  10. ledger      the components stopped; the ledger verified and one inclusion proof checked
@@ -58,6 +60,9 @@ struct ClearingDayResult {
   std::string report_html;  // DIR/report.html, "" when it could not be made
   bool ok() const;
 };
+
+/// The steps above and the report.
+inline constexpr std::size_t kDaySteps = 11;
 
 /// `progress(done, total, step)` is called before each step.
 using DayProgress = std::function<void(std::size_t done, std::size_t total, const std::string& step)>;
