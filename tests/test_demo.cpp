@@ -3,10 +3,12 @@
 // installed with the test dependencies: scripts/install-deps.sh --test).
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <iterator>
 #include <string>
 
 #include "tests/run_command.hpp"
@@ -24,31 +26,24 @@ nlohmann::json read_json(const std::string& path) {
   return nlohmann::json::parse(in);
 }
 
-class Demo : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = ::testing::TempDir() + "/marginet_clearing_day";
-    fs::remove_all(dir_);
-    day_ = new marginet::testing::CommandResult(run_marginet("demo --workdir " + dir_ + kSmallDay, false));
-  }
-  static void TearDownTestSuite() { delete day_; }
-  static std::string dir_;
-  static marginet::testing::CommandResult* day_;
-};
-std::string Demo::dir_;
-marginet::testing::CommandResult* Demo::day_ = nullptr;
+// One day, every check of it: CTest runs each test of a file as its own process, so a day
+// shared by several tests would run once per test, in parallel, in one folder.
+TEST(Demo, AClearingDayEndToEndAndItsReportInABrowser) {
+  const std::string dir = ::testing::TempDir() + "/marginet_clearing_day_" + std::to_string(getpid());
+  fs::remove_all(dir);
+  const auto day_run = run_marginet("demo --workdir " + dir + kSmallDay, false);
+  ASSERT_EQ(day_run.status, 0) << day_run.output;
 
-TEST_F(Demo, TheDayRunsEveryStepAndSummarisesIt) {
-  ASSERT_EQ(day_->status, 0) << day_->output;
+  // The summary, a line per part of the day.
   for (const char* line : {"trades captured", "IM span16", "IM deribit-pm", "IM hvar", "IM mc-es", "intraday",
                            "end of day", "netting efficiency", "settlement", "default", "ledger", "report"})
-    EXPECT_NE(day_->output.find(std::string("\n") + line + ","), std::string::npos) << line << "\n" << day_->output;
-  const auto day = read_json(dir_ + "/day.json");
+    EXPECT_NE(day_run.output.find(std::string("\n") + line + ","), std::string::npos) << line << "\n" << day_run.output;
+  const auto day = read_json(dir + "/day.json");
   // Every account of every member margined, and the RFQ check refused some packages.
   EXPECT_EQ(day["members"].size(), 5u);
   EXPECT_EQ(day["accounts"].size(), 20u);
-  EXPECT_NE(day_->output.find("refused by the pre-trade check"), std::string::npos);
-  EXPECT_EQ(day_->output.find(" 0 refused by the pre-trade check"), std::string::npos) << day_->output;
+  EXPECT_NE(day_run.output.find("refused by the pre-trade check"), std::string::npos);
+  EXPECT_EQ(day_run.output.find(" 0 refused by the pre-trade check"), std::string::npos) << day_run.output;
   // The member whose transfers fail missed its pay-in and went through the waterfall.
   ASSERT_TRUE(day["default"].is_object()) << day.dump();
   EXPECT_EQ(day["default"]["member"], day["defaulter"]);
@@ -69,39 +64,37 @@ TEST_F(Demo, TheDayRunsEveryStepAndSummarisesIt) {
   EXPECT_GT(day["ledger"]["proof_entry"].get<int>(), 0);
   // Nothing left running: no service or scheduler of the day's folder (the children run as
   // /proc/self/exe; "[/]" keeps pgrep from matching its own shell).
-  const std::string pattern = "'[/]proc/self/exe (serve|scheduler) .*" + dir_ + "/'";
+  const std::string pattern = "'[/]proc/self/exe (serve|scheduler) .*" + dir + "/'";
   EXPECT_NE(run_command("pgrep -f " + pattern).status, 0) << run_command("pgrep -af " + pattern).output;
-}
 
-TEST_F(Demo, TheReportOpensInAHeadlessBrowserWithEveryImage) {
-  ASSERT_EQ(day_->status, 0) << day_->output;
-  const std::string report = dir_ + "/report.html";
+  // The report in a real headless browser: every image loads, no script error; the first
+  // screen kept in the build folder for a look.
+  const std::string report = dir + "/report.html";
   ASSERT_TRUE(fs::exists(report));
-  // The first screen, kept in the build folder for a look.
   const std::string shot = fs::path(MARGINET_EXE).parent_path().parent_path() / "demo-report-first-screen.png";
-  const auto r = run_command(std::string(MARGINET_SOURCE_DIR) + "/scripts/check-report.sh " + report + " " + shot);
-  ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_NE(r.output.find("images loaded, 0 errors"), std::string::npos) << r.output;
+  const auto browser = run_command(std::string(MARGINET_SOURCE_DIR) + "/scripts/check-report.sh " + report + " " + shot);
+  ASSERT_EQ(browser.status, 0) << browser.output;
+  EXPECT_NE(browser.output.find("images loaded, 0 errors"), std::string::npos) << browser.output;
   EXPECT_GT(fs::file_size(shot), 10'000u);
-}
 
-TEST_F(Demo, ReportMakesTheReportAgainFromTheRun) {
-  ASSERT_EQ(day_->status, 0) << day_->output;
-  const std::string copy = ::testing::TempDir() + "/marginet_clearing_day_copy";
+  // `marginet report` makes the report again from the run's day.json alone.
+  const std::string copy = dir + "_copy";
   fs::remove_all(copy);
   fs::create_directories(copy);
-  fs::copy_file(dir_ + "/day.json", copy + "/day.json");
-  const auto r = run_marginet("report " + copy, false);
-  ASSERT_EQ(r.status, 0) << r.output;
-  EXPECT_NE(r.output.find(copy + "/report.html"), std::string::npos) << r.output;
+  fs::copy_file(dir + "/day.json", copy + "/day.json");
+  const auto again = run_marginet("report " + copy, false);
+  ASSERT_EQ(again.status, 0) << again.output;
+  EXPECT_NE(again.output.find(copy + "/report.html"), std::string::npos) << again.output;
   std::ifstream in(copy + "/report.html");
   const std::string html((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(html.find("data:image/png;base64,"), std::string::npos);
   EXPECT_EQ(html.find("src=\"http"), std::string::npos);  // self-contained
+  fs::remove_all(copy);
+  fs::remove_all(dir);
 }
 
 TEST(DemoInput, AFolderTheDemoDidNotMakeIsRefused) {
-  const std::string dir = ::testing::TempDir() + "/marginet_not_a_demo";
+  const std::string dir = ::testing::TempDir() + "/marginet_not_a_demo_" + std::to_string(getpid());
   fs::remove_all(dir);
   fs::create_directories(dir);
   std::ofstream(dir + "/precious.txt") << "keep me\n";
@@ -109,6 +102,7 @@ TEST(DemoInput, AFolderTheDemoDidNotMakeIsRefused) {
   EXPECT_EQ(r.status, 2) << r.output;
   EXPECT_NE(r.output.find("was not made by `marginet demo`"), std::string::npos) << r.output;
   EXPECT_TRUE(fs::exists(dir + "/precious.txt"));
+  fs::remove_all(dir);
 }
 
 TEST(DemoInput, ReportOfAFolderWithoutADayExits2) {

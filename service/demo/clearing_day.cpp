@@ -108,7 +108,7 @@ std::string read_text(const std::string& path) {
 struct Day {
   ClearingDayOptions o;
   std::string dir;
-  std::vector<std::string> members;  // largest book first
+  std::vector<std::string> members;  // ALPHA, BRAVO, …; four accounts each (MEMBER-1 … MEMBER-4)
   std::string defaulter;             // the member whose transfers fail on the USD chain
   double started_at = 0;             // Unix seconds (wall, whole) when the components started
   std::string day;                   // the valuation date, YYYY-MM-DD
@@ -847,7 +847,12 @@ std::string make_report(const std::string& day_dir) {
   std::ofstream(script) << kReportScript;
   const std::string log = day_dir + "/logs/report.log";
   fs::create_directories(day_dir + "/logs");
-  const std::string cmd = py + " '" + script + "' '" + day_dir + "' >'" + log + "' 2>&1";
+  auto quoted = [](const std::string& s) {  // for the shell: '…' with any ' spelled '\''
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  const std::string cmd = py + " " + quoted(script) + " " + quoted(day_dir) + " >" + quoted(log) + " 2>&1";
   const int rc = std::system(cmd.c_str());
   fs::remove(script);
   if (rc != 0) throw std::runtime_error("the report script failed: " + read_text(log));
