@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <array>
+#include <exception>
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <sstream>
+#include <thread>
 
 #include "models/csv.hpp"
 #include "models/errors.hpp"
@@ -246,80 +249,200 @@ void check_duplicate(std::string_view text, const std::string& source, std::uint
   }
 }
 
-}  // namespace
+/// A row's rule broken: the field and why (the caller adds file and line).
+struct RowError {
+  const char* field;
+  std::string message;
+};
 
-TradeSet parse_trades_csv(std::string_view text, const std::string& source, const AssetTable& assets) {
-  TradeSet set(assets);
-  Scanner sc(text, source);
-  const auto at = read_header(sc, source);
-  const std::size_t width = sc.fields().size();
-  const std::size_t lines = static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')) + 1;
-  set.reserve(lines);
-  std::vector<IdHash> ids;
-  ids.reserve(lines);
-  const std::hash<std::string_view> hasher;
+/// One trade row parsed: member ids from `members` (interned in order of appearance).
+struct Row {
+  std::int32_t buyer, seller, base, quote;
+  std::int64_t quantity, notional;
+};
 
+/// Parses the fields of one data row; RowError on a broken rule.
+Row parse_row(const std::vector<std::string_view>& f, const std::array<std::size_t, kColumns>& at,
+              std::size_t width, const AssetTable& assets, NameIndex& members) {
+  if (f.size() != width)
+    throw RowError{"", "expected " + std::to_string(width) + " fields, found " + std::to_string(f.size())};
+  if (f[at[kTradeId]].empty()) throw RowError{"trade_id", "empty"};
   auto member = [&](std::string_view name, const char* field) {
-    if (name.empty()) throw input_error(source, sc.line(), field, "empty");
-    return set.intern_member(name);
+    if (name.empty()) throw RowError{field, "empty"};
+    return members.intern(name);
   };
   auto asset = [&](std::string_view name, const char* field) {
-    if (name.empty()) throw input_error(source, sc.line(), field, "empty");
+    if (name.empty()) throw RowError{field, "empty"};
     const auto id = assets.find(name);
-    if (!id)
-      throw input_error(source, sc.line(), field, "unknown asset '" + std::string(name) + "' (not in the assets file)");
+    if (!id) throw RowError{field, "unknown asset '" + std::string(name) + "' (not in the assets file)"};
     return *id;
   };
+  Row r{};
+  r.buyer = member(f[at[kBuyer]], "buyer");
+  r.seller = member(f[at[kSeller]], "seller");
+  r.base = asset(f[at[kBase]], "base_asset");
+  r.quote = asset(f[at[kQuote]], "quote_asset");
+  const int base_scale = assets[r.base].scale;
+  if (const MoneyStatus s = parse_minor_units(f[at[kQuantity]], base_scale, r.quantity); s != MoneyStatus::ok)
+    throw RowError{"quantity", "'" + std::string(f[at[kQuantity]]) + "': " + money_status_text(s, base_scale)};
+  Decimal price;
+  if (const MoneyStatus s = parse_decimal(f[at[kPrice]], price); s != MoneyStatus::ok)
+    throw RowError{"price", "'" + std::string(f[at[kPrice]]) + "': " + money_status_text(s, kMaxMoneyScale)};
+  if (price.mantissa <= 0) throw RowError{"price", "must be > 0"};
+  r.notional = 0;
+  if (r.quantity > 0) {
+    const int quote_scale = assets[r.quote].scale;
+    if (const MoneyStatus s = multiply_money(r.quantity, base_scale, price, quote_scale, r.notional);
+        s != MoneyStatus::ok)
+      throw RowError{"price", "quantity × price: " + money_status_text(s, quote_scale)};
+  }
+  return r;
+}
 
-  while (sc.next()) {
-    const auto& f = sc.fields();
-    if (f.size() != width)
-      throw input_error(source, sc.line(), "",
-                        "expected " + std::to_string(width) + " fields, found " + std::to_string(f.size()));
-    const std::string_view trade_id = f[at[kTradeId]];
-    if (trade_id.empty()) throw input_error(source, sc.line(), "trade_id", "empty");
-    ids.push_back(IdHash{hasher(trade_id), static_cast<std::uint64_t>(ids.size())});
+/// The lines of one part of the file, parsed on a thread of their own. Member ids are local to
+/// the chunk (first appearance in it); the merge maps them to the set's, in chunk order, which
+/// gives the same ids as one pass over the whole file.
+struct Chunk {
+  std::string_view text;
+  NameIndex members;
+  std::vector<Row> rows;
+  std::vector<std::uint32_t> row_line;  // each row's line within the chunk (1-based)
+  std::vector<std::uint64_t> id_hash;
+  long lines = 0;                    // lines of the chunk
+  std::optional<RowError> error;     // the first broken row, at error_line; parsing stopped there
+  long error_line = 0;
+  std::exception_ptr failure;        // anything else (out of memory): rethrown by the merge
+};
 
-    const std::int32_t buyer = member(f[at[kBuyer]], "buyer");
-    const std::int32_t seller = member(f[at[kSeller]], "seller");
-    const std::int32_t base = asset(f[at[kBase]], "base_asset");
-    const std::int32_t quote = asset(f[at[kQuote]], "quote_asset");
-
-    std::int64_t quantity = 0;
-    const int base_scale = assets[base].scale;
-    if (const MoneyStatus s = parse_minor_units(f[at[kQuantity]], base_scale, quantity); s != MoneyStatus::ok)
-      throw input_error(source, sc.line(), "quantity",
-                        "'" + std::string(f[at[kQuantity]]) + "': " + money_status_text(s, base_scale));
-    Decimal price;
-    if (const MoneyStatus s = parse_decimal(f[at[kPrice]], price); s != MoneyStatus::ok)
-      throw input_error(source, sc.line(), "price",
-                        "'" + std::string(f[at[kPrice]]) + "': " + money_status_text(s, kMaxMoneyScale));
-    if (price.mantissa <= 0) throw input_error(source, sc.line(), "price", "must be > 0");
-    std::int64_t notional = 0;
-    if (quantity > 0) {
-      const int quote_scale = assets[quote].scale;
-      if (const MoneyStatus s = multiply_money(quantity, base_scale, price, quote_scale, notional);
-          s != MoneyStatus::ok)
-        throw input_error(source, sc.line(), "price",
-                          "quantity × price: " + money_status_text(s, quote_scale));
+void parse_chunk(Chunk& c, const std::array<std::size_t, kColumns>& at, std::size_t width, const AssetTable& assets,
+                 const std::string& source) {
+  Scanner sc(c.text, source);
+  const std::hash<std::string_view> hasher;
+  const std::size_t estimate = c.text.size() / 48 + 16;
+  c.rows.reserve(estimate);
+  c.row_line.reserve(estimate);
+  c.id_hash.reserve(estimate);
+  try {
+    while (sc.next()) {
+      const auto& f = sc.fields();
+      try {
+        c.rows.push_back(parse_row(f, at, width, assets, c.members));
+      } catch (RowError& e) {
+        c.error = std::move(e);
+        c.error_line = sc.line();
+        return;
+      }
+      c.row_line.push_back(static_cast<std::uint32_t>(sc.line()));
+      c.id_hash.push_back(hasher(f[at[kTradeId]]));
     }
-    set.add(buyer, seller, base, quote, quantity, notional, source, sc.line());
+    c.lines = sc.line();
+  } catch (const input_error&) {  // the scanner's only complaint
+    c.error = RowError{"", "unterminated quoted field"};
+    c.error_line = sc.line();
+  } catch (...) {
+    c.failure = std::current_exception();
+  }
+}
+
+/// [begin, end) offsets of `parts` chunks of `text` from `from`, each ending at a line end.
+std::vector<std::pair<std::size_t, std::size_t>> split_at_lines(std::string_view text, std::size_t from,
+                                                               std::size_t parts) {
+  std::vector<std::pair<std::size_t, std::size_t>> out;
+  std::size_t begin = from;
+  for (std::size_t k = 1; k <= parts && begin < text.size(); ++k) {
+    std::size_t end = k == parts ? text.size() : from + (text.size() - from) * k / parts;
+    if (end < begin) end = begin;
+    if (end < text.size()) {
+      const std::size_t nl = text.find('\n', end);
+      end = nl == std::string_view::npos ? text.size() : nl + 1;
+    }
+    out.emplace_back(begin, end);
+    begin = end;
+  }
+  return out;
+}
+
+}  // namespace
+
+TradeSet parse_trades_csv(std::string_view text, const std::string& source, const AssetTable& assets,
+                          const TradeParseOptions& options) {
+  TradeSet set(assets);
+  Scanner header(text, source);
+  const auto at = read_header(header, source);
+  const std::size_t width = header.fields().size();
+  // The header's line: the data starts after it (comments and blank lines before it counted).
+  const long header_line = header.line();
+  std::size_t data_from = 0;
+  for (long l = 0; l < header_line; ++l) {
+    const std::size_t nl = text.find('\n', data_from);
+    data_from = nl == std::string_view::npos ? text.size() : nl + 1;
   }
 
-  // Duplicate trade ids: sort the hashes; equal neighbours are compared on their text.
-  std::sort(ids.begin(), ids.end());
-  for (std::size_t b = 0, e = 0; b < ids.size(); b = e) {
-    for (e = b + 1; e < ids.size() && ids[e].hash == ids[b].hash; ++e) {
-    }
-    for (std::size_t i = b; i < e; ++i)  // a run of equal hashes: almost always one pair
-      for (std::size_t j = i + 1; j < e; ++j) check_duplicate(text, source, ids[i].row, ids[j].row);
+  unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
+  const std::size_t by_size = (text.size() - data_from) / std::max<std::size_t>(1, options.min_chunk_bytes) + 1;
+  const std::size_t parts = std::min<std::size_t>(threads, by_size);
+  const auto bounds = split_at_lines(text, data_from, std::max<std::size_t>(1, parts));
+  std::vector<Chunk> chunks(bounds.size());
+  for (std::size_t k = 0; k < bounds.size(); ++k) chunks[k].text = text.substr(bounds[k].first, bounds[k].second - bounds[k].first);
+  {
+    std::vector<std::thread> pool;
+    for (std::size_t k = 1; k < chunks.size(); ++k)
+      pool.emplace_back([&, k] { parse_chunk(chunks[k], at, width, assets, source); });
+    if (!chunks.empty()) parse_chunk(chunks[0], at, width, assets, source);
+    for (std::thread& t : pool) t.join();
   }
+
+  // Merge in file order: member ids mapped, every row added (its rules over the whole set:
+  // self-trades, the per-asset gross), the first broken row of the file reported.
+  std::size_t total = 0;
+  for (const Chunk& c : chunks) total += c.rows.size();
+  set.reserve(total);
+  // Trade-id hashes by range of hash (one range per thread, sorted in parallel below).
+  const std::size_t ranges = std::max<std::size_t>(1, std::min<std::size_t>(threads, total / 65536 + 1));
+  std::vector<std::vector<IdHash>> by_range(ranges);
+  auto range_of = [&](std::uint64_t h) {  // monotone in h
+    return static_cast<std::size_t>(((h >> 32) * static_cast<std::uint64_t>(ranges)) >> 32);
+  };
+  for (std::vector<IdHash>& r : by_range) r.reserve(total / ranges + total / (8 * ranges) + 16);
+  std::uint64_t row = 0;
+  long line0 = header_line;  // the line before the chunk's first
+  for (Chunk& c : chunks) {
+    if (c.failure) std::rethrow_exception(c.failure);
+    std::vector<std::int32_t> id(c.members.size());
+    for (std::size_t m = 0; m < id.size(); ++m)
+      id[m] = set.intern_member(c.members.name(static_cast<std::int32_t>(m)));
+    for (std::size_t i = 0; i < c.rows.size(); ++i) {
+      const Row& r = c.rows[i];
+      set.add(id[static_cast<std::size_t>(r.buyer)], id[static_cast<std::size_t>(r.seller)], r.base, r.quote,
+              r.quantity, r.notional, source, line0 + c.row_line[i]);
+      by_range[range_of(c.id_hash[i])].push_back(IdHash{c.id_hash[i], row++});
+    }
+    if (c.error) throw input_error(source, line0 + c.error_line, c.error->field, c.error->message);
+    line0 += c.lines;
+  }
+
+  // Duplicate trade ids: each range sorted on its own thread; equal neighbours, in hash order,
+  // are compared on their text.
+  chunks.clear();
+  {
+    std::vector<std::thread> pool;
+    for (std::size_t k = 1; k < ranges; ++k) pool.emplace_back([&, k] { std::sort(by_range[k].begin(), by_range[k].end()); });
+    std::sort(by_range[0].begin(), by_range[0].end());
+    for (std::thread& t : pool) t.join();
+  }
+  for (const std::vector<IdHash>& r : by_range)
+    for (std::size_t b = 0, e = 0; b < r.size(); b = e) {
+      for (e = b + 1; e < r.size() && r[e].hash == r[b].hash; ++e) {
+      }
+      for (std::size_t i = b; i < e; ++i)  // a run of equal hashes: almost always one pair
+        for (std::size_t j = i + 1; j < e; ++j) check_duplicate(text, source, r[i].row, r[j].row);
+    }
   return set;
 }
 
-TradeSet read_trades_csv(const std::string& path, const AssetTable& assets) {
+TradeSet read_trades_csv(const std::string& path, const AssetTable& assets, const TradeParseOptions& options) {
   const std::string text = read_file_text(path);
-  return parse_trades_csv(text, path, assets);
+  return parse_trades_csv(text, path, assets, options);
 }
 
 }  // namespace marginet

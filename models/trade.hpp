@@ -82,11 +82,20 @@ class TradeSet {
   std::vector<std::int64_t> gross_;
 };
 
-/// Reads trades.csv (header row, `#` comments, blank lines and double-quoted fields allowed).
-/// The whole file is read into memory and parsed in one pass.
-TradeSet read_trades_csv(const std::string& path, const AssetTable& assets);
+/// How trades.csv is parsed: the lines after the header are split into `threads` chunks at line
+/// ends (fewer for a small file: at least `min_chunk_bytes` each), parsed in parallel and merged
+/// in file order. The result — ids, rows, the error reported — is the same for any split.
+struct TradeParseOptions {
+  unsigned threads = 0;                  // 0 = the machine's hardware threads
+  std::size_t min_chunk_bytes = 1 << 20;
+};
+
+/// Reads trades.csv (header row, `#` comments, blank lines and double-quoted fields allowed;
+/// a record is one line). The whole file is read into memory and parsed in parallel chunks.
+TradeSet read_trades_csv(const std::string& path, const AssetTable& assets, const TradeParseOptions& options = {});
 /// The same over text already in memory; `source` names it in errors.
-TradeSet parse_trades_csv(std::string_view text, const std::string& source, const AssetTable& assets);
+TradeSet parse_trades_csv(std::string_view text, const std::string& source, const AssetTable& assets,
+                          const TradeParseOptions& options = {});
 
 /// Reads a whole file into a string; input_error when it cannot be opened.
 std::string read_file_text(const std::string& path);

@@ -512,3 +512,89 @@ TEST(SettlementCycleFromNetting, InstructionsAreCompleteStableAndIndependentOfIn
 
 }  // namespace
 }  // namespace marginet
+
+namespace marginet {
+namespace {
+
+/// Generated trades as CSV with comments and blank lines here and there.
+std::string trades_text(std::size_t n, std::uint64_t seed) {
+  TradeGeneratorConfig cfg;
+  cfg.trades = n;
+  cfg.members = 60;
+  cfg.assets = 10;
+  cfg.seed = seed;
+  std::ostringstream out;
+  write_generated_trades_csv(out, cfg);
+  std::istringstream in(out.str());
+  std::string text, line;
+  std::mt19937_64 rng(seed);
+  for (std::size_t i = 0; std::getline(in, line); ++i) {
+    if (i > 0 && rng() % 97 == 0) text += "# a comment\n";
+    if (i > 0 && rng() % 89 == 0) text += "\n";
+    text += line + "\n";
+  }
+  return text;
+}
+
+std::string error_of(std::string_view text, const TradeParseOptions& options) {
+  try {
+    parse_trades_csv(text, "t.csv", generator_assets(10), options);
+  } catch (const input_error& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+// The file split into chunks parsed in parallel gives what one pass gives: the same member ids,
+// rows and totals, and the same first error, whatever the split.
+TEST(ParallelTradeParse, AnySplitGivesTheOnePassResult) {
+  const std::string text = trades_text(20'000, 5);
+  const AssetTable assets = generator_assets(10);
+  const TradeSet one = parse_trades_csv(text, "t.csv", assets, {1, 1});
+  ASSERT_EQ(one.size(), 20'000u);
+  for (unsigned threads : {2u, 3u, 7u, 16u}) {
+    SCOPED_TRACE(threads);
+    const TradeSet many = parse_trades_csv(text, "t.csv", assets, {threads, 1});  // chunks of any size
+    ASSERT_EQ(many.size(), one.size());
+    EXPECT_EQ(many.buyer(), one.buyer());
+    EXPECT_EQ(many.seller(), one.seller());
+    EXPECT_EQ(many.base_asset(), one.base_asset());
+    EXPECT_EQ(many.quote_asset(), one.quote_asset());
+    EXPECT_EQ(many.quantity(), one.quantity());
+    EXPECT_EQ(many.notional(), one.notional());
+    EXPECT_EQ(many.gross_deliveries(), one.gross_deliveries());
+    ASSERT_EQ(many.members().size(), one.members().size());
+    for (std::size_t m = 0; m < one.members().size(); ++m)
+      EXPECT_EQ(many.members().name(static_cast<std::int32_t>(m)), one.members().name(static_cast<std::int32_t>(m)));
+  }
+}
+
+TEST(ParallelTradeParse, TheFirstBadLineIsReportedWhateverTheSplit) {
+  const std::string text = trades_text(5'000, 9);
+  std::mt19937_64 rng(3);
+  // Each kind of fault at a random line in the second half, plus an earlier one in some cases.
+  for (int round = 0; round < 12; ++round) {
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    for (std::string l; std::getline(in, l);) lines.push_back(l);
+    const std::size_t at = lines.size() / 2 + rng() % (lines.size() / 2 - 1);
+    if (lines[at].empty() || lines[at][0] == '#') continue;
+    switch (round % 6) {
+      case 0: lines[at] = "X1,M0001,M0001,BTC,USD,1,100"; break;            // self-trade
+      case 1: lines[at] = "X2,M0001,M0002,BTC,NOPE,1,100"; break;           // unknown asset
+      case 2: lines[at] = "X3,M0001,M0002,BTC,USD,1.123456789,100"; break;  // too many decimals
+      case 3: lines[at] = "X4,M0001,M0002,BTC,USD,1"; break;                // a field missing
+      case 4: lines[at] = "T1,M0001,M0002,BTC,USD,1,100"; break;            // T1 again: a duplicate id
+      case 5: lines[at] = "X6,\"M0001,M0002,BTC,USD,1,100"; break;          // unterminated quote
+    }
+    if (round >= 6) lines[lines.size() / 4] = "Y1,M0003,M0003,ETH,USD,1,100";  // an earlier self-trade
+    std::string bad;
+    for (const std::string& l : lines) bad += l + "\n";
+    const std::string expected = error_of(bad, {1, 1});
+    ASSERT_NE(expected, "no error") << round;
+    for (unsigned threads : {2u, 5u, 13u}) EXPECT_EQ(error_of(bad, {threads, 1}), expected) << round << " " << threads;
+  }
+}
+
+}  // namespace
+}  // namespace marginet

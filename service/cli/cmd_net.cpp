@@ -20,6 +20,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "host/backend.hpp"
 #include "host/netting_engine.hpp"
 #include "models/asset.hpp"
 #include "models/csv.hpp"
@@ -78,7 +79,9 @@ void run_net(const CommonOptions& common, const NetOptions& opts) {
   auto t0 = Clock::now();
   const AssetTable assets = read_assets_csv(opts.assets);
   const std::string text = read_file_text(opts.trades);
-  const TradeSet trades = parse_trades_csv(text, opts.trades, assets);
+  TradeParseOptions parse;
+  parse.threads = static_cast<unsigned>(cpu_threads());  // --threads (all cores by default)
+  const TradeSet trades = parse_trades_csv(text, opts.trades, assets, parse);
   std::vector<MarginCall> calls;
   if (!opts.collateral_calls.empty()) calls = read_margin_calls_csv(opts.collateral_calls, assets);
   const double parse_s = seconds_since(t0);
