@@ -7,6 +7,7 @@
 //                        conservation check (parse excluded) — the default path
 //   BM_Net_SortReduce    the same with the sort + reduce-by-key kernel (the measured alternative)
 //   BM_Net_ParseIncluded trades.csv text in memory -> parse_trades_csv -> net_trades
+//   BM_TradeParse        parse_trades_csv alone on 1 and 2 threads (the parallel chunked parse)
 //   BM_Bilateral         the bilateral view (sort + reduce-by-key over 2 × trades)
 //
 //   bench_netting [--device=cpu|cuda] [--threads=N] [--benchmark_filter=...] [--benchmark_format=json]
@@ -99,6 +100,19 @@ void BM_Net_ParseIncluded(benchmark::State& state) {
   bench::set_bandwidth_counters(state, static_cast<double>(text.size()));
 }
 
+/// trades.csv text -> TradeSet alone, on range(1) threads (1: the one-chunk parse).
+void BM_TradeParse(benchmark::State& state) {
+  const std::string& text = trades_csv(static_cast<std::size_t>(state.range(0)));
+  const AssetTable assets = generator_assets(10);
+  const TradeParseOptions options{static_cast<unsigned>(state.range(1))};
+  for (auto _ : state) {
+    const TradeSet t = parse_trades_csv(text, "generated.csv", assets, options);
+    benchmark::DoNotOptimize(t.quantity().data());
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+  bench::set_bandwidth_counters(state, static_cast<double>(text.size()));
+}
+
 void BM_Bilateral(benchmark::State& state) {
   const TradeSet& t = trade_set(static_cast<std::size_t>(state.range(0)));
   const kernels::TradeColumns columns{t.size(), t.buyer().data(), t.seller().data(), t.base_asset().data(),
@@ -117,6 +131,7 @@ BENCHMARK(BM_Net_Reference) NETTING_SIZES->Iterations(1);
 BENCHMARK(BM_Net_Dense) NETTING_SIZES->MinTime(2.0);
 BENCHMARK(BM_Net_SortReduce) NETTING_SIZES->Iterations(2);
 BENCHMARK(BM_Net_ParseIncluded) NETTING_SIZES->Iterations(2);
+BENCHMARK(BM_TradeParse)->Args({10000000, 1})->Args({10000000, 2})->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(2);
 BENCHMARK(BM_Bilateral) NETTING_SIZES->Iterations(2);
 
 }  // namespace
