@@ -12,6 +12,7 @@
 
 #include "models/csv.hpp"
 #include "models/errors.hpp"
+#include "models/huge_pages.hpp"
 #include "models/money.hpp"
 
 namespace marginet {
@@ -77,12 +78,12 @@ std::optional<std::int32_t> NameIndex::find(std::string_view name) const {
 // TradeSet
 
 void TradeSet::reserve(std::size_t n) {
-  buyer_.reserve(n);
-  seller_.reserve(n);
-  base_.reserve(n);
-  quote_.reserve(n);
-  quantity_.reserve(n);
-  notional_.reserve(n);
+  reserve_huge(buyer_, n);
+  reserve_huge(seller_, n);
+  reserve_huge(base_, n);
+  reserve_huge(quote_, n);
+  reserve_huge(quantity_, n);
+  reserve_huge(notional_, n);
 }
 
 void TradeSet::add(std::int32_t buyer, std::int32_t seller, std::int32_t base, std::int32_t quote,
@@ -121,6 +122,48 @@ void TradeSet::add(std::int32_t buyer, std::int32_t seller, std::int32_t base, s
   quantity_.push_back(quantity);
   notional_.push_back(notional);
 }
+
+void TradeColumnsOwned::reserve(std::size_t n) {
+  reserve_huge(buyer, n);
+  reserve_huge(seller, n);
+  reserve_huge(base, n);
+  reserve_huge(quote, n);
+  reserve_huge(quantity, n);
+  reserve_huge(notional, n);
+}
+
+/// The parser's bulk path: columns whose every row TradeSet::add would accept (checked by the
+/// parser, member ids already the set's) and their per-asset gross, joined in order.
+struct TradeSetAccess {
+  static void adopt(TradeSet& set, const std::vector<TradeColumnsOwned*>& parts, std::vector<std::int64_t> gross) {
+    set.gross_ = std::move(gross);
+    if (parts.size() == 1) {  // one chunk: its columns become the set's, no copy
+      TradeColumnsOwned& c = *parts[0];
+      set.buyer_ = std::move(c.buyer);
+      set.seller_ = std::move(c.seller);
+      set.base_ = std::move(c.base);
+      set.quote_ = std::move(c.quote);
+      set.quantity_ = std::move(c.quantity);
+      set.notional_ = std::move(c.notional);
+      return;
+    }
+    std::size_t n = 0;
+    for (const TradeColumnsOwned* c : parts) n += c->quantity.size();
+    set.reserve(n);
+    for (TradeColumnsOwned* c : parts) {
+      auto append = [](auto& to, auto& from) {
+        to.insert(to.end(), from.begin(), from.end());
+        std::decay_t<decltype(from)>().swap(from);  // freed as soon as it is copied
+      };
+      append(set.buyer_, c->buyer);
+      append(set.seller_, c->seller);
+      append(set.base_, c->base);
+      append(set.quote_, c->quote);
+      append(set.quantity_, c->quantity);
+      append(set.notional_, c->notional);
+    }
+  }
+};
 
 // ---------------------------------------------------------------------------------------------
 // trades.csv
@@ -210,11 +253,6 @@ class Scanner {
   std::vector<std::string> scratch_;  // the quoted line's fields; views in fields_ point here
 };
 
-struct IdHash {
-  std::uint64_t hash;
-  std::uint64_t row;
-  bool operator<(const IdHash& o) const { return hash != o.hash ? hash < o.hash : row < o.row; }
-};
 
 /// Header → column positions; input_error naming a missing column.
 std::array<std::size_t, kColumns> read_header(Scanner& sc, const std::string& source) {
@@ -230,23 +268,24 @@ std::array<std::size_t, kColumns> read_header(Scanner& sc, const std::string& so
 }
 
 /// Second pass, only when two trade ids hash alike: the ids and lines of rows `a` and `b`.
-void check_duplicate(std::string_view text, const std::string& source, std::uint64_t a, std::uint64_t b) {
+/// Second pass, only when trade ids hash alike: the rows whose id hashes to `hash`, compared
+/// on their text in file order; input_error naming the second of the first equal pair.
+void check_duplicates(std::string_view text, const std::string& source, std::uint64_t hash) {
   Scanner sc(text, source);
   const auto at = read_header(sc, source);
-  std::string id_a;
-  long line_a = 0;
-  for (std::uint64_t row = 0; sc.next(); ++row) {
-    if (row == a) {
-      id_a = std::string(sc.fields()[at[kTradeId]]);
-      line_a = sc.line();
-    } else if (row == b) {
-      if (sc.fields()[at[kTradeId]] == id_a)
-        throw input_error(source, sc.line(), "trade_id",
-                          "duplicate trade id '" + id_a + "' (first at line " +
-                              std::to_string(line_a) + ")");
-      return;  // a hash collision between different ids
-    }
+  const std::hash<std::string_view> hasher;
+  std::vector<std::pair<std::string, long>> same;  // id, line
+  while (sc.next()) {
+    const std::string_view id = sc.fields()[at[kTradeId]];
+    if (hasher(id) == hash) same.emplace_back(std::string(id), sc.line());
   }
+  for (std::size_t i = 0; i < same.size(); ++i)
+    for (std::size_t j = i + 1; j < same.size(); ++j)
+      if (same[i].first == same[j].first)
+        throw input_error(source, same[j].second, "trade_id",
+                          "duplicate trade id '" + same[i].first + "' (first at line " +
+                              std::to_string(same[i].second) + ")");
+  // else: a hash collision between different ids
 }
 
 /// A row's rule broken: the field and why (the caller adds file and line).
@@ -299,46 +338,76 @@ Row parse_row(const std::vector<std::string_view>& f, const std::array<std::size
   return r;
 }
 
-/// The lines of one part of the file, parsed on a thread of their own. Member ids are local to
-/// the chunk (first appearance in it); the merge maps them to the set's, in chunk order, which
-/// gives the same ids as one pass over the whole file.
+/// The lines of one part of the file, parsed on a thread of their own into columns of its own.
+/// Member ids are local to the chunk (first appearance in it); the merge maps them to the set's
+/// in chunk order, which gives the same ids as one pass over the whole file (the first chunk's
+/// are the set's). The rules of one trade are checked here, the per-asset gross in the merge.
 struct Chunk {
   std::string_view text;
   NameIndex members;
-  std::vector<Row> rows;
-  std::vector<std::uint32_t> row_line;  // each row's line within the chunk (1-based)
-  std::vector<std::uint64_t> id_hash;
-  long lines = 0;                    // lines of the chunk
-  std::optional<RowError> error;     // the first broken row, at error_line; parsing stopped there
+  TradeColumnsOwned cols;
+  std::vector<std::uint32_t> row_line;         // each row's line within the chunk (1-based)
+  std::vector<std::vector<std::uint64_t>> ids;  // trade-id hashes per hash range, sorted
+  std::vector<std::int64_t> gross;             // per asset, while it fits int64
+  bool gross_overflow = false;
+  long lines = 0;                              // lines of the chunk
+  std::optional<RowError> error;               // the first broken row, at error_line; parsing stopped there
   long error_line = 0;
-  std::exception_ptr failure;        // anything else (out of memory): rethrown by the merge
+  std::exception_ptr failure;                  // anything else (out of memory): rethrown by the merge
 };
 
+/// Which of `ranges` hash ranges `h` falls in; monotone in h.
+std::size_t range_of(std::uint64_t h, std::size_t ranges) {
+  return static_cast<std::size_t>(((h >> 32) * static_cast<std::uint64_t>(ranges)) >> 32);
+}
+
+/// The rules TradeSet::add checks on one trade alone, with its messages.
+void check_row(const Row& r, const NameIndex& members, const AssetTable& assets) {
+  if (r.buyer == r.seller)
+    throw RowError{"seller", "self-trade: buyer and seller are both '" + members.name(r.buyer) + "'"};
+  if (r.base == r.quote) throw RowError{"quote_asset", "base and quote are the same asset '" + assets[r.base].name + "'"};
+  if (r.quantity <= 0) throw RowError{"quantity", "must be > 0"};
+  if (r.notional <= 0) throw RowError{"price", "quantity × price is zero minor units of " + assets[r.quote].name};
+}
+
 void parse_chunk(Chunk& c, const std::array<std::size_t, kColumns>& at, std::size_t width, const AssetTable& assets,
-                 const std::string& source) {
-  Scanner sc(c.text, source);
-  const std::hash<std::string_view> hasher;
-  const std::size_t estimate = c.text.size() / 48 + 16;
-  c.rows.reserve(estimate);
-  c.row_line.reserve(estimate);
-  c.id_hash.reserve(estimate);
+                 const std::string& source, std::size_t ranges) {
   try {
-    while (sc.next()) {
-      const auto& f = sc.fields();
-      try {
-        c.rows.push_back(parse_row(f, at, width, assets, c.members));
-      } catch (RowError& e) {
-        c.error = std::move(e);
-        c.error_line = sc.line();
-        return;
+    Scanner sc(c.text, source);
+    const std::hash<std::string_view> hasher;
+    // Lines of the chunk: an upper bound on its rows, so the columns never move while they grow.
+    const std::size_t bound = static_cast<std::size_t>(std::count(c.text.begin(), c.text.end(), '\n')) + 1;
+    c.cols.reserve(bound);
+    reserve_huge(c.row_line, bound);
+    c.ids.resize(ranges);
+    for (auto& r : c.ids) reserve_huge(r, bound / ranges + bound / (8 * ranges) + 16);
+    c.gross.assign(assets.size(), 0);
+    try {
+      while (sc.next()) {
+        const auto& f = sc.fields();
+        Row r{};
+        try {
+          r = parse_row(f, at, width, assets, c.members);
+          check_row(r, c.members, assets);
+        } catch (RowError& e) {
+          c.error = std::move(e);
+          c.error_line = sc.line();
+          break;
+        }
+        c.cols.push(r.buyer, r.seller, r.base, r.quote, r.quantity, r.notional);
+        c.row_line.push_back(static_cast<std::uint32_t>(sc.line()));
+        const std::uint64_t h = hasher(f[at[kTradeId]]);
+        c.ids[range_of(h, ranges)].push_back(h);
+        auto& gb = c.gross[static_cast<std::size_t>(r.base)];
+        auto& gq = c.gross[static_cast<std::size_t>(r.quote)];
+        if (!checked_add(gb, r.quantity, gb) || !checked_add(gq, r.notional, gq)) c.gross_overflow = true;
       }
-      c.row_line.push_back(static_cast<std::uint32_t>(sc.line()));
-      c.id_hash.push_back(hasher(f[at[kTradeId]]));
+      c.lines = sc.line();
+    } catch (const input_error&) {  // the scanner's only complaint
+      c.error = RowError{"", "unterminated quoted field"};
+      c.error_line = sc.line();
     }
-    c.lines = sc.line();
-  } catch (const input_error&) {  // the scanner's only complaint
-    c.error = RowError{"", "unterminated quoted field"};
-    c.error_line = sc.line();
+    for (auto& r : c.ids) std::sort(r.begin(), r.end());
   } catch (...) {
     c.failure = std::current_exception();
   }
@@ -380,63 +449,81 @@ TradeSet parse_trades_csv(std::string_view text, const std::string& source, cons
 
   unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
   const std::size_t by_size = (text.size() - data_from) / std::max<std::size_t>(1, options.min_chunk_bytes) + 1;
-  const std::size_t parts = std::min<std::size_t>(threads, by_size);
-  const auto bounds = split_at_lines(text, data_from, std::max<std::size_t>(1, parts));
+  const std::size_t parts = std::max<std::size_t>(1, std::min<std::size_t>(threads, by_size));
+  const std::size_t ranges = parts;  // trade-id hash ranges, each sorted per chunk on its thread
+  const auto bounds = split_at_lines(text, data_from, parts);
   std::vector<Chunk> chunks(bounds.size());
-  for (std::size_t k = 0; k < bounds.size(); ++k) chunks[k].text = text.substr(bounds[k].first, bounds[k].second - bounds[k].first);
+  for (std::size_t k = 0; k < bounds.size(); ++k)
+    chunks[k].text = text.substr(bounds[k].first, bounds[k].second - bounds[k].first);
   {
     std::vector<std::thread> pool;
     for (std::size_t k = 1; k < chunks.size(); ++k)
-      pool.emplace_back([&, k] { parse_chunk(chunks[k], at, width, assets, source); });
-    if (!chunks.empty()) parse_chunk(chunks[0], at, width, assets, source);
+      pool.emplace_back([&, k] { parse_chunk(chunks[k], at, width, assets, source, ranges); });
+    if (!chunks.empty()) parse_chunk(chunks[0], at, width, assets, source, ranges);
     for (std::thread& t : pool) t.join();
   }
 
-  // Merge in file order: member ids mapped, every row added (its rules over the whole set:
-  // self-trades, the per-asset gross), the first broken row of the file reported.
-  std::size_t total = 0;
-  for (const Chunk& c : chunks) total += c.rows.size();
-  set.reserve(total);
-  // Trade-id hashes by range of hash (one range per thread, sorted in parallel below).
-  const std::size_t ranges = std::max<std::size_t>(1, std::min<std::size_t>(threads, total / 65536 + 1));
-  std::vector<std::vector<IdHash>> by_range(ranges);
-  auto range_of = [&](std::uint64_t h) {  // monotone in h
-    return static_cast<std::size_t>(((h >> 32) * static_cast<std::uint64_t>(ranges)) >> 32);
-  };
-  for (std::vector<IdHash>& r : by_range) r.reserve(total / ranges + total / (8 * ranges) + 16);
-  std::uint64_t row = 0;
+  // Merge in file order: member ids mapped, the per-asset gross summed (the trade that takes it
+  // past int64 named), the first broken row of the file reported, the columns joined.
+  std::vector<std::int64_t> gross(assets.size(), 0);
   long line0 = header_line;  // the line before the chunk's first
-  for (Chunk& c : chunks) {
+  for (std::size_t k = 0; k < chunks.size(); ++k) {
+    Chunk& c = chunks[k];
     if (c.failure) std::rethrow_exception(c.failure);
     std::vector<std::int32_t> id(c.members.size());
-    for (std::size_t m = 0; m < id.size(); ++m)
-      id[m] = set.intern_member(c.members.name(static_cast<std::int32_t>(m)));
-    for (std::size_t i = 0; i < c.rows.size(); ++i) {
-      const Row& r = c.rows[i];
-      set.add(id[static_cast<std::size_t>(r.buyer)], id[static_cast<std::size_t>(r.seller)], r.base, r.quote,
-              r.quantity, r.notional, source, line0 + c.row_line[i]);
-      by_range[range_of(c.id_hash[i])].push_back(IdHash{c.id_hash[i], row++});
+    for (std::size_t m = 0; m < id.size(); ++m) id[m] = set.intern_member(c.members.name(static_cast<std::int32_t>(m)));
+    bool fits = !c.gross_overflow;
+    std::vector<std::int64_t> sum = gross;
+    for (std::size_t a = 0; a < gross.size() && fits; ++a) fits = checked_add(gross[a], c.gross[a], sum[a]);
+    if (!fits) {  // find the trade that goes past int64, in file order
+      for (std::size_t i = 0; i < c.cols.quantity.size(); ++i) {
+        const auto b = static_cast<std::size_t>(c.cols.base[i]), q = static_cast<std::size_t>(c.cols.quote[i]);
+        const long line = line0 + c.row_line[i];
+        if (!checked_add(gross[b], c.cols.quantity[i], gross[b]))
+          throw input_error(source, line, "quantity",
+                            "total deliveries of " + assets[c.cols.base[i]].name + " exceed the int64 range of minor units");
+        if (!checked_add(gross[q], c.cols.notional[i], gross[q]))
+          throw input_error(source, line, "price",
+                            "total deliveries of " + assets[c.cols.quote[i]].name + " exceed the int64 range of minor units");
+      }
     }
+    gross = std::move(sum);
     if (c.error) throw input_error(source, line0 + c.error_line, c.error->field, c.error->message);
+    if (k > 0) {  // the first chunk's ids are the set's already
+      for (std::int32_t& m : c.cols.buyer) m = id[static_cast<std::size_t>(m)];
+      for (std::int32_t& m : c.cols.seller) m = id[static_cast<std::size_t>(m)];
+    }
     line0 += c.lines;
   }
+  std::vector<TradeColumnsOwned*> parts_cols;
+  for (Chunk& c : chunks) parts_cols.push_back(&c.cols);
+  TradeSetAccess::adopt(set, parts_cols, std::move(gross));
 
-  // Duplicate trade ids: each range sorted on its own thread; equal neighbours, in hash order,
-  // are compared on their text.
-  chunks.clear();
-  {
-    std::vector<std::thread> pool;
-    for (std::size_t k = 1; k < ranges; ++k) pool.emplace_back([&, k] { std::sort(by_range[k].begin(), by_range[k].end()); });
-    std::sort(by_range[0].begin(), by_range[0].end());
-    for (std::thread& t : pool) t.join();
-  }
-  for (const std::vector<IdHash>& r : by_range)
-    for (std::size_t b = 0, e = 0; b < r.size(); b = e) {
-      for (e = b + 1; e < r.size() && r[e].hash == r[b].hash; ++e) {
+  // Duplicate trade ids: per hash range, the chunks' sorted hashes merged in order; a hash seen
+  // twice sends the file to a second pass over the rows that have it (check_duplicates), which
+  // reports what one pass over the file would: the first such hash, its first equal pair.
+  for (std::size_t r = 0; r < ranges; ++r) {
+    std::vector<std::size_t> next(chunks.size(), 0);
+    bool have_prev = false;
+    std::uint64_t prev = 0, reported = 0;
+    bool any_reported = false;
+    while (true) {
+      std::size_t best = chunks.size();
+      for (std::size_t k = 0; k < chunks.size(); ++k)
+        if (next[k] < chunks[k].ids[r].size() &&
+            (best == chunks.size() || chunks[k].ids[r][next[k]] < chunks[best].ids[r][next[best]]))
+          best = k;
+      if (best == chunks.size()) break;
+      const std::uint64_t h = chunks[best].ids[r][next[best]++];
+      if (have_prev && h == prev && !(any_reported && reported == h)) {
+        check_duplicates(text, source, h);
+        reported = h;
+        any_reported = true;
       }
-      for (std::size_t i = b; i < e; ++i)  // a run of equal hashes: almost always one pair
-        for (std::size_t j = i + 1; j < e; ++j) check_duplicate(text, source, r[i].row, r[j].row);
+      prev = h;
+      have_prev = true;
     }
+  }
   return set;
 }
 

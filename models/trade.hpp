@@ -45,6 +45,22 @@ class NameIndex {
   std::vector<std::int32_t> slots_;    // power-of-two size, −1 = empty
 };
 
+/// Trade columns as the parser builds them (one per chunk of a file).
+struct TradeColumnsOwned {
+  std::vector<std::int32_t> buyer, seller, base, quote;
+  std::vector<std::int64_t> quantity, notional;
+  void reserve(std::size_t n);
+  void push(std::int32_t b, std::int32_t s, std::int32_t base_asset, std::int32_t quote_asset, std::int64_t q,
+            std::int64_t n) {
+    buyer.push_back(b);
+    seller.push_back(s);
+    base.push_back(base_asset);
+    quote.push_back(quote_asset);
+    quantity.push_back(q);
+    notional.push_back(n);
+  }
+};
+
 /// Columnar trades with dense ids. Invariants (kept by add()): buyer != seller, base != quote,
 /// quantity > 0, notional > 0, ids in range, per-asset gross deliveries ≤ INT64_MAX.
 class TradeSet {
@@ -80,6 +96,8 @@ class TradeSet {
   std::vector<std::int32_t> buyer_, seller_, base_, quote_;
   std::vector<std::int64_t> quantity_, notional_;
   std::vector<std::int64_t> gross_;
+
+  friend struct TradeSetAccess;  // the trades.csv parser's bulk path (models/trade.cpp)
 };
 
 /// How trades.csv is parsed: the lines after the header are split into `threads` chunks at line

@@ -573,21 +573,25 @@ TEST(ParallelTradeParse, TheFirstBadLineIsReportedWhateverTheSplit) {
   const std::string text = trades_text(5'000, 9);
   std::mt19937_64 rng(3);
   // Each kind of fault at a random line in the second half, plus an earlier one in some cases.
-  for (int round = 0; round < 12; ++round) {
+  for (int round = 0; round < 14; ++round) {
     std::vector<std::string> lines;
     std::istringstream in(text);
     for (std::string l; std::getline(in, l);) lines.push_back(l);
     const std::size_t at = lines.size() / 2 + rng() % (lines.size() / 2 - 1);
     if (lines[at].empty() || lines[at][0] == '#') continue;
-    switch (round % 6) {
+    switch (round % 7) {
       case 0: lines[at] = "X1,M0001,M0001,BTC,USD,1,100"; break;            // self-trade
       case 1: lines[at] = "X2,M0001,M0002,BTC,NOPE,1,100"; break;           // unknown asset
       case 2: lines[at] = "X3,M0001,M0002,BTC,USD,1.123456789,100"; break;  // too many decimals
       case 3: lines[at] = "X4,M0001,M0002,BTC,USD,1"; break;                // a field missing
       case 4: lines[at] = "T1,M0001,M0002,BTC,USD,1,100"; break;            // T1 again: a duplicate id
       case 5: lines[at] = "X6,\"M0001,M0002,BTC,USD,1,100"; break;          // unterminated quote
+      case 6:  // BTC deliveries past int64 minor units: 2 × 5e18 satoshi, the second line named
+        lines[lines.size() / 3] = "X7,M0001,M0002,BTC,USD,50000000000,0.000001";
+        lines[at] = "X8,M0003,M0004,BTC,USD,50000000000,0.000001";
+        break;
     }
-    if (round >= 6) lines[lines.size() / 4] = "Y1,M0003,M0003,ETH,USD,1,100";  // an earlier self-trade
+    if (round >= 7) lines[lines.size() / 4] = "Y1,M0003,M0003,ETH,USD,1,100";  // an earlier self-trade
     std::string bad;
     for (const std::string& l : lines) bad += l + "\n";
     const std::string expected = error_of(bad, {1, 1});
