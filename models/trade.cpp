@@ -393,6 +393,10 @@ void parse_chunk(Chunk& c, const std::array<std::size_t, kColumns>& at, std::siz
           c.error = std::move(e);
           c.error_line = sc.line();
           break;
+        } catch (const input_error& e) {  // a limit of the member table (2^31 names)
+          c.error = RowError{"", e.what()};
+          c.error_line = sc.line();
+          break;
         }
         c.cols.push(r.buyer, r.seller, r.base, r.quote, r.quantity, r.notional);
         c.row_line.push_back(static_cast<std::uint32_t>(sc.line()));
@@ -403,7 +407,7 @@ void parse_chunk(Chunk& c, const std::array<std::size_t, kColumns>& at, std::siz
         if (!checked_add(gb, r.quantity, gb) || !checked_add(gq, r.notional, gq)) c.gross_overflow = true;
       }
       c.lines = sc.line();
-    } catch (const input_error&) {  // the scanner's only complaint
+    } catch (const input_error&) {  // from the scanner: its only complaint
       c.error = RowError{"", "unterminated quoted field"};
       c.error_line = sc.line();
     }
