@@ -13,9 +13,10 @@ packages=(
   libquantlib0-dev
   python3 python3-zmq python3-msgpack python3-nacl python3-matplotlib
 )
-# The tests open the demo's report in a real headless browser (tests/test_demo.cpp).
+# The tests open the demo's report in a real headless browser, and look for processes left
+# running (pgrep) and drive a pseudo-terminal (script) (tests/test_demo.cpp, test_table.cpp).
 if [ "${1:-}" = "--test" ]; then
-  packages+=(chromium)
+  packages+=(chromium procps bsdutils)
 fi
 
 # Thrust/CUB: the CUDA toolkit's CCCL when present, else Debian's packages.

@@ -15,7 +15,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
-#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
@@ -26,7 +25,6 @@
 #include "models/csv.hpp"
 #include "models/default_fund.hpp"
 #include "models/errors.hpp"
-#include "models/money.hpp"
 #include "models/positions.hpp"
 #include "models/reference_data.hpp"
 #include "service/clearing/clearing_store.hpp"
