@@ -90,8 +90,9 @@ TEST_P(GreeksKernel, ExampleBookEndToEnd) {
     } else {
       EXPECT_EQ(g.iv[i], mark.mark_iv) << ins.id;
     }
-    if (ins.settlement == Settlement::inverse)
+    if (ins.settlement == Settlement::inverse) {
       EXPECT_DOUBLE_EQ(g.delta_coin[i], g.delta[i] - g.price[i] / F) << ins.id;
+    }
   }
   // The 28JUN24 options take the forward of the marked 28JUN24 future.
   EXPECT_TRUE(ref.market.forward_from_future("BTC", ref.instruments.at("BTC-28JUN24").expiry));

@@ -97,7 +97,9 @@ TEST(ImpliedVol, NearTheUpperBound) {
     const ImpliedVol iv = implied_vol_black76(C, price, 100, 100, T, 0.0);
     ASSERT_EQ(iv.status, IvStatus::ok);
     EXPECT_NEAR(black76_price(C, 100, 100, T, iv.sigma, 0.0), price, 2e-14 * 100) << s;
-    if (s <= 10) EXPECT_NEAR(iv.sigma, sigma, 1e-9 * sigma) << s;
+    if (s <= 10) {
+      EXPECT_NEAR(iv.sigma, sigma, 1e-9 * sigma) << s;
+    }
   }
 }
 
