@@ -10,7 +10,8 @@
 # page caught). Passes when there is at least one image, all of them loaded and no error; prints
 # "report.html: N of N images loaded, 0 errors". Then writes a 1280x900 screenshot to OUT_PNG.
 # Exit 0 when both pass, 1 when a check fails (the message says which), 2 for bad usage or no
-# browser. --no-sandbox is there because the browser's sandbox refuses to run as root.
+# browser. --no-sandbox is there because the browser's sandbox refuses to run as root;
+# --disable-dev-shm-usage because a container's /dev/shm (64 MiB) is too small for it.
 set -euo pipefail
 
 usage() {
@@ -50,7 +51,8 @@ profile=$(mktemp -d)
 log=$profile.log
 trap 'rm -rf "$profile" "$log"' EXIT
 url="file://$(realpath "$report")"
-flags=(--headless --no-sandbox --disable-gpu --user-data-dir="$profile" --virtual-time-budget=5000)
+flags=(--headless --no-sandbox --disable-gpu --disable-dev-shm-usage --user-data-dir="$profile"
+       --virtual-time-budget=5000)
 
 # 1. The DOM after load: the <body> tag carries what the page's load script recorded.
 dom=$(timeout 120 "$browser" "${flags[@]}" --dump-dom "$url" 2>"$log") \
