@@ -29,16 +29,18 @@ void run_demo(const CommonOptions& common, demo::ClearingDayOptions o) {
   o.threads = common.threads;
   const auto t0 = std::chrono::steady_clock::now();
   Progress progress("clearing day", demo::kDaySteps, common.quiet);
-  const demo::ClearingDayResult r =
-      demo::run_clearing_day(o, [&](std::size_t done, std::size_t total, const std::string& step) {
-        if (!common.quiet && done < total) spdlog::info("step {}/{}: {}", done + 1, total, step);
-        progress.advance(done);
-      });
+  demo::DayProgress told;
+  std::size_t ended = 0;
+  told.starting = [&](std::size_t done, std::size_t, const std::string&) { progress.advance(done); };
+  told.finished = [&](const demo::DayStep& s) {  // each step's outcome as it ends
+    progress.advance(++ended);
+    if (!s.ok)
+      spdlog::error("{} failed after {:.1f} s: {}", s.name, s.seconds, s.detail);
+    else if (!common.quiet)
+      spdlog::info("{} ({:.1f} s): {}", s.name, s.seconds, s.detail);
+  };
+  const demo::ClearingDayResult r = demo::run_clearing_day(o, told);
   progress.finish();
-  for (const demo::DayStep& s : r.steps) {
-    if (s.ok && !common.quiet) spdlog::info("{} ({:.1f} s): {}", s.name, s.seconds, s.detail);
-    if (!s.ok) spdlog::error("{} failed after {:.1f} s: {}", s.name, s.seconds, s.detail);
-  }
   Table table;
   table.columns = {"clearing day", "result"};
   for (const auto& [label, text] : r.summary) table.add_row({label, text});

@@ -98,14 +98,14 @@ Progress::~Progress() { finish(); }
 
 void Progress::advance(std::size_t done) {
   if (!enabled_ || finished_) return;
-  const auto now = std::chrono::steady_clock::now();
-  if (done < total_ && now - last_ < std::chrono::milliseconds(100)) return;
-  last_ = now;
   const double pct = total_ ? 100.0 * static_cast<double>(done) / static_cast<double>(total_) : 100.0;
   char buf[64];
   std::snprintf(buf, sizeof buf, ": %zu/%zu (%.0f%%)", done, total_, pct);
   std::lock_guard<std::mutex> lock(console_mutex);
-  progress_line = label_ + buf;
+  progress_line = label_ + buf;  // what a log line redraws, current even when not drawn now
+  const auto now = std::chrono::steady_clock::now();
+  if (done < total_ && now - last_ < std::chrono::milliseconds(100)) return;  // at most 10 draws a second
+  last_ = now;
   std::fprintf(stderr, "\r\033[K%s", progress_line.c_str());
   std::fflush(stderr);
 }

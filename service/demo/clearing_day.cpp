@@ -778,7 +778,7 @@ ClearingDayResult run_clearing_day(const ClearingDayOptions& o, const DayProgres
   const std::size_t total = kDaySteps;
   bool failed = false;
   for (std::size_t i = 0; i < std::size(steps) && !failed; ++i) {
-    if (progress) progress(i, total, steps[i].first);
+    if (progress.starting) progress.starting(i, total, steps[i].first);
     DayStep s;
     s.name = steps[i].first;
     const auto t0 = Clock::now();
@@ -791,6 +791,7 @@ ClearingDayResult run_clearing_day(const ClearingDayOptions& o, const DayProgres
     }
     s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     result.steps.push_back(s);
+    if (progress.finished) progress.finished(s);
   }
   // Whatever happened, nothing is left running.
   d.client.reset();
@@ -799,7 +800,7 @@ ClearingDayResult run_clearing_day(const ClearingDayOptions& o, const DayProgres
 
   result.summary = summary_of(d);
   if (fs::exists(d.dir)) {
-    if (progress) progress(total - 1, total, "report");
+    if (progress.starting) progress.starting(total - 1, total, "report");
     DayStep s;
     s.name = "report";
     const auto t0 = Clock::now();
@@ -814,8 +815,9 @@ ClearingDayResult run_clearing_day(const ClearingDayOptions& o, const DayProgres
     }
     s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     result.steps.push_back(s);
+    if (progress.finished) progress.finished(s);
   }
-  if (progress) progress(total, total, "done");
+  if (progress.starting) progress.starting(total, total, "done");
   return result;
 }
 

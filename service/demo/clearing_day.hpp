@@ -64,8 +64,12 @@ struct ClearingDayResult {
 /// The steps above and the report.
 inline constexpr std::size_t kDaySteps = 11;
 
-/// `progress(done, total, step)` is called before each step.
-using DayProgress = std::function<void(std::size_t done, std::size_t total, const std::string& step)>;
+/// What the day tells as it goes: `starting(done, total, name)` before each step (and with
+/// done == total at the end), `finished(step)` after each, with its outcome.
+struct DayProgress {
+  std::function<void(std::size_t done, std::size_t total, const std::string& step)> starting;
+  std::function<void(const DayStep& step)> finished;
+};
 
 /// Runs the day in `options.workdir` (created; a folder that holds anything but an earlier
 /// demo's files is refused with input_error). Never leaves a child process running.
