@@ -1,7 +1,9 @@
 #include "models/csv.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 
@@ -202,6 +204,24 @@ std::string format_iso8601_utc(double unix_seconds) {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+std::string format_fixed(double value, int decimals) {
+  if (std::isnan(value)) return "nan";
+  if (std::isinf(value)) return value > 0 ? "inf" : "-inf";
+  char buf[512];
+  std::snprintf(buf, sizeof buf, "%.*f", std::clamp(decimals, 0, 18), value);
+  std::string text(buf);
+  if (text.find_first_not_of("-0.") == std::string::npos) text.erase(0, text[0] == '-');  // no "-0.00"
+  return with_thousands(text);
+}
+
+std::string with_thousands(std::string text) {
+  const std::size_t sign = !text.empty() && text[0] == '-' ? 1 : 0;
+  std::size_t end = text.find('.');
+  if (end == std::string::npos) end = text.size();
+  for (std::size_t i = end; i > sign + 3; i -= 3) text.insert(i - 3, ",");
+  return text;
 }
 
 }  // namespace marginet

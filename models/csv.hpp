@@ -74,6 +74,11 @@ bool split_csv_record(std::string_view line, std::vector<std::string>& fields);
 std::optional<double> parse_iso8601_utc(std::string_view text);
 /// Format Unix seconds as `YYYY-MM-DDTHH:MM:SSZ`.
 std::string format_iso8601_utc(double unix_seconds);
+/// A figure for people: `value` with `decimals` places and thousands separators
+/// ("1,234,567.89"); no "-0.00"; nan and inf spelled out.
+std::string format_fixed(double value, int decimals);
+/// Decimal text with thousands separators in its whole part ("-1234.5" → "-1,234.5").
+std::string with_thousands(std::string text);
 /// Parse a finite double (the whole text must be consumed).
 std::optional<double> parse_double(std::string_view text);
 

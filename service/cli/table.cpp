@@ -34,23 +34,6 @@ std::string format_double(double value) {
   return std::string(buf, res.ptr);
 }
 
-std::string format_fixed(double value, int decimals) {
-  if (!std::isfinite(value)) return format_double(value);
-  char buf[512];
-  std::snprintf(buf, sizeof buf, "%.*f", std::clamp(decimals, 0, 18), value);
-  std::string text(buf);
-  if (text.find_first_not_of("-0.") == std::string::npos) text.erase(0, text[0] == '-');  // no "-0.00"
-  return with_thousands(text);
-}
-
-std::string with_thousands(std::string text) {
-  const std::size_t sign = !text.empty() && text[0] == '-' ? 1 : 0;
-  std::size_t end = text.find('.');
-  if (end == std::string::npos) end = text.size();
-  for (std::size_t i = end; i > sign + 3; i -= 3) text.insert(i - 3, ",");
-  return text;
-}
-
 static std::string csv_field(const Cell& cell) {
   if (const auto* s = std::get_if<std::string>(&cell)) {
     if (s->find_first_of(",\"\n") == std::string::npos) return *s;

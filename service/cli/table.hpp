@@ -10,6 +10,8 @@
 #include <variant>
 #include <vector>
 
+#include "models/csv.hpp"  // format_fixed, with_thousands
+
 namespace marginet::cli {
 
 /// A figure with the decimals it is shown with on a terminal (2 for USD, 8 for BTC, …); CSV and
@@ -43,9 +45,5 @@ bool pretty_output(const std::ostream& out, const std::string& format);
 
 /// Shortest decimal text that parses back to the same double; "nan"/"inf" spelled out.
 std::string format_double(double value);
-/// `value` with `decimals` places and thousands separators ("1,234,567.89").
-std::string format_fixed(double value, int decimals);
-/// Decimal text with thousands separators in its whole part ("-1234.5" → "-1,234.5").
-std::string with_thousands(std::string text);
 
 }  // namespace marginet::cli

@@ -15,7 +15,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
-#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -27,6 +26,7 @@
 #include "models/errors.hpp"
 #include "models/positions.hpp"
 #include "models/reference_data.hpp"
+#include "models/trade.hpp"  // read_file_text
 #include "service/clearing/clearing_store.hpp"
 #include "service/clearing/trade.hpp"
 #include "service/db/sqlite.hpp"
@@ -78,12 +78,7 @@ std::string fixed(double v, int decimals) {
 
 /// "1,234,567.89 USD"
 std::string money_text(double v, const std::string& unit, int decimals = 2) {
-  std::string t = fixed(v, decimals);
-  const std::size_t sign = t[0] == '-' ? 1 : 0;
-  std::size_t end = t.find('.');
-  if (end == std::string::npos) end = t.size();
-  for (std::size_t i = end; i > sign + 3; i -= 3) t.insert(i - 3, ",");
-  return t + " " + unit;
+  return format_fixed(v, decimals) + " " + unit;
 }
 
 /// Shortest text that reads back as the same double (CSV files the loaders read again).
@@ -95,13 +90,6 @@ std::string exact(double v) {
 
 std::string pct(double fraction) { return fixed(100.0 * fraction, 1) + " %"; }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 /// Everything the steps share.
 struct Day {
   ClearingDayOptions o;
@@ -112,6 +100,7 @@ struct Day {
   std::string day;                   // the valuation date, YYYY-MM-DD
   Backend backend = Backend::cpu;
 
+  ReferenceData ref;                       // the market the service has now (opening, then each move)
   std::vector<Position> yesterday, today;  // accounts renamed to the members' accounts
   std::map<std::string, double> opening_im;  // per account, the configured methodology
   std::unique_ptr<ChildProcess> scheduler, service;
@@ -120,8 +109,6 @@ struct Day {
   // What the day did, for the summary and day.json.
   std::size_t trades_captured = 0, trades_refused = 0, packages_accepted = 0, packages_refused = 0;
   double deposited = 0;
-  std::size_t intraday_calls = 0;
-  std::string intraday_total;
   json intraday;  // calls.run.result of the intraday run
   json eod;  // calls.run.result of the EOD run
   json im_by_methodology = json::array();
@@ -131,7 +118,6 @@ struct Day {
   json cycles = json::array();
   json default_json;  // null when no member defaulted
   json ledger_json;
-  std::string settled_text;
 
   std::string path(const std::string& name) const { return dir + "/" + name; }
   std::vector<std::string> reference_args() const {
@@ -189,6 +175,7 @@ std::string step_book(Day& d) {
   spec.seed = d.o.seed;
   GeneratedBook book = generate_book(spec);
   write_book(book, d.dir);  // instruments, market, marks (positions.csv is rewritten below)
+  d.ref = load_reference_data(d.path("instruments.csv"), d.path("market.csv"), d.path("marks.csv"));
   write_returns_history(d.path("returns.csv"), book.underlyings, 730, spec.valuation_time, d.o.seed + 2, false);
   write_returns_history(d.path("stress_returns.csv"), book.underlyings, 90, spec.valuation_time - 900 * 86400.0,
                         d.o.seed + 3, true);
@@ -250,7 +237,7 @@ TradeInput trade_of(const Position& p, const InstrumentTable& instruments, const
 }
 
 std::string step_store(Day& d) {
-  const ReferenceData ref = load_reference_data(d.path("instruments.csv"), d.path("market.csv"), d.path("marks.csv"));
+  const ReferenceData& ref = d.ref;
   auto store = open_clearing_store(d.path("clearing.sqlite"), OpenMode::writer);
   for (const std::string& m : d.members) {
     store->add_member(m, std::nullopt);
@@ -358,7 +345,7 @@ std::string step_collateral(Day& d) {
 // ---- 5. trades --------------------------------------------------------------------------
 
 std::string step_trades(Day& d) {
-  const ReferenceData ref = load_reference_data(d.path("instruments.csv"), d.path("market.csv"), d.path("marks.csv"));
+  const ReferenceData& ref = d.ref;
   const std::string now = d.day + "T09:30:00Z";
   std::size_t n = 0;
   for (const Position& p : d.today) {
@@ -407,12 +394,11 @@ std::string step_trades(Day& d) {
 
 // ---- 6. market moves --------------------------------------------------------------------
 
-/// `move` applied to the market in FROM_market.csv / FROM_marks.csv (the prefix "" for the
-/// opening files): sent as `market.update`, and written as TO_market.csv / TO_marks.csv for the
-/// offline runs. Returns the service's recompute time (ms).
-double apply_move(Day& d, const Move& move, const std::string& from, const std::string& to) {
-  const ReferenceData ref = load_reference_data(d.path("instruments.csv"), d.path(from + "market.csv"),
-                                                d.path(from + "marks.csv"));
+/// `move` applied to the day's market (d.ref): sent as `market.update`, written as
+/// TO_market.csv / TO_marks.csv, and loaded back as the day's market for the offline runs.
+/// Returns the service's recompute time (ms).
+double apply_move(Day& d, const Move& move, const std::string& to) {
+  const ReferenceData& ref = d.ref;
   auto move_of = [&](const std::string& u) { return u == "BTC" ? move.btc : move.eth; };
   json update = {{"type", "market.update"}, {"priority", "high"}};
   update["underlyings"] = json::array();
@@ -444,7 +430,11 @@ double apply_move(Day& d, const Move& move, const std::string& from, const std::
     update["marks"].push_back(m);
     marks << inst.id << "," << price << "," << iv << "\n";
   }
-  return MarginClient::checked(d.client->market_update(update)).value("recompute_us", 0.0) / 1000;
+  market.close();
+  marks.close();
+  const double ms = MarginClient::checked(d.client->market_update(update)).value("recompute_us", 0.0) / 1000;
+  d.ref = load_reference_data(d.path("instruments.csv"), d.path(to + "market.csv"), d.path(to + "marks.csv"));
+  return ms;
 }
 
 std::string move_text(const Move& m) {
@@ -452,7 +442,7 @@ std::string move_text(const Move& m) {
 }
 
 std::string step_market(Day& d) {
-  const double ms = apply_move(d, kIntraday, "", "intraday_");
+  const double ms = apply_move(d, kIntraday, "intraday_");
   return move_text(kIntraday) + "; the service re-ran the book in " + fixed(ms, 1) + " ms";
 }
 
@@ -469,18 +459,21 @@ std::size_t calls_made(const json& run) {
   return n;
 }
 
+/// "11 calls, 183259.03 USD"
+std::string calls_text(const json& run) {
+  return std::to_string(calls_made(run)) + " calls, " + run.at("total_call").get<std::string>() + " " +
+         run.at("asset").get<std::string>();
+}
+
 std::string step_intraday(Day& d) {
   const json& r = d.intraday = call_run(d, "intraday", "INTRADAY-" + d.day);
-  d.intraday_calls = calls_made(r);
-  d.intraday_total = r.at("total_call").get<std::string>() + " " + r.at("asset").get<std::string>();
-  return std::to_string(d.intraday_calls) + " calls, " + d.intraday_total + " (" + r.at("model").get<std::string>() +
+  return calls_text(r) + " (" + r.at("model").get<std::string>() +
          ", " + fixed(r.value("compute_ms", 0.0), 1) + " ms)";
 }
 
 /// IM of the day's book (the store's positions) under every methodology, at the moved market.
 std::string eod_methodologies(Day& d) {
-  const ReferenceData ref =
-      load_reference_data(d.path("instruments.csv"), d.path("close_market.csv"), d.path("close_marks.csv"));
+  const ReferenceData& ref = d.ref;  // the close
   std::vector<Position> book;
   {
     const auto store = open_clearing_store(d.path("clearing.sqlite"), OpenMode::reader);
@@ -558,7 +551,7 @@ std::string eod_netting(Day& d) {
 }
 
 std::string step_eod(Day& d) {
-  apply_move(d, kClose, "intraday_", "close_");
+  apply_move(d, kClose, "close_");
   const std::string im = eod_methodologies(d);
   d.eod = call_run(d, "eod", "EOD-" + d.day);
   // The accounts' call and collateral as the EOD run recorded them.
@@ -570,8 +563,7 @@ std::string step_eod(Day& d) {
     a["call"] = it == rows.end() ? 0.0 : std::stod(it->second->at(4).get<std::string>());
   }
   const std::string net = eod_netting(d);
-  return "close " + move_text(kClose) + "; IM " + im + "; EOD calls " + std::to_string(calls_made(d.eod)) + ", " +
-         d.eod.at("total_call").get<std::string>() + " " + d.eod.at("asset").get<std::string>() + "; " + net;
+  return "close " + move_text(kClose) + "; IM " + im + "; EOD " + calls_text(d.eod) + "; " + net;
 }
 
 // ---- 9. settlement ----------------------------------------------------------------------
@@ -607,7 +599,7 @@ std::string step_settlement(Day& d) {
                                (defaulted ? "" : "; " + d.defaulter + " not in default"));
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  d.settled_text = fixed(std::chrono::duration<double>(Clock::now() - t0).count(), 1) + " s after the EOD run";
+  const std::string settled = fixed(std::chrono::duration<double>(Clock::now() - t0).count(), 1) + " s after the EOD run";
   const auto store = open_clearing_store(d.path("clearing.sqlite"), OpenMode::reader);
   for (const DefaultSummary& s : store->defaults()) {
     if (s.member != d.defaulter) continue;
@@ -627,7 +619,7 @@ std::string step_settlement(Day& d) {
                       {"covered", covered},         {"uncovered", uncovered},
                       {"positions_moved", s.positions_moved}, {"steps", steps}};
   }
-  return "every cycle settled " + d.settled_text + "; " + d.defaulter + " missed its pay-in and was declared in default";
+  return "every cycle settled " + settled + "; " + d.defaulter + " missed its pay-in and was declared in default";
 }
 
 // ---- 10. ledger -------------------------------------------------------------------------
@@ -697,15 +689,13 @@ std::vector<std::pair<std::string, std::string>> summary_of(const Day& d) {
                                       "); RFQ packages " + std::to_string(d.packages_accepted) + " accepted, " +
                                       std::to_string(d.packages_refused) + " refused by the pre-trade check"});
   s.push_back({"collateral", money_text(d.deposited, "USDC") + " deposited"});
-  s.push_back({"intraday", "BTC " + pct(kIntraday.btc) + ", ETH " + pct(kIntraday.eth) + ", vols +" +
-                               pct(kIntraday.vol_up) + "; " + std::to_string(d.intraday_calls) + " calls, " +
-                               d.intraday_total});
+  if (!d.intraday.is_null())
+    s.push_back({"intraday", "BTC " + pct(kIntraday.btc) + ", ETH " + pct(kIntraday.eth) + ", vols +" +
+                                 pct(kIntraday.vol_up) + "; " + calls_text(d.intraday)});
   for (const auto& m : d.im_by_methodology)
     s.push_back({"IM " + m.at("model").get<std::string>(), money_text(m.at("total_im").get<double>(), "USD")});
   if (!d.eod.is_null())
-    s.push_back({"end of day", "BTC " + pct(kClose.btc) + ", ETH " + pct(kClose.eth) + " more; " +
-                                   std::to_string(calls_made(d.eod)) + " calls, " +
-                                   d.eod.at("total_call").get<std::string>() + " " + d.eod.at("asset").get<std::string>()});
+    s.push_back({"end of day", "BTC " + pct(kClose.btc) + ", ETH " + pct(kClose.eth) + " more; " + calls_text(d.eod)});
   std::string net;
   for (const auto& a : d.netting)
     net += (net.empty() ? "" : ", ") + a.at("asset").get<std::string>() + " " + pct(a.at("efficiency").get<double>());
@@ -855,7 +845,7 @@ std::string make_report(const std::string& day_dir) {
   const std::string cmd = py + " " + quoted(script) + " " + quoted(day_dir) + " >" + quoted(log) + " 2>&1";
   const int rc = std::system(cmd.c_str());
   fs::remove(script);
-  if (rc != 0) throw std::runtime_error("the report script failed: " + read_text(log));
+  if (rc != 0) throw std::runtime_error("the report script failed: " + read_file_text(log));
   return day_dir + "/report.html";
 }
 
