@@ -77,6 +77,42 @@ std::optional<std::int32_t> NameIndex::find(std::string_view name) const {
 // ---------------------------------------------------------------------------------------------
 // TradeSet
 
+namespace {
+
+/// A trade's rule broken: the field and why (the caller adds file and line).
+struct RowError {
+  const char* field;
+  std::string message;
+};
+
+/// The rules of one trade alone (TradeSet::add, and each chunk of the parser), with their
+/// messages: RowError when one is broken.
+void check_trade(std::int32_t buyer, std::int32_t seller, std::int32_t base, std::int32_t quote, std::int64_t quantity,
+                 std::int64_t notional, const NameIndex& members, const AssetTable& assets) {
+  if (buyer == seller) throw RowError{"seller", "self-trade: buyer and seller are both '" + members.name(buyer) + "'"};
+  if (base == quote) throw RowError{"quote_asset", "base and quote are the same asset '" + assets[base].name + "'"};
+  if (quantity <= 0) throw RowError{"quantity", "must be > 0"};
+  if (notional <= 0) throw RowError{"price", "quantity × price is zero minor units of " + assets[quote].name};
+}
+
+/// Adds one trade's deliveries to the per-asset gross; input_error naming `line` when one would
+/// pass the int64 range of minor units.
+void add_to_gross(std::vector<std::int64_t>& gross, const AssetTable& assets, std::int32_t base, std::int32_t quote,
+                  std::int64_t quantity, std::int64_t notional, const std::string& source, long line) {
+  const auto b = static_cast<std::size_t>(base), q = static_cast<std::size_t>(quote);
+  std::int64_t gb = 0, gq = 0;
+  if (!checked_add(gross[b], quantity, gb))
+    throw input_error(source, line, "quantity",
+                      "total deliveries of " + assets[base].name + " exceed the int64 range of minor units");
+  if (!checked_add(gross[q], notional, gq))
+    throw input_error(source, line, "price",
+                      "total deliveries of " + assets[quote].name + " exceed the int64 range of minor units");
+  gross[b] = gb;
+  gross[q] = gq;
+}
+
+}  // namespace
+
 void TradeSet::reserve(std::size_t n) {
   reserve_huge(buyer_, n);
   reserve_huge(seller_, n);
@@ -92,29 +128,14 @@ void TradeSet::add(std::int32_t buyer, std::int32_t seller, std::int32_t base, s
   const auto assets = static_cast<std::int32_t>(assets_.size());
   if (buyer < 0 || buyer >= members) throw input_error(source, line, "buyer", "unknown member id");
   if (seller < 0 || seller >= members) throw input_error(source, line, "seller", "unknown member id");
-  if (buyer == seller)
-    throw input_error(source, line, "seller",
-                      "self-trade: buyer and seller are both '" + members_.name(buyer) + "'");
   if (base < 0 || base >= assets) throw input_error(source, line, "base_asset", "unknown asset id");
   if (quote < 0 || quote >= assets) throw input_error(source, line, "quote_asset", "unknown asset id");
-  if (base == quote)
-    throw input_error(source, line, "quote_asset",
-                      "base and quote are the same asset '" + assets_[base].name + "'");
-  if (quantity <= 0) throw input_error(source, line, "quantity", "must be > 0");
-  if (notional <= 0)
-    throw input_error(source, line, "price",
-                      "quantity × price is zero minor units of " + assets_[quote].name);
-  std::int64_t gb = 0, gq = 0;
-  if (!checked_add(gross_[base], quantity, gb))
-    throw input_error(source, line, "quantity",
-                      "total deliveries of " + assets_[base].name +
-                          " exceed the int64 range of minor units");
-  if (!checked_add(gross_[quote], notional, gq))
-    throw input_error(source, line, "price",
-                      "total deliveries of " + assets_[quote].name +
-                          " exceed the int64 range of minor units");
-  gross_[base] = gb;
-  gross_[quote] = gq;
+  try {
+    check_trade(buyer, seller, base, quote, quantity, notional, members_, assets_);
+  } catch (const RowError& e) {
+    throw input_error(source, line, e.field, e.message);
+  }
+  add_to_gross(gross_, assets_, base, quote, quantity, notional, source, line);
   buyer_.push_back(buyer);
   seller_.push_back(seller);
   base_.push_back(base);
@@ -288,12 +309,6 @@ void check_duplicates(std::string_view text, const std::string& source, std::uin
   // else: a hash collision between different ids
 }
 
-/// A row's rule broken: the field and why (the caller adds file and line).
-struct RowError {
-  const char* field;
-  std::string message;
-};
-
 /// One trade row parsed: member ids from `members` (interned in order of appearance).
 struct Row {
   std::int32_t buyer, seller, base, quote;
@@ -361,15 +376,6 @@ std::size_t range_of(std::uint64_t h, std::size_t ranges) {
   return static_cast<std::size_t>(((h >> 32) * static_cast<std::uint64_t>(ranges)) >> 32);
 }
 
-/// The rules TradeSet::add checks on one trade alone, with its messages.
-void check_row(const Row& r, const NameIndex& members, const AssetTable& assets) {
-  if (r.buyer == r.seller)
-    throw RowError{"seller", "self-trade: buyer and seller are both '" + members.name(r.buyer) + "'"};
-  if (r.base == r.quote) throw RowError{"quote_asset", "base and quote are the same asset '" + assets[r.base].name + "'"};
-  if (r.quantity <= 0) throw RowError{"quantity", "must be > 0"};
-  if (r.notional <= 0) throw RowError{"price", "quantity × price is zero minor units of " + assets[r.quote].name};
-}
-
 void parse_chunk(Chunk& c, const std::array<std::size_t, kColumns>& at, std::size_t width, const AssetTable& assets,
                  const std::string& source, std::size_t ranges) {
   try {
@@ -388,7 +394,7 @@ void parse_chunk(Chunk& c, const std::array<std::size_t, kColumns>& at, std::siz
         Row r{};
         try {
           r = parse_row(f, at, width, assets, c.members);
-          check_row(r, c.members, assets);
+          check_trade(r.buyer, r.seller, r.base, r.quote, r.quantity, r.notional, c.members, assets);
         } catch (RowError& e) {
           c.error = std::move(e);
           c.error_line = sc.line();
@@ -480,16 +486,9 @@ TradeSet parse_trades_csv(std::string_view text, const std::string& source, cons
     std::vector<std::int64_t> sum = gross;
     for (std::size_t a = 0; a < gross.size() && fits; ++a) fits = checked_add(gross[a], c.gross[a], sum[a]);
     if (!fits) {  // find the trade that goes past int64, in file order
-      for (std::size_t i = 0; i < c.cols.quantity.size(); ++i) {
-        const auto b = static_cast<std::size_t>(c.cols.base[i]), q = static_cast<std::size_t>(c.cols.quote[i]);
-        const long line = line0 + c.row_line[i];
-        if (!checked_add(gross[b], c.cols.quantity[i], gross[b]))
-          throw input_error(source, line, "quantity",
-                            "total deliveries of " + assets[c.cols.base[i]].name + " exceed the int64 range of minor units");
-        if (!checked_add(gross[q], c.cols.notional[i], gross[q]))
-          throw input_error(source, line, "price",
-                            "total deliveries of " + assets[c.cols.quote[i]].name + " exceed the int64 range of minor units");
-      }
+      for (std::size_t i = 0; i < c.cols.quantity.size(); ++i)
+        add_to_gross(gross, assets, c.cols.base[i], c.cols.quote[i], c.cols.quantity[i], c.cols.notional[i], source,
+                     line0 + c.row_line[i]);
     }
     gross = std::move(sum);
     if (c.error) throw input_error(source, line0 + c.error_line, c.error->field, c.error->message);
