@@ -66,6 +66,18 @@ const CudaProbe& probe_cuda() {
   return probe;
 }
 
+int bind_cuda_device(int local_rank) {
+  const CudaProbe& p = probe_cuda();
+  if (!p.available()) return -1;
+  const int ordinal = local_rank % p.device_count;
+#if MARGINET_HAVE_CUDA
+  const cudaError_t rc = cudaSetDevice(ordinal);
+  if (rc != cudaSuccess)
+    throw cuda_error("cudaSetDevice(" + std::to_string(ordinal) + "): " + cudaGetErrorString(rc), true);
+#endif
+  return ordinal;
+}
+
 Backend select_backend(DeviceChoice choice) {
   switch (choice) {
     case DeviceChoice::cpu:

@@ -32,6 +32,11 @@ const CudaProbe& probe_cuda();
 /// takes CUDA when a device answers, else the CPU.
 Backend select_backend(DeviceChoice choice);
 
+/// A distributed run's rank takes one GPU of its machine: device `local_rank` modulo the devices
+/// found, made current for this process. Returns the device's ordinal, or -1 when no CUDA device
+/// answers (nothing to bind; the CPU backend ignores it).
+int bind_cuda_device(int local_rank);
+
 /// One line describing the device a backend runs on (for --version, logs and benchmarks).
 std::string describe_device(Backend backend);
 

@@ -37,6 +37,18 @@ class logic_error : public std::logic_error {
   using std::logic_error::logic_error;
 };
 
+/// An error another process has already reported: a rank of a distributed run whose failure
+/// rank 0 prints once for the job. The CLI exits with `exit_code` and prints nothing.
+class reported_error : public std::runtime_error {
+ public:
+  explicit reported_error(int exit_code)
+      : std::runtime_error("reported by another rank"), exit_code_(exit_code) {}
+  int exit_code() const noexcept { return exit_code_; }
+
+ private:
+  int exit_code_;
+};
+
 /// A CUDA runtime failure. `recoverable` is false when the context is corrupted (sticky error).
 class cuda_error : public std::runtime_error {
  public:

@@ -12,6 +12,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev
   libquantlib0-dev
   python3 python3-zmq python3-msgpack python3-nacl python3-matplotlib
+  openmpi-bin libopenmpi-dev
 )
 # The tests open the demo's report in a real headless browser, and look for processes left
 # running (pgrep) and drive a pseudo-terminal (script) (tests/test_demo.cpp, test_table.cpp).

@@ -10,6 +10,8 @@
 //          scenarios with their P&L (the fields of margin.result).
 //     --store S reads the positions kept by a clearing store (opened as reader) instead of a
 //     positions file: exactly one of the two.
+//     Under mpirun / srun (docs/scale-out.md) the ranks share the accounts; rank 0 writes the
+//     output, the same bytes as one process. [--partitions N] [--resume] [--stats F]
 //   marginet whatif --account A --trades F [--new-account] ... (same reference data, model,
 //                   --positions or --store; an account with no position is an error unless
 //                   --new-account)
@@ -21,7 +23,10 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <memory>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -37,6 +42,8 @@
 #include "service/cli/table.hpp"
 #include "service/clearing/clearing_store.hpp"
 #include "service/margin/protocol.hpp"
+#include "service/scaleout/checkpoint.hpp"
+#include "service/scaleout/partitioned_run.hpp"
 
 namespace marginet::cli {
 
@@ -50,6 +57,9 @@ struct MarginOptions {
   std::string account, trades;  // whatif
   bool new_account = false;     // whatif: the account may hold nothing yet
   std::string store;            // margin, whatif: positions from a clearing store instead of --positions
+  std::size_t partitions = 0;   // margin: partitions of the book (0: one per rank)
+  bool resume = false;          // margin: finished partitions from OUT.parts/
+  std::string stats;            // margin: the distributed run's figures as JSON
 };
 
 void add_reference_options(CLI::App* cmd, MarginOptions& o, bool positions_from_store = false) {
@@ -107,52 +117,164 @@ nlohmann::ordered_json account_json(const AccountMargin& a, const ScenarioSet& s
   return nlohmann::ordered_json::from_msgpack(protocol::encode_account(a, set, m));
 }
 
-void log_times(const CommonOptions& common, const MarginRun& run, std::size_t positions) {
-  if (common.quiet) return;
-  const StageTimes& t = run.times;
-  spdlog::info("{} accounts, {} positions: prepare {:.3f} s, risk arrays {:.3f} s ({} revaluations), "
-               "aggregation {:.3f} s, reduction {:.3f} s, total {:.3f} s",
-               run.accounts.size(), positions, t.prepare_s, t.risk_arrays_s, t.revaluations,
-               t.aggregation_s, t.reduction_s, t.total_s);
+/// What a checkpoint's results depend on besides the partition's own book: the binary, the
+/// backend, the methodology and every reference file (by name, size and modification time).
+std::string run_identity(const MarginOptions& o, Backend backend) {
+  std::string id = std::string(git_revision()) + "|" + backend_name(backend) + "|" + o.model + "|" +
+                   std::to_string(o.paths) + "|" + std::to_string(o.seed);
+  for (const std::string& f : {o.instruments, o.market, o.marks, o.risk_arrays, o.returns, o.stress_returns, o.model}) {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(f, ec);
+    const auto time = std::filesystem::last_write_time(f, ec);
+    id += "|" + f + ":" + (ec ? std::string("-") : std::to_string(size) + "@" +
+                                                      std::to_string(time.time_since_epoch().count()));
+  }
+  return id;
 }
 
+/// The distributed run's figures as JSON (--stats): the plan, and per rank its work and
+/// communication, for bench/ and docs/scale-out.md.
+void write_stats(const std::string& path, const scaleout::PartitionedRunResult& r) {
+  nlohmann::ordered_json j;
+  j["ranks"] = r.ranks.size();
+  j["partitions"] = r.partitions;
+  j["accounts"] = r.accounts;
+  j["positions"] = r.positions;
+  j["wall_s"] = r.wall_s;
+  j["per_rank"] = nlohmann::ordered_json::array();
+  for (const scaleout::RankReport& k : r.ranks)
+    j["per_rank"].push_back({{"rank", k.rank},
+                             {"partitions", k.partitions},
+                             {"resumed", k.resumed},
+                             {"accounts", k.accounts},
+                             {"positions", k.positions},
+                             {"compute_s", k.compute_s},
+                             {"risk_arrays_s", k.times.risk_arrays_s},
+                             {"aggregation_s", k.times.aggregation_s},
+                             {"mpi_s", k.comm.seconds},
+                             {"mpi_calls", k.comm.calls},
+                             {"bytes_sent", k.comm.bytes_sent},
+                             {"bytes_received", k.comm.bytes_received}});
+  std::ofstream out(path);
+  if (!out) throw input_error(path, 0, "", "cannot open for writing");
+  out << j.dump(2) << "\n";
+}
+
+/// The EOD run. One process, or one rank of several under mpirun/srun (service/scaleout/):
+/// rank 0 reads the book and writes the output, every rank computes partitions of it; the
+/// output is the same bytes either way.
 void run_margin(const CommonOptions& common, const MarginOptions& o) {
-  const Backend backend = resolve_backend(common);
   if (o.positions.empty() == o.store.empty())
     throw usage_error("margin: give exactly one of --positions FILE or --store STORE");
-  const ReferenceData ref = load_reference_data(o.instruments, o.market, o.marks);
-  const std::vector<Position> positions =
-      o.store.empty() ? read_positions(o.positions, ref.instruments) : store_positions(o, ref.instruments);
-  const Methodology m = methodology_of(o);
-  MarginEngine engine(ref.instruments, ref.market, m, backend);
-  if (!o.risk_arrays.empty()) engine.use_published_risk_arrays(read_risk_arrays(o.risk_arrays));
-  MarginRun run;
-  naming_marks(o, [&] { run = engine.run(positions); });
-  const std::vector<CollateralHolding> holdings =
-      o.collateral.empty() ? std::vector<CollateralHolding>{} : read_collateral(o.collateral);
-  // An account with collateral and no positions is still an account: IM 0, its collateral value.
-  std::set<std::string> listed;
-  for (const AccountMargin& a : run.accounts) listed.insert(a.account);
-  for (const CollateralHolding& h : holdings)
-    if (listed.insert(h.account).second) {
-      AccountMargin a;
-      a.account = h.account;
-      a.model = m.name;
-      run.accounts.push_back(std::move(a));
+  if (o.resume && common.out.empty()) throw usage_error("margin: --resume needs --out FILE (its checkpoints)");
+  const std::unique_ptr<scaleout::Communicator> comm = scaleout::make_communicator();
+  const bool distributed = comm->size() > 1;
+  if (distributed)
+    spdlog::set_pattern("[%H:%M:%S.%e] %^%l%$ [rank " + std::to_string(comm->rank()) + "/" +
+                        std::to_string(comm->size()) + "] %v");
+  const bool root = comm->rank() == 0;
+
+  Backend backend = Backend::cpu;
+  std::optional<ReferenceData> ref;
+  Methodology m;
+  std::unique_ptr<MarginEngine> engine;
+  auto prepare = [&] {
+    CommonOptions quiet_here = common;
+    quiet_here.quiet = common.quiet || !root;
+    backend = resolve_backend(quiet_here);
+    if (backend == Backend::cuda && distributed) {
+      const int device = bind_cuda_device(comm->local_rank());
+      if (!common.quiet) spdlog::info("GPU {} (local rank {})", device, comm->local_rank());
     }
-  std::sort(run.accounts.begin(), run.accounts.end(),
-            [](const AccountMargin& x, const AccountMargin& y) { return x.account < y.account; });
-  apply_collateral(run, holdings, ref.market, m);
-  log_times(common, run, positions.size());
+    ref.emplace(load_reference_data(o.instruments, o.market, o.marks));
+    m = methodology_of(o);
+    engine = std::make_unique<MarginEngine>(ref->instruments, ref->market, m, backend);
+    if (!o.risk_arrays.empty()) engine->use_published_risk_arrays(read_risk_arrays(o.risk_arrays));
+  };
+  auto load_book = [&] {
+    scaleout::Book book;
+    book.positions = o.store.empty() ? read_positions(o.positions, ref->instruments) : store_positions(o, ref->instruments);
+    if (!o.collateral.empty()) book.holdings = read_collateral(o.collateral);
+    return book;
+  };
+  // One partition: its accounts' margin, collateral applied, each account encoded as the
+  // output's JSON comes from it. An account with collateral and no positions is still an
+  // account: IM 0, its collateral value.
+  auto compute = [&](const scaleout::Book& book) {
+    MarginRun run;
+    if (!book.positions.empty()) naming_marks(o, [&] { run = engine->run(book.positions); });
+    std::set<std::string> listed;
+    for (const AccountMargin& a : run.accounts) listed.insert(a.account);
+    for (const CollateralHolding& h : book.holdings)
+      if (listed.insert(h.account).second) {
+        AccountMargin a;
+        a.account = h.account;
+        a.model = m.name;
+        run.accounts.push_back(std::move(a));
+      }
+    apply_collateral(run, book.holdings, ref->market, m);
+    static const ScenarioSet none;
+    const ScenarioSet& set = book.positions.empty() ? none : engine->scenarios();
+    scaleout::PartitionResult out;
+    out.times = run.times;
+    for (const AccountMargin& a : run.accounts)
+      out.records.push_back({a.account, protocol::encode_account(a, set, m)});
+    return out;
+  };
+
+  scaleout::PartitionedRunOptions options;
+  options.partitions = o.partitions;
+  options.resume = o.resume;
+  if (!common.out.empty() && (distributed || o.partitions > 1 || o.resume)) options.checkpoint_dir = common.out + ".parts";
+  // The identity is known once prepare() has resolved the backend; it only keys checkpoints.
+  const scaleout::LogLine log = [&](const std::string& line) {
+    if (!common.quiet) spdlog::info("{}", line);
+  };
+  scaleout::PartitionedRunResult result = scaleout::run_partitioned(
+      *comm, options,
+      [&] {
+        prepare();
+        options.run_identity = run_identity(o, backend);
+      },
+      load_book, compute, distributed || o.partitions > 1 ? log : scaleout::LogLine{});
+  if (!root) return;
+
+  if (!common.quiet) {
+    StageTimes t;
+    for (const scaleout::RankReport& k : result.ranks) {
+      t.prepare_s += k.times.prepare_s;
+      t.risk_arrays_s += k.times.risk_arrays_s;
+      t.aggregation_s += k.times.aggregation_s;
+      t.reduction_s += k.times.reduction_s;
+      t.revaluations += k.times.revaluations;
+    }
+    spdlog::info("{} accounts, {} positions: prepare {:.3f} s, risk arrays {:.3f} s ({} revaluations), "
+                 "aggregation {:.3f} s, reduction {:.3f} s{}, total {:.3f} s",
+                 result.accounts, result.positions, t.prepare_s, t.risk_arrays_s, t.revaluations, t.aggregation_s,
+                 t.reduction_s,
+                 result.partitions > 1 ? " (summed over " + std::to_string(result.partitions) + " partitions)" : "",
+                 result.wall_s);
+    if (distributed)
+      for (const scaleout::RankReport& k : result.ranks)
+        spdlog::info("rank {}: {} partitions ({} from checkpoints), {} positions, compute {:.3f} s, in MPI {:.3f} s, "
+                     "sent {:.1f} MB, received {:.1f} MB",
+                     k.rank, k.partitions, k.resumed, k.positions, k.compute_s, k.comm.seconds,
+                     static_cast<double>(k.comm.bytes_sent) / 1e6, static_cast<double>(k.comm.bytes_received) / 1e6);
+  }
+  if (!o.stats.empty()) write_stats(o.stats, result);
 
   OutputSink sink(common.out);
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
-  for (const AccountMargin& a : run.accounts) out.push_back(account_json(a, engine.scenarios(), m));
+  for (const scaleout::ResultRecord& r : result.records) out.push_back(nlohmann::ordered_json::from_msgpack(r.bytes));
+  result.records.clear();
   if (common.format == "json") {
     sink.stream() << out.dump(2) << "\n";
-    return;
+  } else {
+    write_table(sink.stream(), margin_table(out, pretty_output(sink.stream(), common.format)), common.format);
   }
-  write_table(sink.stream(), margin_table(out, pretty_output(sink.stream(), common.format)), common.format);
+  sink.stream().flush();
+  if (!sink.stream()) throw input_error(common.out, 0, "", "cannot write the output (disk full?)");
+  if (!options.checkpoint_dir.empty()) scaleout::CheckpointDir(options.checkpoint_dir).remove_all();
 }
 
 std::vector<Position> read_trades(const std::string& path, const std::string& account,
@@ -222,6 +344,13 @@ void add_margin_command(CLI::App& app, CommonOptions& common) {
   CLI::App* cmd = app.add_subcommand("margin", "Margin of accounts' positions under a methodology (EOD run)");
   add_reference_options(cmd, *o, /*positions_from_store=*/true);
   cmd->add_option("--collateral", o->collateral, "collateral.csv (account,asset,amount): adds collateral value and call");
+  cmd->add_option("--partitions", o->partitions,
+                  "Split the accounts into N partitions balanced by positions, computed one after another on each "
+                  "rank and checkpointed to OUT.parts/ (default: one per rank; under mpirun/srun the ranks share them)")
+      ->check(CLI::Range(1, 1 << 20));
+  cmd->add_flag("--resume", o->resume,
+                "Take the partitions a failed run finished from OUT.parts/ (same inputs, same --partitions)");
+  cmd->add_option("--stats", o->stats, "Write the run's plan and per-rank figures (work, MPI time, bytes) as JSON");
   cmd->callback([&common, o] { run_margin(common, *o); });
 }
 

@@ -83,6 +83,8 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     app.exit(e);
     return 2;
+  } catch (const marginet::reported_error& e) {
+    return e.exit_code();
   } catch (const marginet::input_error& e) {
     std::cerr << "marginet: bad input: " << e.what() << "\n";
     return 2;

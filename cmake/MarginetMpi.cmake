@@ -1,0 +1,21 @@
+# MPI for the distributed end-of-day run (service/scaleout/, docs/scale-out.md).
+#   MARGINET_MPI=AUTO  use Open MPI when found (Debian: openmpi-bin, libopenmpi-dev)
+#   MARGINET_MPI=ON    require it
+#   MARGINET_MPI=OFF   never; `marginet margin` runs as one process (the same partitioned code)
+# Sets MARGINET_HAVE_MPI, and MARGINET_MPIEXEC (mpirun) for the tests.
+set(MARGINET_HAVE_MPI OFF)
+set(MPI_CXX_SKIP_MPICXX ON)  # the C API only (no deprecated C++ bindings)
+if(NOT MARGINET_MPI STREQUAL "OFF")
+  if(MARGINET_MPI STREQUAL "ON")
+    find_package(MPI REQUIRED COMPONENTS CXX)
+  else()
+    find_package(MPI QUIET COMPONENTS CXX)
+  endif()
+  if(MPI_CXX_FOUND)
+    set(MARGINET_HAVE_MPI ON)
+    set(MARGINET_MPIEXEC "${MPIEXEC_EXECUTABLE}")
+    message(STATUS "MPI: ${MPI_CXX_VERSION} (${MPIEXEC_EXECUTABLE})")
+  else()
+    message(STATUS "MPI: not found; distributed runs disabled (scripts/install-deps.sh installs Open MPI)")
+  endif()
+endif()
