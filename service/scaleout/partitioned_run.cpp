@@ -78,7 +78,10 @@ void settle(Communicator& comm, const Outcome& verdict_at_root) {
   const Outcome v = Outcome::decode(r);
   if (v.kind == Kind::ok) return;
   comm.collectives_done();
-  if (comm.rank() != kRoot) throw reported_error(v.kind == Kind::internal ? 1 : 2);
+  // The other ranks end quietly with status 0: a launcher stops the whole job at the first
+  // non-zero status, which could kill rank 0 before it prints the error. The job's status is
+  // rank 0's.
+  if (comm.rank() != kRoot) throw reported_error(0);
   const std::string where = comm.size() > 1 && v.rank != kRoot ? "rank " + std::to_string(v.rank) + ": " : "";
   switch (v.kind) {
     case Kind::input: throw input_error(where + v.message);

@@ -66,7 +66,9 @@ using LogLine = std::function<void(const std::string&)>;
 /// Runs the partitioned EOD run. `prepare` runs on every rank first (load the reference data);
 /// `load_book` on rank 0 only; `compute` once per partition on the rank that owns it. `log`
 /// (may be empty) receives progress lines of this rank. Throws on every rank when any failed:
-/// rank 0 the failing rank's error, the others reported_error with its exit code.
+/// rank 0 the failing rank's error (the job's exit status is rank 0's), the others
+/// reported_error with status 0, so that the launcher lets rank 0 print the error before it
+/// ends the job.
 PartitionedRunResult run_partitioned(Communicator& comm, const PartitionedRunOptions& options,
                                      const std::function<void()>& prepare, const std::function<Book()>& load_book,
                                      const std::function<PartitionResult(const Book&)>& compute,
