@@ -196,6 +196,52 @@ MarginRun MarginEngine::run(const std::vector<Position>& positions, const std::v
   return out;
 }
 
+std::pair<std::size_t, std::size_t> MarginEngine::scenario_block(std::size_t scenarios, std::size_t block,
+                                                                 std::size_t blocks) {
+  MARGINET_EXPECTS(blocks >= 1 && block < blocks, "a block of the blocks");
+  // Groups of four scenarios shared out evenly; the last block takes the remainder.
+  const std::size_t groups = (scenarios + 3) / 4;
+  const auto edge = [&](std::size_t b) { return std::min(scenarios, 4 * (groups * b / blocks)); };
+  return {edge(block), block + 1 == blocks ? scenarios : edge(block + 1)};
+}
+
+std::optional<MarginRun> MarginEngine::run_scenario_block(const std::vector<Position>& positions, std::size_t block,
+                                                          std::size_t blocks, const PnlExchange& exchange) {
+  const auto t_start = Clock::now();
+  MarginRun out;
+  cache_.reset();
+  auto cache = std::make_unique<Cache>();
+  prepare_instruments(*cache, positions, {});
+  const PositionsCsr csr = build_positions_csr(*cache, positions);
+  collect_row_inputs(*cache, positions, csr);
+  out.times.prepare_s = seconds_since(t_start);
+
+  const std::size_t S = cache->setup.scenarios.count, rows = cache->rows.size();
+  const auto [b0, b1] = scenario_block(S, block, blocks);
+  ScenarioTiling tiling = plan_scenario_tiles(*cache);
+  // Tiles within the block, each a multiple of four scenarios wide (the vector path's groups),
+  // written through the tile buffers into P's columns of the block.
+  tiling.keep_risk = false;
+  cache->risk = HostBuffer<double>();  // R of other blocks is not here: a what-if revalues
+  tiling.in_place = b0 == 0 && b1 == S && tiling.width >= S;
+  if (!tiling.in_place && tiling.width >= 4) tiling.width -= tiling.width % 4;
+  for (std::size_t s0 = b0; s0 < b1; s0 += tiling.width) {
+    const std::size_t s1 = std::min(b1, s0 + tiling.width);
+    ++out.times.scenario_tiles;
+    const double* risk = compute_risk_arrays(*cache, tiling, s0, s1, out.times);
+    compute_portfolio_pnl(*cache, csr, tiling, risk, s0, s1, out.times);
+  }
+  if (!exchange(cache->pnl.data(), rows, S, b0, b1)) return std::nullopt;
+
+  const auto t_reduce = Clock::now();
+  reduce_rows(*cache);
+  out.accounts = assemble_accounts(*cache);
+  out.times.reduction_s = seconds_since(t_reduce);
+  out.times.total_s = seconds_since(t_start);
+  cache_ = std::move(cache);
+  return out;
+}
+
 /// The run's underlyings, scenario set and instrument states.
 void MarginEngine::prepare_instruments(Cache& cache, const std::vector<Position>& positions,
                                        const std::vector<std::size_t>& also_cover) const {

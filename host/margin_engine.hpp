@@ -9,8 +9,10 @@
 // converted at the index price. Per-underlying figures are in the methodology's own units.
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -129,6 +131,23 @@ class MarginEngine {
   /// and the risk arrays for what-if. `also_cover`: instruments that later what-ifs may trade
   /// (their underlyings join the scenario set, their risk arrays the cache).
   MarginRun run(const std::vector<Position>& positions, const std::vector<std::size_t>& also_cover = {});
+
+  /// One block of a run split by scenarios across processes (service/scaleout/): stages 1 and 2
+  /// over this block's scenarios only — block `block` of `blocks`, boundaries on multiples of
+  /// four scenarios so that the vector path groups scenarios as a whole run does — then
+  /// `exchange` gets the run's P matrix (rows × scenarios, row-major, rows by account then
+  /// underlying) with the block's columns [s0, s1) filled, and returns true where it has filled
+  /// in the other columns (the process that finishes the run), false elsewhere. Where it
+  /// returns true, the rows are reduced and assembled as run() does, the result is the same
+  /// bytes as run()'s, and the run is kept for what-if (without the risk arrays: a what-if
+  /// revalues what it trades); elsewhere nullopt.
+  using PnlExchange =
+      std::function<bool(double* pnl, std::size_t rows, std::size_t scenarios, std::size_t s0, std::size_t s1)>;
+  std::optional<MarginRun> run_scenario_block(const std::vector<Position>& positions, std::size_t block,
+                                              std::size_t blocks, const PnlExchange& exchange);
+  /// Scenarios [first, second) of block `block` of `blocks` over `scenarios` scenarios.
+  static std::pair<std::size_t, std::size_t> scenario_block(std::size_t scenarios, std::size_t block,
+                                                            std::size_t blocks);
 
   /// Incremental margin of `trades` for `account` from the cached rows (run() first); no
   /// revaluation of instruments already in the cache.

@@ -106,21 +106,33 @@ TEST_F(ScaleOut, PartitionsOnOneProcessGiveTheSameBytes) {
     EXPECT_EQ(read_file(out), want) << name;
     EXPECT_NE(r.output.find("in 7 partitions over 1 rank"), std::string::npos) << r.output;
     EXPECT_FALSE(fs::exists(out + ".parts")) << "checkpoints are removed once the output is written";
+    const auto s = run_marginet("margin" + files() + " " + args + " --format csv --split scenarios --quiet --out " + out);
+    ASSERT_EQ(s.status, 0) << s.output;
+    EXPECT_EQ(read_file(out), want) << name << ", split by scenarios on one process";
   }
 }
 
 TEST_F(ScaleOut, OneTwoAndFourRanksGiveTheBytesOfOneProcessForEveryMethodology) {
   require_mpi();
+  struct Case {
+    const char* format;
+    const char* split;
+    int ranks;
+  };
+  const Case cases[] = {{"csv", "accounts", 1}, {"csv", "accounts", 2}, {"csv", "accounts", 4},
+                        {"json", "accounts", 3}, {"csv", "scenarios", 2}, {"json", "scenarios", 4}};
   for (const auto& [name, args] : models()) {
-    for (const std::string format : {"csv", "json"}) {
+    for (const Case& c : cases) {
+      const int ranks = c.ranks;
+      const std::string format = c.format;
       const std::string want = single(args, "positions.csv", format);
-      for (int ranks : {1, 2, 4}) {
+      {
         const std::string out = dir_ + "/mpi.out";
         fs::remove(out);
         const auto r = run_command(mpirun(ranks) + " margin" + files() + " " + args + " --format " + format +
-                                   " --out " + out + " --stats " + dir_ + "/stats.json");
+                                   " --split " + c.split + " --out " + out + " --stats " + dir_ + "/stats.json");
         ASSERT_EQ(r.status, 0) << r.output;
-        EXPECT_EQ(read_file(out), want) << name << " " << format << " on " << ranks << " ranks";
+        EXPECT_EQ(read_file(out), want) << name << " " << format << " split by " << c.split << " on " << ranks << " ranks";
         const std::string stats = read_file(dir_ + "/stats.json");
         EXPECT_NE(stats.find("\"ranks\": " + std::to_string(ranks)), std::string::npos) << stats;
       }
@@ -168,6 +180,12 @@ TEST_F(ScaleOut, BadInputFailsEveryRankOnceWithExit2) {
   const auto m = run_command(mpirun(2) + " margin" + files() + " --model no-such-model.json");
   EXPECT_NE(m.output.find("no-such-model.json"), std::string::npos) << m.output;
   EXPECT_NE(m.output.find("Exit code:    2"), std::string::npos) << m.output;
+  // Split by scenarios: a position in an unknown instrument, named by file and line.
+  std::ofstream(dir_ + "/unknown.csv") << "account,instrument,quantity\nA,NO-SUCH-OPTION,1\n";
+  const auto s = run_command(mpirun(2) + " margin" + files("unknown.csv") + " --model span16 --split scenarios");
+  EXPECT_NE(s.status, 0);
+  EXPECT_NE(s.output.find("unknown.csv:2"), std::string::npos) << s.output;
+  EXPECT_NE(s.output.find("Exit code:    2"), std::string::npos) << s.output;
 }
 
 /// The pids of the processes whose parent is `parent`.

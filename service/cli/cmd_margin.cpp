@@ -11,7 +11,8 @@
 //     --store S reads the positions kept by a clearing store (opened as reader) instead of a
 //     positions file: exactly one of the two.
 //     Under mpirun / srun (docs/scale-out.md) the ranks share the accounts; rank 0 writes the
-//     output, the same bytes as one process. [--partitions N] [--resume] [--stats F]
+//     output, the same bytes as one process. [--split accounts|scenarios] [--partitions N]
+//     [--resume] [--stats F]
 //   marginet whatif --account A --trades F [--new-account] ... (same reference data, model,
 //                   --positions or --store; an account with no position is an error unless
 //                   --new-account)
@@ -60,6 +61,7 @@ struct MarginOptions {
   std::size_t partitions = 0;   // margin: partitions of the book (0: one per rank)
   bool resume = false;          // margin: finished partitions from OUT.parts/
   std::string stats;            // margin: the distributed run's figures as JSON
+  std::string split = "accounts";  // margin: what the ranks share out: accounts or scenarios
 };
 
 void add_reference_options(CLI::App* cmd, MarginOptions& o, bool positions_from_store = false) {
@@ -197,12 +199,10 @@ void run_margin(const CommonOptions& common, const MarginOptions& o) {
     if (!o.collateral.empty()) book.holdings = read_collateral(o.collateral);
     return book;
   };
-  // One partition: its accounts' margin, collateral applied, each account encoded as the
+  // The accounts of a partition from their margin run: collateral applied, each encoded as the
   // output's JSON comes from it. An account with collateral and no positions is still an
   // account: IM 0, its collateral value.
-  auto compute = [&](const scaleout::Book& book) {
-    MarginRun run;
-    if (!book.positions.empty()) naming_marks(o, [&] { run = engine->run(book.positions); });
+  auto finish = [&](const scaleout::Book& book, MarginRun& run) {
     std::set<std::string> listed;
     for (const AccountMargin& a : run.accounts) listed.insert(a.account);
     for (const CollateralHolding& h : book.holdings)
@@ -221,22 +221,47 @@ void run_margin(const CommonOptions& common, const MarginOptions& o) {
       out.records.push_back({a.account, protocol::encode_account(a, set, m)});
     return out;
   };
+  // Split by accounts: one partition's accounts.
+  auto compute = [&](const scaleout::Book& book) {
+    MarginRun run;
+    if (!book.positions.empty()) naming_marks(o, [&] { run = engine->run(book.positions); });
+    return finish(book, run);
+  };
+
+  // Split by scenarios: every rank the whole book over its block of scenarios; rank 0 finishes.
+  auto compute_block = [&](const scaleout::Book& book, std::size_t block, std::size_t blocks,
+                           const MarginEngine::PnlExchange& exchange) -> std::optional<scaleout::PartitionResult> {
+    std::optional<MarginRun> run;
+    if (book.positions.empty()) {
+      if (exchange(nullptr, 0, 0, 0, 0)) run.emplace();
+    } else {
+      naming_marks(o, [&] { run = engine->run_scenario_block(book.positions, block, blocks, exchange); });
+    }
+    if (!run) return std::nullopt;
+    return finish(book, *run);
+  };
 
   scaleout::PartitionedRunOptions options;
   options.partitions = o.partitions;
   options.resume = o.resume;
-  if (!common.out.empty() && (distributed || o.partitions > 1 || o.resume)) options.checkpoint_dir = common.out + ".parts";
+  if (!common.out.empty() && o.split == "accounts" && (distributed || o.partitions > 1 || o.resume))
+    options.checkpoint_dir = common.out + ".parts";
   // The identity is known once prepare() has resolved the backend; it only keys checkpoints.
   const scaleout::LogLine log = [&](const std::string& line) {
     if (!common.quiet) spdlog::info("{}", line);
   };
-  scaleout::PartitionedRunResult result = scaleout::run_partitioned(
-      *comm, options,
-      [&] {
-        prepare();
-        options.run_identity = run_identity(o, backend);
-      },
-      load_book, compute, distributed || o.partitions > 1 ? log : scaleout::LogLine{});
+  if (o.split == "scenarios" && (o.partitions || o.resume))
+    throw usage_error("margin: --split scenarios keeps no partitions (--partitions, --resume split accounts)");
+  scaleout::PartitionedRunResult result =
+      o.split == "scenarios"
+          ? scaleout::run_scenario_split(*comm, prepare, load_book, compute_block, distributed ? log : scaleout::LogLine{})
+          : scaleout::run_partitioned(
+                *comm, options,
+                [&] {
+                  prepare();
+                  options.run_identity = run_identity(o, backend);
+                },
+                load_book, compute, distributed || o.partitions > 1 ? log : scaleout::LogLine{});
   if (!root) return;
 
   if (!common.quiet) {
@@ -350,6 +375,12 @@ void add_margin_command(CLI::App& app, CommonOptions& common) {
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_flag("--resume", o->resume,
                 "Take the partitions a failed run finished from OUT.parts/ (same inputs, same --partitions)");
+  cmd->add_option("--split", o->split,
+                  "What the ranks share out: accounts (each rank margins whole accounts) or scenarios (each rank "
+                  "revalues every instrument over a block of scenarios; rank 0 reduces; for books whose accounts "
+                  "share most instruments)")
+      ->check(CLI::IsMember({"accounts", "scenarios"}))
+      ->capture_default_str();
   cmd->add_option("--stats", o->stats, "Write the run's plan and per-rank figures (work, MPI time, bytes) as JSON");
   cmd->callback([&common, o] { run_margin(common, *o); });
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <unordered_map>
@@ -48,12 +49,21 @@ struct Outcome {
   }
 };
 
+/// Thrown at rank 0 from inside a step when another rank's part of it failed: that rank's outcome.
+class other_rank_failed : public std::runtime_error {
+ public:
+  explicit other_rank_failed(Outcome o) : std::runtime_error(o.message), outcome(std::move(o)) {}
+  Outcome outcome;
+};
+
 template <class F>
 Outcome capture(int rank, F&& step) {
   Outcome o;
   o.rank = rank;
   try {
     step();
+  } catch (const other_rank_failed& e) {
+    o = e.outcome;
   } catch (const input_error& e) {
     o = {Kind::input, e.what(), rank};
   } catch (const usage_error& e) {
@@ -416,6 +426,132 @@ PartitionedRunResult run_partitioned(Communicator& comm, const PartitionedRunOpt
   settle(comm, verdict);
 
   // 4. What each rank spent communicating, now that the gather is done.
+  ByteWriter s;
+  s.u64(comm.stats().bytes_sent);
+  s.u64(comm.stats().bytes_received);
+  s.f64(comm.stats().seconds);
+  s.u64(comm.stats().calls);
+  const std::vector<std::string> stats = comm.gather(s.bytes(), kRoot);
+  comm.collectives_done();
+  for (std::size_t r = 0; r < stats.size() && r < result.ranks.size(); ++r) {
+    ByteReader rd(stats[r], "communication figures");
+    CommStats& c = result.ranks[r].comm;
+    c.bytes_sent = rd.u64();
+    c.bytes_received = rd.u64();
+    c.seconds = rd.f64();
+    c.calls = rd.u64();
+  }
+  return result;
+}
+
+PartitionedRunResult run_scenario_split(Communicator& comm, const std::function<void()>& prepare,
+                                        const std::function<Book()>& load_book, const BlockCompute& compute,
+                                        const LogLine& log) {
+  const auto t_start = Clock::now();
+  const int rank = comm.rank(), ranks = comm.size();
+  auto say = [&](const std::string& line) {
+    if (log) log(line);
+  };
+  agreed(comm, prepare);
+  PartitionedRunResult result;
+  result.partitions = static_cast<std::size_t>(ranks);
+  std::string book_bytes;
+  Book book;
+  agreed(comm, [&] {
+    if (rank != kRoot) return;
+    book = load_book();
+    result.accounts = account_weights(book).size();
+    result.positions = book.positions.size();
+    say(count_text(result.accounts, "account", "accounts") + ", " +
+        count_text(result.positions, "position", "positions") + ", the scenarios split over " +
+        count_text(ranks, "rank", "ranks") + " (" + comm.describe() + ")");
+    if (ranks > 1) {
+      ByteWriter w;
+      encode_book(w, book);
+      book_bytes = std::move(w.bytes());
+    }
+  });
+  if (ranks > 1) book_bytes = comm.broadcast(book_bytes, kRoot);
+
+  RankReport report;
+  report.rank = rank;
+  report.partitions = 1;
+  bool exchanged = false;
+  std::optional<PartitionResult> finished;
+  // Each rank sends its block's columns of P; rank 0 writes the others' into its own P.
+  const MarginEngine::PnlExchange exchange = [&](double* pnl, std::size_t rows, std::size_t scenarios, std::size_t s0,
+                                                 std::size_t s1) {
+    exchanged = true;
+    ByteWriter w;
+    w.str(Outcome{Kind::ok, "", rank}.encode());
+    w.u64(rows);
+    w.u64(scenarios);
+    if (rank != kRoot) {
+      w.u64(s0);
+      w.u64(s1);
+      w.bytes().reserve(w.bytes().size() + rows * (s1 - s0) * sizeof(double));
+      for (std::size_t row = 0; row < rows; ++row)
+        w.bytes().append(reinterpret_cast<const char*>(pnl + row * scenarios + s0), (s1 - s0) * sizeof(double));
+    }
+    const std::vector<std::string> all = comm.gather(w.bytes(), kRoot);
+    if (rank != kRoot) return false;
+    for (std::size_t r = 0; r < all.size(); ++r) {
+      ByteReader rd(all[r], "the P&L block of rank " + std::to_string(r));
+      const std::string outcome = rd.str();
+      ByteReader o(outcome, "an outcome");
+      const Outcome theirs = Outcome::decode(o);
+      if (theirs.kind != Kind::ok) throw other_rank_failed(theirs);
+      if (rd.u64() != rows || rd.u64() != scenarios)
+        throw logic_error("rank " + std::to_string(r) + " computed P for another book");
+      if (r == static_cast<std::size_t>(kRoot)) continue;
+      const std::size_t b0 = rd.u64(), b1 = rd.u64();
+      const auto expected = MarginEngine::scenario_block(scenarios, r, all.size());
+      if (b0 != expected.first || b1 != expected.second) throw logic_error("a P&L block of other scenarios");
+      const std::size_t width = b1 - b0;
+      const std::string_view cells = std::string_view(all[r]).substr(all[r].size() - rows * width * sizeof(double));
+      if (cells.size() != rows * width * sizeof(double)) throw logic_error("a P&L block of the wrong size");
+      for (std::size_t row = 0; row < rows; ++row)
+        std::memcpy(pnl + row * scenarios + b0, cells.data() + row * width * sizeof(double), width * sizeof(double));
+    }
+    return true;
+  };
+  const auto t_compute = Clock::now();
+  Outcome computed = capture(rank, [&] {
+    if (rank != kRoot) {
+      ByteReader r(book_bytes, "the book sent to rank " + std::to_string(rank));
+      book = decode_book(r);
+    }
+    book_bytes = std::string();
+    report.accounts = account_weights(book).size();
+    report.positions = book.positions.size();
+    finished = compute(book, static_cast<std::size_t>(rank), static_cast<std::size_t>(ranks), exchange);
+    if (rank == kRoot && !finished) throw logic_error("rank 0 finished the run without results");
+  });
+  report.compute_s = seconds_since(t_compute);
+  if (!exchanged) {  // failed before its block was done: the others still wait for it
+    ByteWriter w;
+    w.str(computed.kind == Kind::ok ? Outcome{Kind::internal, "no P&L block computed", rank}.encode()
+                                    : computed.encode());
+    comm.gather(w.bytes(), kRoot);
+    if (computed.kind == Kind::ok) computed = {Kind::internal, "no P&L block computed", rank};
+  }
+  if (finished) {
+    report.times = finished->times;
+    result.records = std::move(finished->records);
+    std::sort(result.records.begin(), result.records.end(),
+              [](const ResultRecord& a, const ResultRecord& b) { return a.account < b.account; });
+  }
+  // Every rank's report, then the verdict (rank 0 knows every failure by now).
+  ByteWriter w;
+  encode_report(w, report);
+  const std::vector<std::string> reports = comm.gather(w.bytes(), kRoot);
+  for (const std::string& b : reports) {
+    ByteReader rd(b, "a rank's report");
+    result.ranks.push_back(decode_report(rd));
+  }
+  result.wall_s = seconds_since(t_start);
+  settle(comm, computed);
+
   ByteWriter s;
   s.u64(comm.stats().bytes_sent);
   s.u64(comm.stats().bytes_received);

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,22 @@ PartitionedRunResult run_partitioned(Communicator& comm, const PartitionedRunOpt
                                      const std::function<void()>& prepare, const std::function<Book()>& load_book,
                                      const std::function<PartitionResult(const Book&)>& compute,
                                      const LogLine& log = {});
+
+/// One rank's share of a run split by scenarios: margin `book` over scenario block `block` of
+/// `blocks` (MarginEngine::run_scenario_block with `exchange`); the result of every account
+/// where the exchange returned the whole P matrix (rank 0), nullopt elsewhere.
+using BlockCompute = std::function<std::optional<PartitionResult>(
+    const Book& book, std::size_t block, std::size_t blocks, const MarginEngine::PnlExchange& exchange)>;
+
+/// The run split by scenarios instead of accounts: rank 0 loads the book and broadcasts it,
+/// every rank computes the risk arrays and P&L of all accounts over its block of scenarios,
+/// rank 0 gathers the blocks into the whole P matrix, reduces it and returns every account's
+/// result (the same bytes as one process). For a book whose accounts all hold most
+/// instruments, where splitting accounts would revalue every instrument on every rank. Moves
+/// the book to every rank and rows × scenarios doubles to rank 0; keeps no checkpoints.
+PartitionedRunResult run_scenario_split(Communicator& comm, const std::function<void()>& prepare,
+                                        const std::function<Book()>& load_book, const BlockCompute& compute,
+                                        const LogLine& log = {});
 
 /// Every account of `book` (positions or collateral) with its weight for balancing: its
 /// positions + 1, in order of first appearance.
