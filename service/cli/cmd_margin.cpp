@@ -169,6 +169,8 @@ void run_margin(const CommonOptions& common, const MarginOptions& o) {
   if (o.positions.empty() == o.store.empty())
     throw usage_error("margin: give exactly one of --positions FILE or --store STORE");
   if (o.resume && common.out.empty()) throw usage_error("margin: --resume needs --out FILE (its checkpoints)");
+  if (o.split == "scenarios" && (o.partitions || o.resume))
+    throw usage_error("margin: --split scenarios keeps no partitions (--partitions, --resume split accounts)");
   const std::unique_ptr<scaleout::Communicator> comm = scaleout::make_communicator();
   const bool distributed = comm->size() > 1;
   if (distributed)
@@ -250,8 +252,6 @@ void run_margin(const CommonOptions& common, const MarginOptions& o) {
   const scaleout::LogLine log = [&](const std::string& line) {
     if (!common.quiet) spdlog::info("{}", line);
   };
-  if (o.split == "scenarios" && (o.partitions || o.resume))
-    throw usage_error("margin: --split scenarios keeps no partitions (--partitions, --resume split accounts)");
   scaleout::PartitionedRunResult result =
       o.split == "scenarios"
           ? scaleout::run_scenario_split(*comm, prepare, load_book, compute_block, distributed ? log : scaleout::LogLine{})
