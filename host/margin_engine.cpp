@@ -206,7 +206,8 @@ std::pair<std::size_t, std::size_t> MarginEngine::scenario_block(std::size_t sce
 }
 
 std::optional<MarginRun> MarginEngine::run_scenario_block(const std::vector<Position>& positions, std::size_t block,
-                                                          std::size_t blocks, const PnlExchange& exchange) {
+                                                          std::size_t blocks, const PnlExchange& exchange,
+                                                          StageTimes* times) {
   const auto t_start = Clock::now();
   MarginRun out;
   cache_.reset();
@@ -231,13 +232,18 @@ std::optional<MarginRun> MarginEngine::run_scenario_block(const std::vector<Posi
     const double* risk = compute_risk_arrays(*cache, tiling, s0, s1, out.times);
     compute_portfolio_pnl(*cache, csr, tiling, risk, s0, s1, out.times);
   }
-  if (!exchange(cache->pnl.data(), rows, S, b0, b1)) return std::nullopt;
+  if (!exchange(cache->pnl.data(), rows, S, b0, b1)) {
+    out.times.total_s = seconds_since(t_start);
+    if (times) *times = out.times;
+    return std::nullopt;
+  }
 
   const auto t_reduce = Clock::now();
   reduce_rows(*cache);
   out.accounts = assemble_accounts(*cache);
   out.times.reduction_s = seconds_since(t_reduce);
   out.times.total_s = seconds_since(t_start);
+  if (times) *times = out.times;
   cache_ = std::move(cache);
   return out;
 }

@@ -140,11 +140,13 @@ class MarginEngine {
   /// in the other columns (the process that finishes the run), false elsewhere. Where it
   /// returns true, the rows are reduced and assembled as run() does, the result is the same
   /// bytes as run()'s, and the run is kept for what-if (without the risk arrays: a what-if
-  /// revalues what it trades); elsewhere nullopt.
+  /// revalues what it trades); elsewhere nullopt. `times` (optional) gets this process's stage
+  /// times either way.
   using PnlExchange =
       std::function<bool(double* pnl, std::size_t rows, std::size_t scenarios, std::size_t s0, std::size_t s1)>;
   std::optional<MarginRun> run_scenario_block(const std::vector<Position>& positions, std::size_t block,
-                                              std::size_t blocks, const PnlExchange& exchange);
+                                              std::size_t blocks, const PnlExchange& exchange,
+                                              StageTimes* times = nullptr);
   /// Scenarios [first, second) of block `block` of `blocks` over `scenarios` scenarios.
   static std::pair<std::size_t, std::size_t> scenario_block(std::size_t scenarios, std::size_t block,
                                                             std::size_t blocks);

@@ -232,15 +232,18 @@ void run_margin(const CommonOptions& common, const MarginOptions& o) {
 
   // Split by scenarios: every rank the whole book over its block of scenarios; rank 0 finishes.
   auto compute_block = [&](const scaleout::Book& book, std::size_t block, std::size_t blocks,
-                           const MarginEngine::PnlExchange& exchange) -> std::optional<scaleout::PartitionResult> {
+                           const MarginEngine::PnlExchange& exchange) {
     std::optional<MarginRun> run;
+    StageTimes times;
     if (book.positions.empty()) {
       if (exchange(nullptr, 0, 0, 0, 0)) run.emplace();
     } else {
-      naming_marks(o, [&] { run = engine->run_scenario_block(book.positions, block, blocks, exchange); });
+      naming_marks(o, [&] { run = engine->run_scenario_block(book.positions, block, blocks, exchange, &times); });
     }
-    if (!run) return std::nullopt;
-    return finish(book, *run);
+    scaleout::PartitionResult part;
+    if (run) part = finish(book, *run);
+    part.times = times;
+    return part;
   };
 
   scaleout::PartitionedRunOptions options;
@@ -277,13 +280,16 @@ void run_margin(const CommonOptions& common, const MarginOptions& o) {
                  "aggregation {:.3f} s, reduction {:.3f} s{}, total {:.3f} s",
                  result.accounts, result.positions, t.prepare_s, t.risk_arrays_s, t.revaluations, t.aggregation_s,
                  t.reduction_s,
-                 result.partitions > 1 ? " (summed over " + std::to_string(result.partitions) + " partitions)" : "",
+                 result.partitions > 1
+                     ? " (summed over " + std::to_string(result.partitions) + " " + result.unit + "s)"
+                     : "",
                  result.wall_s);
     if (distributed)
       for (const scaleout::RankReport& k : result.ranks)
-        spdlog::info("rank {}: {} partitions ({} from checkpoints), {} positions, compute {:.3f} s, in MPI {:.3f} s, "
+        spdlog::info("rank {}: {} {}{} ({} from checkpoints), {} positions, compute {:.3f} s, in MPI {:.3f} s, "
                      "sent {:.1f} MB, received {:.1f} MB",
-                     k.rank, k.partitions, k.resumed, k.positions, k.compute_s, k.comm.seconds,
+                     k.rank, k.partitions, result.unit, k.partitions == 1 ? "" : "s", k.resumed, k.positions,
+                     k.compute_s, k.comm.seconds,
                      static_cast<double>(k.comm.bytes_sent) / 1e6, static_cast<double>(k.comm.bytes_received) / 1e6);
   }
   if (!o.stats.empty()) write_stats(o.stats, result);

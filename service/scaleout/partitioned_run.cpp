@@ -455,6 +455,7 @@ PartitionedRunResult run_scenario_split(Communicator& comm, const std::function<
   agreed(comm, prepare);
   PartitionedRunResult result;
   result.partitions = static_cast<std::size_t>(ranks);
+  result.unit = "scenario block";
   std::string book_bytes;
   Book book;
   agreed(comm, [&] {
@@ -477,7 +478,7 @@ PartitionedRunResult run_scenario_split(Communicator& comm, const std::function<
   report.rank = rank;
   report.partitions = 1;
   bool exchanged = false;
-  std::optional<PartitionResult> finished;
+  PartitionResult finished;
   // Each rank sends its block's columns of P; rank 0 writes the others' into its own P.
   const MarginEngine::PnlExchange exchange = [&](double* pnl, std::size_t rows, std::size_t scenarios, std::size_t s0,
                                                  std::size_t s1) {
@@ -525,7 +526,9 @@ PartitionedRunResult run_scenario_split(Communicator& comm, const std::function<
     report.accounts = account_weights(book).size();
     report.positions = book.positions.size();
     finished = compute(book, static_cast<std::size_t>(rank), static_cast<std::size_t>(ranks), exchange);
-    if (rank == kRoot && !finished) throw logic_error("rank 0 finished the run without results");
+    if (rank == kRoot && finished.records.size() != report.accounts)
+      throw logic_error(std::to_string(finished.records.size()) + " results for " + std::to_string(report.accounts) +
+                        " accounts");
   });
   report.compute_s = seconds_since(t_compute);
   if (!exchanged) {  // failed before its block was done: the others still wait for it
@@ -535,9 +538,9 @@ PartitionedRunResult run_scenario_split(Communicator& comm, const std::function<
     comm.gather(w.bytes(), kRoot);
     if (computed.kind == Kind::ok) computed = {Kind::internal, "no P&L block computed", rank};
   }
-  if (finished) {
-    report.times = finished->times;
-    result.records = std::move(finished->records);
+  report.times = finished.times;
+  if (rank == kRoot) {
+    result.records = std::move(finished.records);
     std::sort(result.records.begin(), result.records.end(),
               [](const ResultRecord& a, const ResultRecord& b) { return a.account < b.account; });
   }

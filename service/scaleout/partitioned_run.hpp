@@ -59,6 +59,7 @@ struct PartitionedRunResult {
   std::vector<ResultRecord> records;  // rank 0: every account's, by account; elsewhere empty
   std::vector<RankReport> ranks;      // rank 0: one per rank; elsewhere empty
   std::size_t partitions = 0, accounts = 0, positions = 0;
+  const char* unit = "partition";     // what `partitions` counts: "partition" or "scenario block"
   double wall_s = 0;                  // rank 0: from the start to the gathered records
 };
 
@@ -76,10 +77,10 @@ PartitionedRunResult run_partitioned(Communicator& comm, const PartitionedRunOpt
                                      const LogLine& log = {});
 
 /// One rank's share of a run split by scenarios: margin `book` over scenario block `block` of
-/// `blocks` (MarginEngine::run_scenario_block with `exchange`); the result of every account
-/// where the exchange returned the whole P matrix (rank 0), nullopt elsewhere.
-using BlockCompute = std::function<std::optional<PartitionResult>(
-    const Book& book, std::size_t block, std::size_t blocks, const MarginEngine::PnlExchange& exchange)>;
+/// `blocks` (MarginEngine::run_scenario_block with `exchange`): its stage times, and the result
+/// of every account where the exchange filled in the whole P matrix (rank 0; no records elsewhere).
+using BlockCompute = std::function<PartitionResult(const Book& book, std::size_t block, std::size_t blocks,
+                                                   const MarginEngine::PnlExchange& exchange)>;
 
 /// The run split by scenarios instead of accounts: rank 0 loads the book and broadcasts it,
 /// every rank computes the risk arrays and P&L of all accounts over its block of scenarios,
