@@ -6,6 +6,8 @@
 //                                  (value, delta, gamma, vega, theta, rho, vanna, volga)
 //   BM_Ours_Kernel                 the batch kernel (kernels/greeks.hpp), device-resident SoA batch,
 //                                  on the backend of --device (CPU: Thrust OpenMP, --threads)
+//   BM_Ours_CpuKernel/<level>      the CPU batch kernel on its scalar or AVX2 path
+//                                  (kernels/cpu_simd.hpp), on 1 and on 2 threads
 //   bench_greeks_quantlib [--device=cpu|cuda] [--threads=N] [--benchmark_format=json]
 
 #include <ql/quantlib.hpp>
@@ -16,6 +18,7 @@
 #include <vector>
 
 #include "bench/bench_context.hpp"
+#include "kernels/cpu_simd.hpp"
 #include "kernels/greeks.hpp"
 #include "models/instrument.hpp"
 #include "models/pricing.hpp"
@@ -137,9 +140,28 @@ void BM_Ours_Kernel(benchmark::State& state) {
   run_kernel<marginet::kernels::cpu::ResidentGreeksBatch>(state);
 }
 
+// The CPU batch kernel on a given vector path and number of threads.
+void BM_Ours_CpuKernel(benchmark::State& state, marginet::kernels::SimdLevel level) {
+  const int threads = marginet::cpu_threads();
+  const marginet::kernels::SimdLevel saved = marginet::kernels::simd_level();
+  if (marginet::kernels::set_simd_level(level) != level) {
+    state.SkipWithError("this CPU lacks the vector path");
+    return;
+  }
+  marginet::set_cpu_threads(static_cast<int>(state.range(1)));
+  run_kernel<marginet::kernels::cpu::ResidentGreeksBatch>(state);
+  state.counters["threads"] = static_cast<double>(state.range(1));
+  marginet::set_cpu_threads(threads);
+  marginet::kernels::set_simd_level(saved);
+}
+
 BENCHMARK(BM_QuantLib_AnalyticEuropean)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Ours_SingleThread)->Arg(4096)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_Ours_Kernel)->Arg(1 << 20)->Arg(1 << 23)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Ours_CpuKernel, scalar, marginet::kernels::SimdLevel::scalar)
+    ->Args({1 << 20, 1})->Args({1 << 20, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Ours_CpuKernel, avx2, marginet::kernels::SimdLevel::avx2)
+    ->Args({1 << 20, 1})->Args({1 << 20, 2})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

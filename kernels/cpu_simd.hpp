@@ -8,7 +8,8 @@
 // to run every path on the same inputs.
 //
 // Stages with a vector path today: risk_arrays (options: Black-76 four scenarios at a time
-// with glibc's libmvec exp/log/erfc). Everything else runs the Thrust kernels as written.
+// with glibc's libmvec exp/log/erfc) and price_greeks (price and greeks of four options at a
+// time, the same functions). Everything else runs the Thrust kernels as written.
 
 #include <cstdint>
 

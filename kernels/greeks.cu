@@ -1,6 +1,10 @@
 #include "kernels/detail/backend.cuh"
 #include "kernels/greeks.hpp"
 #include "models/pricing.hpp"
+#if !defined(__CUDACC__)
+#include "kernels/cpu_simd.hpp"
+#include "kernels/simd/greeks_simd.hpp"
+#endif
 
 #include <thrust/fill.h>
 #include <thrust/for_each.h>
@@ -121,6 +125,18 @@ std::size_t ResidentGreeksBatch::count() const { return impl_->count; }
 void ResidentGreeksBatch::run() {
   if (impl_->count == 0) return;
   detail::run_translating_errors("price_greeks", [&] {
+#if !defined(__CUDACC__)
+    // The CPU's vector path (kernels/cpu_simd.hpp): the same columns to within a few ulp.
+    if (simd_level() == SimdLevel::avx2) {
+      const GreeksView v = impl_->view();
+      simd::price_greeks_avx2(
+          GreeksInputs{impl_->count, v.kind, v.put_call, v.settlement, v.forward, v.strike, v.expiry_years, v.sigma,
+                       v.rate},
+          GreeksOutputs{v.price, v.price_coin, v.delta, v.delta_coin, v.gamma, v.vega, v.theta, v.rho, v.vanna,
+                        v.volga});
+      return;
+    }
+#endif
     thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), impl_->count,
                        impl_->view());
 #if defined(__CUDACC__)
