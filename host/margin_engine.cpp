@@ -306,7 +306,8 @@ void MarginEngine::collect_row_inputs(Cache& cache, const std::vector<Position>&
                                       const PositionsCsr& csr) const {
   cache.inputs.assign(cache.rows.size(), RowInputs{});
   for (std::size_t j = 0; j < positions.size(); ++j)
-    add_position_inputs(cache.setup, positions[j], cache.inputs[csr.row_of_position[j]]);
+    add_position_inputs(cache.setup, positions[j], cache.inputs[csr.row_of_position[j]], /*bulk=*/true);
+  for (RowInputs& row : cache.inputs) row.finish_bulk();
 }
 
 /// Sizes the scenario tiles and allocates P (and R, when it is kept for what-if). On the CPU

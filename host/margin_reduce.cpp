@@ -6,14 +6,49 @@
 
 namespace marginet::margin_detail {
 
-void add_position_inputs(const RunSetup& setup, const Position& pos, RowInputs& row) {
+void RowInputs::add_option(std::int32_t state, double q) {
+  const auto at = std::lower_bound(option_net.begin(), option_net.end(), state,
+                                   [](const std::pair<std::int32_t, double>& e, std::int32_t s) { return e.first < s; });
+  if (at != option_net.end() && at->first == state)
+    at->second += q;
+  else
+    option_net.insert(at, {state, 0.0 + q});
+}
+
+void RowInputs::finish_bulk() {
+  if (!option_net_pending) return;
+  option_net_pending = false;
+  std::stable_sort(option_net.begin(), option_net.end(),
+                   [](const std::pair<std::int32_t, double>& a, const std::pair<std::int32_t, double>& b) {
+                     return a.first < b.first;
+                   });
+  std::size_t out = 0;
+  for (std::size_t i = 0; i < option_net.size(); ++i) {
+    if (out > 0 && option_net[out - 1].first == option_net[i].first) {
+      option_net[out - 1].second += option_net[i].second;
+    } else {
+      option_net[out] = {option_net[i].first, 0.0 + option_net[i].second};
+      ++out;
+    }
+  }
+  option_net.resize(out);
+}
+
+void add_position_inputs(const RunSetup& setup, const Position& pos, RowInputs& row, bool bulk) {
   const std::size_t state = static_cast<std::size_t>(setup.state_of[pos.instrument]);
   const RunSetup::UnitRisk& u = setup.unit_risk[state];
   const double q = pos.quantity;
   if (u.option) {
     row.gamma += q * u.gamma;
     row.vega += q * u.vega;
-    row.option_net[static_cast<std::int32_t>(state)] += q;
+    if (setup.option_series) {
+      if (bulk) {
+        row.option_net.emplace_back(static_cast<std::int32_t>(state), q);
+        row.option_net_pending = true;
+      } else {
+        row.add_option(static_cast<std::int32_t>(state), q);
+      }
+    }
   }
   row.delta += q * u.delta;
   row.coin_delta += q * u.coin_delta;

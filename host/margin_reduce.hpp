@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "host/margin_engine.hpp"
+#include "models/errors.hpp"
 #include "host/margin_setup.hpp"
 #include "models/deribit_pm.hpp"
 #include "models/tail_risk.hpp"
@@ -27,14 +28,23 @@ struct RowKey {
 
 /// What a row's add-ons need, accumulated from its positions.
 struct RowInputs {
-  std::map<std::int32_t, double> option_net;    // option state -> net quantity (span16 SOM)
-  /// span16's short option minimum counts the net short of each series (a long and a short of
-  /// the same option offset): Σ over option series of max(0, −net quantity).
+  /// Net quantity per option series (state), sorted by state, span16 only: its short option
+  /// minimum counts the net short of each series (a long and a short of the same option
+  /// offset). A flat vector, not a tree: a row of 10^4 positions costs no node allocations.
+  std::vector<std::pair<std::int32_t, double>> option_net;
+  bool option_net_pending = false;  // appended in bulk, not yet sorted and merged (finish_bulk)
+  /// Σ over option series of max(0, −net quantity).
   double short_option_contracts() const {
+    MARGINET_EXPECTS(!option_net_pending, "finish_bulk() before reading the option series");
     double n = 0;
     for (const auto& [state, q] : option_net) n += q < 0 ? -q : 0.0;
     return n;
   }
+  /// Adds q to a series, keeping the order (what-if and the reference path: a few at a time).
+  void add_option(std::int32_t state, double q);
+  /// Sorts the series appended in bulk by state and merges each series' quantities in the
+  /// order they were appended (book order): the sums of add_option's, bit for bit.
+  void finish_bulk();
   std::map<double, double> coin_delta_by_expiry;  // expiry (years) -> net coin delta (deribit)
   double coin_delta = 0;
   double delta = 0, gamma = 0, vega = 0;
@@ -42,8 +52,9 @@ struct RowInputs {
   std::map<std::int32_t, Greeks> by_group;     // joint rows: greeks per underlying
 };
 
-/// Adds one position of the row to the row's add-on inputs.
-void add_position_inputs(const RunSetup& setup, const Position& pos, RowInputs& row);
+/// Adds one position of the row to the row's add-on inputs. `bulk`: the row's option series
+/// are appended and finish_bulk() is due once the row's positions are in (the EOD run).
+void add_position_inputs(const RunSetup& setup, const Position& pos, RowInputs& row, bool bulk = false);
 
 /// Per-row reduction result (stage 3 output).
 struct RowReduction {

@@ -74,6 +74,7 @@ RunSetup RunSetupBuilder::build(const std::vector<Position>& positions,
   setup.units = methodology_.kind == MethodologyKind::deribit_pm ? PnlUnits::coin : PnlUnits::quote;
   setup.joint = is_joint(methodology_.kind);
   setup.expiry_deltas = methodology_.kind == MethodologyKind::deribit_pm;
+  setup.option_series = methodology_.kind == MethodologyKind::span16;
   // mc-es draws over every underlying of the reference data, so that an account's paths never
   // depend on which underlyings the rest of the book holds.
   std::vector<std::string> universe;

@@ -23,6 +23,7 @@ struct RunSetup {
   PnlUnits units = PnlUnits::quote;
   bool joint = false;                          // one row per account (stress, hvar, mc-es)
   bool expiry_deltas = false;                  // deribit-pm: coin delta per expiry (roll shock)
+  bool option_series = false;                  // span16: net quantity per option series (SOM)
   std::vector<std::int32_t> state_of;          // instrument index -> state index, or −1
   std::vector<std::size_t> instrument_of;      // per state index: instrument index
   std::vector<InstrumentState> states;         // per state index
