@@ -60,11 +60,12 @@ Methodology eod_methodology(const std::string& model) {
 
 /// The engine end to end. On the CPU backend `simd` picks the risk-array path (the run-time
 /// dispatch of kernels/cpu_simd.hpp); the level in use is the label.
-void BM_MarginEOD(benchmark::State& state, const char* model, kernels::SimdLevel simd) {
+void BM_MarginEOD(benchmark::State& state, const char* model, kernels::SimdLevel simd, std::size_t tile_mib = 0) {
   const kernels::SimdLevel saved = kernels::simd_level();
   kernels::set_simd_level(simd);
   const GeneratedBook& book = eod_book();
   MarginEngine engine(book.instruments, book.market, eod_methodology(model), bench::backend());
+  if (tile_mib) engine.set_tile_bytes(tile_mib << 20);
   StageTimes t;
   kernels::simd::reset_simd_cell_counts();
   for (auto _ : state) {
@@ -185,6 +186,11 @@ BENCHMARK_CAPTURE(BM_MarginEOD, deribit_pm, "deribit-pm", kBestSimd)->Unit(bench
 BENCHMARK_CAPTURE(BM_MarginEOD, hvar, "hvar", kBestSimd)->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
 BENCHMARK_CAPTURE(BM_MarginEOD, hvar_scalar, "hvar", kScalar)->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
 BENCHMARK_CAPTURE(BM_MarginEOD, mc_es, "mc-es", kBestSimd)->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
+// mc-es's R (instruments × paths) does not fit the cache of risk arrays: it is computed and
+// consumed tile by tile (512 MiB by default). Smaller tiles stay in the CPU's caches between the
+// two stages, but cost the risk arrays more than the aggregation gains (bench/RESULTS.md).
+BENCHMARK_CAPTURE(BM_MarginEOD, mc_es_tile_64MiB, "mc-es", kBestSimd, 64)->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
+BENCHMARK_CAPTURE(BM_MarginEOD, mc_es_tile_16MiB, "mc-es", kBestSimd, 16)->Unit(benchmark::kSecond)->Iterations(1)->UseRealTime();
 BENCHMARK_CAPTURE(BM_QuantLibPerPosition, span16, "span16")->Arg(2000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_QuantLibPerPosition, deribit_pm, "deribit-pm")->Arg(2000)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK_CAPTURE(BM_QuantLibPerPosition, hvar, "hvar")->Arg(200)->Unit(benchmark::kMillisecond)->UseRealTime();
