@@ -363,14 +363,15 @@ PartitionedRunResult run_partitioned(Communicator& comm, const PartitionedRunOpt
       const std::string part_name = "partition " + std::to_string(p + 1) + " of " + std::to_string(partitions);
       std::string key;
       if (checkpoints) key = checkpoint_key(options.run_identity, p, partitions, book);
-      const std::size_t accounts = account_weights(book).size();
-      report.accounts += accounts;
       report.positions += book.positions.size();
       ++report.partitions;
       if (checkpoints && options.resume) {
         std::string why;
         if (const std::optional<std::string> kept = checkpoints->read(p, partitions, key, why)) {
+          const std::size_t before = records.size();
           decode_records(*kept, records, checkpoints->path() + " " + part_name);
+          const std::size_t accounts = records.size() - before;  // one record per account
+          report.accounts += accounts;
           ++report.resumed;
           say(part_name + ": " + count_text(accounts, "account", "accounts") + " from its checkpoint");
           continue;
@@ -378,6 +379,8 @@ PartitionedRunResult run_partitioned(Communicator& comm, const PartitionedRunOpt
         say(part_name + ": " + why + ", computing it");
       }
       PartitionResult part = compute(book);
+      const std::size_t accounts = part.records.size();  // one record per account
+      report.accounts += accounts;
       add_times(report.times, part.times);
       if (checkpoints) checkpoints->write(p, partitions, key, encode_records(part.records));
       say(part_name + ": " + count_text(accounts, "account", "accounts") + ", " +
@@ -523,11 +526,11 @@ PartitionedRunResult run_scenario_split(Communicator& comm, const std::function<
       book = decode_book(r);
     }
     book_bytes = std::string();
-    report.accounts = account_weights(book).size();
     report.positions = book.positions.size();
     finished = compute(book, static_cast<std::size_t>(rank), static_cast<std::size_t>(ranks), exchange);
-    if (rank == kRoot && finished.records.size() != report.accounts)
-      throw logic_error(std::to_string(finished.records.size()) + " results for " + std::to_string(report.accounts) +
+    report.accounts = finished.records.size();  // rank 0 assembles every account; the others none
+    if (rank == kRoot && finished.records.size() != result.accounts)
+      throw logic_error(std::to_string(finished.records.size()) + " results for " + std::to_string(result.accounts) +
                         " accounts");
   });
   report.compute_s = seconds_since(t_compute);
