@@ -188,6 +188,23 @@ TEST_F(ScaleOut, BadInputFailsEveryRankOnceWithExit2) {
   EXPECT_NE(s.output.find("Exit code:    2"), std::string::npos) << s.output;
 }
 
+TEST_F(ScaleOut, TheBookOfAClearingStoreIsReadByRankZeroAndGivesTheSameBytes) {
+  require_mpi();
+  const std::string store = dir_ + "/clearing.sqlite", src = MARGINET_SOURCE_DIR;
+  const std::string ref = " --instruments " + src + "/examples/instruments.csv --market " + src +
+                          "/examples/market.csv --marks " + src + "/examples/marks.csv";
+  const auto imported = run_marginet("trades import " + src + "/examples/captured_trades.csv --store " + store +
+                                     " --instruments " + src + "/examples/instruments.csv --quiet");
+  ASSERT_EQ(imported.status, 0) << imported.output;
+  const std::string one = dir_ + "/store-one.csv", many = dir_ + "/store-many.csv";
+  const auto a = run_marginet("margin" + ref + " --store " + store + " --model span16 --format csv --quiet --out " + one);
+  ASSERT_EQ(a.status, 0) << a.output;
+  const auto b = run_command(mpirun(2) + " margin" + ref + " --store " + store + " --model span16 --format csv --out " + many);
+  ASSERT_EQ(b.status, 0) << b.output;
+  ASSERT_GT(read_file(one).size(), 100u);
+  EXPECT_EQ(read_file(many), read_file(one));
+}
+
 /// The pids of the processes whose parent is `parent`.
 std::vector<pid_t> children_of(pid_t parent) {
   std::vector<pid_t> out;
