@@ -55,6 +55,20 @@ inline ::testing::AssertionResult near_relative(double a, double b, double rel, 
                                        << diff / std::fmax(std::fabs(a), std::fabs(b)) << ")";
 }
 
+/// The tolerance between two backends or two paths of one (SPEC §1, docs/pricing.md):
+/// |a − b| ≤ 1e-12·max(|a|, |b|) + 1e-15·scale, `scale` being the figure's natural scale (the
+/// notional for a price or a P&L, F·√T for a vega, ...): an ulp of exp or log in one path is
+/// amplified where a figure cancels far below its inputs, so a purely relative bound cannot hold.
+/// NaN equals NaN.
+inline ::testing::AssertionResult within_backend_tolerance(double a, double b, double scale) {
+  if (std::isnan(a) && std::isnan(b)) return ::testing::AssertionSuccess();
+  const double diff = std::fabs(a - b);
+  const double bound = 1e-12 * std::fmax(std::fabs(a), std::fabs(b)) + 1e-15 * std::fabs(scale);
+  if (a == b || diff <= bound) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << a << " vs " << b << " (diff " << diff << ", bound " << bound
+                                       << " at scale " << scale << ")";
+}
+
 }  // namespace marginet::testing
 
 #define MARGINET_INSTANTIATE_BACKENDS(suite)                                               \
