@@ -250,6 +250,26 @@ RankReport decode_report(ByteReader& rd) {
   return r;
 }
 
+/// Every rank's communication figures into rank 0's reports: the run's last collective call
+/// (its own cost is not counted).
+void gather_comm_stats(Communicator& comm, PartitionedRunResult& result) {
+  ByteWriter s;
+  s.u64(comm.stats().bytes_sent);
+  s.u64(comm.stats().bytes_received);
+  s.f64(comm.stats().seconds);
+  s.u64(comm.stats().calls);
+  const std::vector<std::string> stats = comm.gather(s.bytes(), kRoot);
+  comm.collectives_done();
+  for (std::size_t r = 0; r < stats.size() && r < result.ranks.size(); ++r) {
+    ByteReader rd(stats[r], "communication figures");
+    CommStats& c = result.ranks[r].comm;
+    c.bytes_sent = rd.u64();
+    c.bytes_received = rd.u64();
+    c.seconds = rd.f64();
+    c.calls = rd.u64();
+  }
+}
+
 std::string count_text(std::size_t n, const char* one, const char* many) {
   return std::to_string(n) + " " + (n == 1 ? one : many);
 }
@@ -429,21 +449,7 @@ PartitionedRunResult run_partitioned(Communicator& comm, const PartitionedRunOpt
   settle(comm, verdict);
 
   // 4. What each rank spent communicating, now that the gather is done.
-  ByteWriter s;
-  s.u64(comm.stats().bytes_sent);
-  s.u64(comm.stats().bytes_received);
-  s.f64(comm.stats().seconds);
-  s.u64(comm.stats().calls);
-  const std::vector<std::string> stats = comm.gather(s.bytes(), kRoot);
-  comm.collectives_done();
-  for (std::size_t r = 0; r < stats.size() && r < result.ranks.size(); ++r) {
-    ByteReader rd(stats[r], "communication figures");
-    CommStats& c = result.ranks[r].comm;
-    c.bytes_sent = rd.u64();
-    c.bytes_received = rd.u64();
-    c.seconds = rd.f64();
-    c.calls = rd.u64();
-  }
+  gather_comm_stats(comm, result);
   return result;
 }
 
@@ -558,21 +564,7 @@ PartitionedRunResult run_scenario_split(Communicator& comm, const std::function<
   result.wall_s = seconds_since(t_start);
   settle(comm, computed);
 
-  ByteWriter s;
-  s.u64(comm.stats().bytes_sent);
-  s.u64(comm.stats().bytes_received);
-  s.f64(comm.stats().seconds);
-  s.u64(comm.stats().calls);
-  const std::vector<std::string> stats = comm.gather(s.bytes(), kRoot);
-  comm.collectives_done();
-  for (std::size_t r = 0; r < stats.size() && r < result.ranks.size(); ++r) {
-    ByteReader rd(stats[r], "communication figures");
-    CommStats& c = result.ranks[r].comm;
-    c.bytes_sent = rd.u64();
-    c.bytes_received = rd.u64();
-    c.seconds = rd.f64();
-    c.calls = rd.u64();
-  }
+  gather_comm_stats(comm, result);
   return result;
 }
 
