@@ -205,6 +205,22 @@ TEST_F(ScaleOut, TheBookOfAClearingStoreIsReadByRankZeroAndGivesTheSameBytes) {
   EXPECT_EQ(read_file(many), read_file(one));
 }
 
+TEST_F(ScaleOut, OtherSubcommandsRefuseToRunOncePerRank) {
+  require_mpi();
+  // A call run or a recorded default fund started once per rank would settle or record twice.
+  const std::string src = MARGINET_SOURCE_DIR;
+  const auto r = run_command(mpirun(2) + " default-fund" + files() + " --config " + src + "/examples/default_fund.json");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.output.find("default-fund: started as one of 2 ranks; only `marginet margin` runs under mpirun/srun"),
+            std::string::npos)
+      << r.output;
+  EXPECT_EQ(r.output.find("contribution_USD"), std::string::npos) << "nothing ran: " << r.output;
+  // One rank is one process: allowed.
+  const auto one = run_command(mpirun(1) + " greeks --instruments " + src + "/examples/instruments.csv --market " + src +
+                               "/examples/market.csv --marks " + src + "/examples/marks.csv --format csv --quiet");
+  EXPECT_EQ(one.status, 0) << one.output;
+}
+
 /// The pids of the processes whose parent is `parent`.
 std::vector<pid_t> children_of(pid_t parent) {
   std::vector<pid_t> out;

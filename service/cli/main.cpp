@@ -12,6 +12,7 @@
 #include "models/errors.hpp"
 #include "service/cli/common.hpp"
 #include "service/margin/client.hpp"
+#include "service/scaleout/communicator.hpp"
 
 namespace {
 
@@ -65,6 +66,18 @@ int main(int argc, char** argv) {
   marginet::cli::add_collateral_command(app, common);
   marginet::cli::add_default_fund_command(app, common);
   marginet::cli::add_default_command(app, common);
+
+  // Only `margin` distributes itself over the ranks of an MPI job; any other subcommand started
+  // as one of several ranks would run once per rank (a call run settling twice, a default fund
+  // recorded twice): refused before it does anything.
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    if (sub->get_name() != "margin")
+      sub->preparse_callback([name = sub->get_name()](std::size_t) {
+        if (marginet::scaleout::launched_ranks() > 1)
+          throw marginet::usage_error(name + ": started as one of " +
+                                      std::to_string(marginet::scaleout::launched_ranks()) +
+                                      " ranks; only `marginet margin` runs under mpirun/srun (docs/scale-out.md)");
+      });
 
   // The common flags belong to the top level (before or after the subcommand): every
   // subcommand's --help names them.

@@ -40,6 +40,15 @@ bool launched_as_rank() {
   return env_set("OMPI_COMM_WORLD_SIZE") || env_set("PMIX_RANK") || env_set("PMI_RANK");
 }
 
+int launched_ranks() {
+  if (!launched_as_rank()) return 1;
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", "SLURM_NTASKS"}) {
+    const char* v = std::getenv(name);
+    if (v != nullptr && std::atoi(v) > 0) return std::atoi(v);
+  }
+  return 1;
+}
+
 bool mpi_built() {
 #if MARGINET_HAVE_MPI
   return true;
@@ -56,10 +65,8 @@ std::unique_ptr<Communicator> make_communicator() {
   return make_mpi_communicator();
 #else
   // A launcher's one-rank job (mpirun -np 1) is harmless; more ranks would each run everything.
-  const char* size = std::getenv("OMPI_COMM_WORLD_SIZE");
-  if (size == nullptr) size = std::getenv("SLURM_NTASKS");
-  if (size != nullptr && std::atoi(size) > 1)
-    throw usage_error("started as one of " + std::string(size) +
+  if (launched_ranks() > 1)
+    throw usage_error("started as one of " + std::to_string(launched_ranks()) +
                       " ranks, but this marginet was built without MPI (-DMARGINET_MPI=ON, Open MPI installed)");
   return make_single_process();
 #endif

@@ -60,6 +60,10 @@ std::unique_ptr<Communicator> make_single_process();
 /// True when a launcher's environment says this process is one rank of several.
 bool launched_as_rank();
 
+/// The number of ranks a launcher started (from its environment, without starting MPI); 1 when
+/// none did.
+int launched_ranks();
+
 /// Built with MPI (MARGINET_MPI found Open MPI).
 bool mpi_built();
 
