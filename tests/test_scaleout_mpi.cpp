@@ -29,6 +29,10 @@ using testing::run_marginet;
 
 constexpr const char* kMpiexec = MARGINET_MPIEXEC;
 
+// In the test's own body (GTEST_SKIP returns from the function it is written in).
+#define SKIP_WITHOUT_MPI()                                                                   \
+  if (std::string(kMpiexec).empty()) GTEST_SKIP() << "built without MPI (-DMARGINET_MPI): mpirun tests skipped"
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(in), {});
@@ -89,9 +93,6 @@ class ScaleOut : public ::testing::Test {
     EXPECT_EQ(r.status, 0) << r.output;
     return read_file(out);
   }
-  static void require_mpi() {
-    if (std::string(kMpiexec).empty()) GTEST_SKIP() << "built without MPI (-DMARGINET_MPI): mpirun tests skipped";
-  }
   static std::string dir_;
 };
 std::string ScaleOut::dir_;
@@ -113,7 +114,7 @@ TEST_F(ScaleOut, PartitionsOnOneProcessGiveTheSameBytes) {
 }
 
 TEST_F(ScaleOut, OneTwoAndFourRanksGiveTheBytesOfOneProcessForEveryMethodology) {
-  require_mpi();
+  SKIP_WITHOUT_MPI();
   struct Case {
     const char* format;
     const char* split;
@@ -141,7 +142,7 @@ TEST_F(ScaleOut, OneTwoAndFourRanksGiveTheBytesOfOneProcessForEveryMethodology) 
 }
 
 TEST_F(ScaleOut, ASkewedBookGivesTheSameBytesAndBalancedPartitions) {
-  require_mpi();
+  SKIP_WITHOUT_MPI();
   const auto hvar = models()[2].second;
   for (const std::string& args : {std::string("--model span16"), hvar}) {
     const std::string want = single(args, "skewed.csv", "csv");
@@ -168,7 +169,7 @@ TEST_F(ScaleOut, ASkewedBookGivesTheSameBytesAndBalancedPartitions) {
 }
 
 TEST_F(ScaleOut, BadInputFailsEveryRankOnceWithExit2) {
-  require_mpi();
+  SKIP_WITHOUT_MPI();
   const auto r = run_command(mpirun(3) + " margin" + files("no-such-positions.csv") + " --model span16");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.output.find("no-such-positions.csv"), std::string::npos) << r.output;
@@ -189,7 +190,7 @@ TEST_F(ScaleOut, BadInputFailsEveryRankOnceWithExit2) {
 }
 
 TEST_F(ScaleOut, TheBookOfAClearingStoreIsReadByRankZeroAndGivesTheSameBytes) {
-  require_mpi();
+  SKIP_WITHOUT_MPI();
   const std::string store = dir_ + "/clearing.sqlite", src = MARGINET_SOURCE_DIR;
   const std::string ref = " --instruments " + src + "/examples/instruments.csv --market " + src +
                           "/examples/market.csv --marks " + src + "/examples/marks.csv";
@@ -206,7 +207,7 @@ TEST_F(ScaleOut, TheBookOfAClearingStoreIsReadByRankZeroAndGivesTheSameBytes) {
 }
 
 TEST_F(ScaleOut, OtherSubcommandsRefuseToRunOncePerRank) {
-  require_mpi();
+  SKIP_WITHOUT_MPI();
   // A call run or a recorded default fund started once per rank would settle or record twice.
   const std::string src = MARGINET_SOURCE_DIR;
   const auto r = run_command(mpirun(2) + " default-fund" + files() + " --config " + src + "/examples/default_fund.json");
@@ -253,7 +254,7 @@ int rank_of(pid_t pid) {
 }
 
 TEST_F(ScaleOut, ARankKilledMidRunFailsTheJobAndResumeGivesTheSameBytes) {
-  require_mpi();
+  SKIP_WITHOUT_MPI();
   // mc-es with many paths: a few seconds of work in 16 partitions, time to kill a rank mid-run.
   const std::string args = "--model mc-es --paths 50000 --seed 9";
   const std::string want = single(args, "positions.csv", "csv");
