@@ -85,7 +85,7 @@ void BM_MarginLoad(benchmark::State& state) {
   const json portfolios = portfolios_json(positions);  // one per account
   std::vector<std::unique_ptr<MarginClient>> conns;
   for (std::size_t c = 0; c < clients; ++c)
-    conns.push_back(std::make_unique<MarginClient>(ClientOptions{live.server->endpoint(), 60'000}));
+    conns.push_back(std::make_unique<MarginClient>(ClientOptions{live.server->endpoint(), 60'000, {}, {}}));
   std::vector<double> latencies;
   std::size_t requests = 0, largest_batch = 0;
   double wall = 0;
@@ -127,7 +127,7 @@ void BM_WhatIf(benchmark::State& state) {
   o.model = kDir + "/whatif/stress1250.json";
   o.positions = kDir + "/whatif/positions.csv";
   LiveServer live(o);
-  MarginClient client(ClientOptions{live.server->endpoint(), 60'000});
+  MarginClient client(ClientOptions{live.server->endpoint(), 60'000, {}, {}});
   const auto book = read_inline_positions(kDir + "/whatif/positions.csv");
   const std::string account = book.front().account;
   json pairs = json::array();

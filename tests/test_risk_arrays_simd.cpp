@@ -162,7 +162,9 @@ TEST_P(RiskArraysSimd, EveryCellMatchesTheScalarElement) {
         EXPECT_GT(counts.vector_cells, (counts.vector_cells + counts.scalar_cells) / 4)
             << "vector " << counts.vector_cells << " scalar " << counts.scalar_cells;
         EXPECT_LT(exact, checked);  // the vector path really ran (libmvec rounds differently)
-        if (width > 50) EXPECT_GT(counts.cancelling_cells, 0u);  // and its cancellation-free branch
+        if (width > 50) {
+          EXPECT_GT(counts.cancelling_cells, 0u);  // and its cancellation-free branch
+        }
       }
     }
   }

@@ -466,7 +466,7 @@ TEST_F(Server, DynamicBatchingGathersConcurrentClients) {
     EXPECT_TRUE(found);
   }
   EXPECT_GT(largest, 1u) << "no two requests shared an engine pass";
-  MarginClient c(ClientOptions{srv.endpoint()});
+  MarginClient c(ClientOptions{srv.endpoint(), 30'000, {}, {}});
   const json st = c.status();
   EXPECT_LT(st["batches_run"].get<std::size_t>(), accounts.size());
 }
@@ -497,11 +497,11 @@ TEST_F(LongBatch, PingAndStatusAnswerDuringALongBatch) {
   std::atomic<bool> margin_done{false};
   json margin_reply;
   std::thread t([&] {
-    MarginClient c(ClientOptions{srv.endpoint(), 120'000});
+    MarginClient c(ClientOptions{srv.endpoint(), 120'000, {}, {}});
     margin_reply = c.call(big_request("normal"));
     margin_done = true;
   });
-  MarginClient c(ClientOptions{srv.endpoint()});
+  MarginClient c(ClientOptions{srv.endpoint(), 30'000, {}, {}});
   // Wait (bounded) until the batch runs, then ping while it does.
   bool seen_computing = false;
   for (int i = 0; i < 400 && !margin_done && !seen_computing; ++i) {
@@ -532,12 +532,12 @@ TEST_F(LongBatch, HighPriorityOvertakesQueuedEndOfDayWork) {
   std::mutex mu;
   std::vector<std::string> order;
   auto send = [&](const json& req, const std::string& name) {
-    MarginClient c(ClientOptions{srv.endpoint(), 120'000});
+    MarginClient c(ClientOptions{srv.endpoint(), 120'000, {}, {}});
     const json r = c.call(req);
     std::lock_guard<std::mutex> lk(mu);
     order.push_back(r["type"] == "margin.result" ? name : name + ":" + r.dump().substr(0, 200));
   };
-  MarginClient probe(ClientOptions{srv.endpoint()});
+  MarginClient probe(ClientOptions{srv.endpoint(), 30'000, {}, {}});
   std::thread big([&] { send(big_request("normal"), "big"); });
   for (int i = 0; i < 400 && !probe.status()["computing"].get<bool>(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
@@ -561,7 +561,7 @@ TEST_F(LongBatch, HighPriorityOvertakesQueuedEndOfDayWork) {
 
 TEST_F(LongBatch, FullQueuesAnswerBusy) {
   ServerProcess srv(big_args("--max-batch 1 --queue-capacity 2"));
-  MarginClient c(ClientOptions{srv.endpoint(), 120'000});
+  MarginClient c(ClientOptions{srv.endpoint(), 120'000, {}, {}});
   c.send_raw([] {
     json r = big_request("normal");
     r["v"] = 1;
@@ -569,7 +569,7 @@ TEST_F(LongBatch, FullQueuesAnswerBusy) {
     const auto b = json::to_msgpack(r);
     return std::string(b.begin(), b.end());
   }());
-  MarginClient probe(ClientOptions{srv.endpoint()});
+  MarginClient probe(ClientOptions{srv.endpoint(), 30'000, {}, {}});
   for (int i = 0; i < 400 && !probe.status()["computing"].get<bool>(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   for (int k = 0; k < 6; ++k) {
@@ -599,7 +599,7 @@ TEST_F(LongBatch, FullQueuesAnswerBusy) {
 
 TEST_F(LongBatch, ShutdownAnswersInFlightAndQueuedWork) {
   ServerProcess srv(big_args("--max-batch 1"));
-  MarginClient c(ClientOptions{srv.endpoint(), 120'000});
+  MarginClient c(ClientOptions{srv.endpoint(), 120'000, {}, {}});
   auto frame_of = [](json r, const std::string& id) {
     r["v"] = 1;
     r["id"] = id;
@@ -607,7 +607,7 @@ TEST_F(LongBatch, ShutdownAnswersInFlightAndQueuedWork) {
     return std::string(b.begin(), b.end());
   };
   c.send_raw(frame_of(big_request("normal"), "running"));
-  MarginClient probe(ClientOptions{srv.endpoint()});
+  MarginClient probe(ClientOptions{srv.endpoint(), 30'000, {}, {}});
   for (int i = 0; i < 400 && !probe.status()["computing"].get<bool>(); ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   c.send_raw(frame_of(one_account_request("normal", 0), "queued"));
@@ -650,7 +650,7 @@ TEST_F(Server, CurveAllowsListedClientsOnly) {
   ClientOptions bad{srv.endpoint(), 1'500, dir + "/server.pub", dir + "/intruder.key"};
   MarginClient intruder(bad);
   EXPECT_THROW(intruder.ping(), client_error);
-  ClientOptions plain{srv.endpoint(), 1'500};
+  ClientOptions plain{srv.endpoint(), 1'500, {}, {}};
   MarginClient clear(plain);
   EXPECT_THROW(clear.ping(), client_error);
   const auto cli = run_marginet("client ping --connect " + srv.endpoint() + " --server-key " + dir +
