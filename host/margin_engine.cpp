@@ -170,30 +170,43 @@ InternedAccounts intern_accounts(const std::vector<Position>& positions) {
 MarginRun MarginEngine::run(const std::vector<Position>& positions, const std::vector<std::size_t>& also_cover) {
   const auto t_start = Clock::now();
   MarginRun out;
-  auto cache = std::make_unique<Cache>();
-  prepare_instruments(*cache, positions, also_cover);
-  const PositionsCsr csr = build_positions_csr(*cache, positions);
-  collect_row_inputs(*cache, positions, csr);
+  PositionsCsr csr;
+  std::unique_ptr<Cache> cache = prepare_run(positions, also_cover, csr);
   out.times.prepare_s = seconds_since(t_start);
 
-  // Stages 1 and 2, tile by tile over the scenarios: risk arrays R, then portfolio P&L P.
-  const std::size_t S = cache->setup.scenarios.count;
   ScenarioTiling tiling = plan_scenario_tiles(*cache);
-  for (std::size_t s0 = 0; s0 < S; s0 += tiling.width) {
-    const std::size_t s1 = std::min(S, s0 + tiling.width);
-    ++out.times.scenario_tiles;
-    const double* risk = compute_risk_arrays(*cache, tiling, s0, s1, out.times);
-    compute_portfolio_pnl(*cache, csr, tiling, risk, s0, s1, out.times);
-  }
-
-  // Stage 3 and the account results.
-  const auto t_reduce = Clock::now();
-  reduce_rows(*cache);
-  out.accounts = assemble_accounts(*cache);
-  out.times.reduction_s = seconds_since(t_reduce);
+  compute_scenarios(*cache, csr, tiling, 0, cache->setup.scenarios.count, out.times);
+  finish_run(*cache, out);
   out.times.total_s = seconds_since(t_start);
   cache_ = std::move(cache);
   return out;
+}
+
+std::unique_ptr<MarginEngine::Cache> MarginEngine::prepare_run(const std::vector<Position>& positions,
+                                                               const std::vector<std::size_t>& also_cover,
+                                                               PositionsCsr& csr) const {
+  auto cache = std::make_unique<Cache>();
+  prepare_instruments(*cache, positions, also_cover);
+  csr = build_positions_csr(*cache, positions);
+  collect_row_inputs(*cache, positions, csr);
+  return cache;
+}
+
+void MarginEngine::compute_scenarios(Cache& cache, const PositionsCsr& csr, ScenarioTiling& tiling, std::size_t begin,
+                                     std::size_t end, StageTimes& times) const {
+  for (std::size_t s0 = begin; s0 < end; s0 += tiling.width) {
+    const std::size_t s1 = std::min(end, s0 + tiling.width);
+    ++times.scenario_tiles;
+    const double* risk = compute_risk_arrays(cache, tiling, s0, s1, times);
+    compute_portfolio_pnl(cache, csr, tiling, risk, s0, s1, times);
+  }
+}
+
+void MarginEngine::finish_run(Cache& cache, MarginRun& out) const {
+  const auto t_reduce = Clock::now();
+  reduce_rows(cache);
+  out.accounts = assemble_accounts(cache);
+  out.times.reduction_s = seconds_since(t_reduce);
 }
 
 std::pair<std::size_t, std::size_t> MarginEngine::scenario_block(std::size_t scenarios, std::size_t block,
@@ -211,10 +224,8 @@ std::optional<MarginRun> MarginEngine::run_scenario_block(const std::vector<Posi
   const auto t_start = Clock::now();
   MarginRun out;
   cache_.reset();
-  auto cache = std::make_unique<Cache>();
-  prepare_instruments(*cache, positions, {});
-  const PositionsCsr csr = build_positions_csr(*cache, positions);
-  collect_row_inputs(*cache, positions, csr);
+  PositionsCsr csr;
+  std::unique_ptr<Cache> cache = prepare_run(positions, {}, csr);
   out.times.prepare_s = seconds_since(t_start);
 
   const std::size_t S = cache->setup.scenarios.count, rows = cache->rows.size();
@@ -226,22 +237,13 @@ std::optional<MarginRun> MarginEngine::run_scenario_block(const std::vector<Posi
   cache->risk = HostBuffer<double>();  // R of other blocks is not here: a what-if revalues
   tiling.in_place = b0 == 0 && b1 == S && tiling.width >= S;
   if (!tiling.in_place && tiling.width >= 4) tiling.width -= tiling.width % 4;
-  for (std::size_t s0 = b0; s0 < b1; s0 += tiling.width) {
-    const std::size_t s1 = std::min(b1, s0 + tiling.width);
-    ++out.times.scenario_tiles;
-    const double* risk = compute_risk_arrays(*cache, tiling, s0, s1, out.times);
-    compute_portfolio_pnl(*cache, csr, tiling, risk, s0, s1, out.times);
-  }
+  compute_scenarios(*cache, csr, tiling, b0, b1, out.times);
   if (!exchange(cache->pnl.data(), rows, S, b0, b1)) {
     out.times.total_s = seconds_since(t_start);
     if (times) *times = out.times;
     return std::nullopt;
   }
-
-  const auto t_reduce = Clock::now();
-  reduce_rows(*cache);
-  out.accounts = assemble_accounts(*cache);
-  out.times.reduction_s = seconds_since(t_reduce);
+  finish_run(*cache, out);
   out.times.total_s = seconds_since(t_start);
   if (times) *times = out.times;
   cache_ = std::move(cache);

@@ -85,6 +85,19 @@ struct StageTimes {
   std::size_t revaluations = 0;    // instrument × scenario evaluations
   double aggregation_flops = 0;    // 2 · positions · scenarios
   std::size_t scenario_tiles = 0;
+
+  /// Adds another run's (a partition's, a rank's) figures to these.
+  StageTimes& operator+=(const StageTimes& t) {
+    prepare_s += t.prepare_s;
+    risk_arrays_s += t.risk_arrays_s;
+    aggregation_s += t.aggregation_s;
+    reduction_s += t.reduction_s;
+    total_s += t.total_s;
+    revaluations += t.revaluations;
+    aggregation_flops += t.aggregation_flops;
+    scenario_tiles += t.scenario_tiles;
+    return *this;
+  }
 };
 
 struct MarginRun {
@@ -178,7 +191,10 @@ class MarginEngine {
   std::size_t add_trades(AccountRows& rows, const std::vector<Position>& trades);
   AccountMargin assemble_rows(const std::string& account, AccountRows& rows) const;
 
-  // The steps of run(), in pipeline order (host/margin_engine.cpp).
+  // The steps of run() and run_scenario_block(), in pipeline order (host/margin_engine.cpp).
+  /// The run's setup, rows, positions CSR (into `csr`) and row inputs.
+  std::unique_ptr<Cache> prepare_run(const std::vector<Position>& positions, const std::vector<std::size_t>& also_cover,
+                                     PositionsCsr& csr) const;
   void prepare_instruments(Cache& cache, const std::vector<Position>& positions,
                            const std::vector<std::size_t>& also_cover) const;
   PositionsCsr build_positions_csr(Cache& cache, const std::vector<Position>& positions) const;
@@ -188,7 +204,12 @@ class MarginEngine {
                                     StageTimes& times) const;
   void compute_portfolio_pnl(Cache& cache, const PositionsCsr& csr, ScenarioTiling& tiling, const double* risk,
                              std::size_t s0, std::size_t s1, StageTimes& times) const;
+  /// Stages 1 and 2 over scenarios [begin, end), tile by tile: R, then P.
+  void compute_scenarios(Cache& cache, const PositionsCsr& csr, ScenarioTiling& tiling, std::size_t begin,
+                         std::size_t end, StageTimes& times) const;
   void reduce_rows(Cache& cache) const;
+  /// Stage 3 and the account results into `out` (with its reduction time).
+  void finish_run(Cache& cache, MarginRun& out) const;
   std::vector<AccountMargin> assemble_accounts(const Cache& cache) const;
 
   const InstrumentTable& instruments_;

@@ -269,13 +269,7 @@ void run_margin(const CommonOptions& common, const MarginOptions& o) {
 
   if (!common.quiet) {
     StageTimes t;
-    for (const scaleout::RankReport& k : result.ranks) {
-      t.prepare_s += k.times.prepare_s;
-      t.risk_arrays_s += k.times.risk_arrays_s;
-      t.aggregation_s += k.times.aggregation_s;
-      t.reduction_s += k.times.reduction_s;
-      t.revaluations += k.times.revaluations;
-    }
+    for (const scaleout::RankReport& k : result.ranks) t += k.times;
     spdlog::info("{} accounts, {} positions: prepare {:.3f} s, risk arrays {:.3f} s ({} revaluations), "
                  "aggregation {:.3f} s, reduction {:.3f} s{}, total {:.3f} s",
                  result.accounts, result.positions, t.prepare_s, t.risk_arrays_s, t.revaluations, t.aggregation_s,

@@ -33,11 +33,14 @@ struct Outcome {
   std::string message;
   std::int32_t rank = 0;
 
-  std::string encode() const {
-    ByteWriter w;
+  void write(ByteWriter& w) const {
     w.u32(static_cast<std::uint32_t>(kind));
     w.u32(static_cast<std::uint32_t>(rank));
     w.str(message);
+  }
+  std::string encode() const {
+    ByteWriter w;
+    write(w);
     return std::move(w.bytes());
   }
   static Outcome decode(ByteReader& r) {
@@ -207,17 +210,6 @@ std::string checkpoint_key(const std::string& identity, std::size_t p, std::size
   return key;
 }
 
-void add_times(StageTimes& sum, const StageTimes& t) {
-  sum.prepare_s += t.prepare_s;
-  sum.risk_arrays_s += t.risk_arrays_s;
-  sum.aggregation_s += t.aggregation_s;
-  sum.reduction_s += t.reduction_s;
-  sum.total_s += t.total_s;
-  sum.revaluations += t.revaluations;
-  sum.aggregation_flops += t.aggregation_flops;
-  sum.scenario_tiles += t.scenario_tiles;
-}
-
 void encode_report(ByteWriter& w, const RankReport& r) {
   w.u32(static_cast<std::uint32_t>(r.rank));
   w.u64(r.partitions);
@@ -268,6 +260,12 @@ void gather_comm_stats(Communicator& comm, PartitionedRunResult& result) {
     c.seconds = rd.f64();
     c.calls = rd.u64();
   }
+}
+
+/// Records in account order: the output's order, whichever rank computed them.
+void sort_by_account(std::vector<ResultRecord>& records) {
+  std::sort(records.begin(), records.end(),
+            [](const ResultRecord& a, const ResultRecord& b) { return a.account < b.account; });
 }
 
 std::string count_text(std::size_t n, const char* one, const char* many) {
@@ -401,7 +399,7 @@ PartitionedRunResult run_partitioned(Communicator& comm, const PartitionedRunOpt
       PartitionResult part = compute(book);
       const std::size_t accounts = part.records.size();  // one record per account
       report.accounts += accounts;
-      add_times(report.times, part.times);
+      report.times += part.times;
       if (checkpoints) checkpoints->write(p, partitions, key, encode_records(part.records));
       say(part_name + ": " + count_text(accounts, "account", "accounts") + ", " +
           count_text(book.positions.size(), "position", "positions") + " in " +
@@ -416,7 +414,7 @@ PartitionedRunResult run_partitioned(Communicator& comm, const PartitionedRunOpt
 
   // 3. Every rank's records at rank 0, and the verdict.
   ByteWriter w;
-  w.str(computed.encode());
+  computed.write(w);
   encode_report(w, report);
   w.str(computed.kind == Kind::ok ? records_bytes : std::string());
   records_bytes.clear();
@@ -427,14 +425,11 @@ PartitionedRunResult run_partitioned(Communicator& comm, const PartitionedRunOpt
     verdict = capture(rank, [&] {
       for (std::size_t r = 0; r < all.size(); ++r) {
         ByteReader rd(all[r], "the results of rank " + std::to_string(r));
-        const std::string outcome = rd.str();
-        ByteReader o(outcome, "an outcome");
-        outcomes.push_back(Outcome::decode(o));
+        outcomes.push_back(Outcome::decode(rd));
         result.ranks.push_back(decode_report(rd));
         if (outcomes.back().kind == Kind::ok) decode_records(rd.str(), result.records, "the records of rank " + std::to_string(r));
       }
-      std::sort(result.records.begin(), result.records.end(),
-                [](const ResultRecord& a, const ResultRecord& b) { return a.account < b.account; });
+      sort_by_account(result.records);
       for (std::size_t i = 1; i < result.records.size(); ++i)
         if (result.records[i].account == result.records[i - 1].account)
           throw logic_error("account '" + result.records[i].account + "' computed twice");
@@ -493,7 +488,7 @@ PartitionedRunResult run_scenario_split(Communicator& comm, const std::function<
                                                  std::size_t s1) {
     exchanged = true;
     ByteWriter w;
-    w.str(Outcome{Kind::ok, "", rank}.encode());
+    Outcome{Kind::ok, "", rank}.write(w);
     w.u64(rows);
     w.u64(scenarios);
     if (rank != kRoot) {
@@ -507,9 +502,7 @@ PartitionedRunResult run_scenario_split(Communicator& comm, const std::function<
     if (rank != kRoot) return false;
     for (std::size_t r = 0; r < all.size(); ++r) {
       ByteReader rd(all[r], "the P&L block of rank " + std::to_string(r));
-      const std::string outcome = rd.str();
-      ByteReader o(outcome, "an outcome");
-      const Outcome theirs = Outcome::decode(o);
+      const Outcome theirs = Outcome::decode(rd);
       if (theirs.kind != Kind::ok) throw other_rank_failed(theirs);
       if (rd.u64() != rows || rd.u64() != scenarios)
         throw logic_error("rank " + std::to_string(r) + " computed P for another book");
@@ -542,16 +535,14 @@ PartitionedRunResult run_scenario_split(Communicator& comm, const std::function<
   report.compute_s = seconds_since(t_compute);
   if (!exchanged) {  // failed before its block was done: the others still wait for it
     ByteWriter w;
-    w.str(computed.kind == Kind::ok ? Outcome{Kind::internal, "no P&L block computed", rank}.encode()
-                                    : computed.encode());
+    (computed.kind == Kind::ok ? Outcome{Kind::internal, "no P&L block computed", rank} : computed).write(w);
     comm.gather(w.bytes(), kRoot);
     if (computed.kind == Kind::ok) computed = {Kind::internal, "no P&L block computed", rank};
   }
   report.times = finished.times;
   if (rank == kRoot) {
     result.records = std::move(finished.records);
-    std::sort(result.records.begin(), result.records.end(),
-              [](const ResultRecord& a, const ResultRecord& b) { return a.account < b.account; });
+    sort_by_account(result.records);
   }
   // Every rank's report, then the verdict (rank 0 knows every failure by now).
   ByteWriter w;
