@@ -55,6 +55,8 @@
 #include "service/margin/curve.hpp"
 #include "service/settlement/ledger.hpp"
 #include "service/settlement/scheduler.hpp"
+#include "service/settlement/evm/contracts.hpp"
+#include "service/settlement/evm/evm_chain.hpp"
 #include "service/settlement/wire.hpp"
 #include "service/settlement/chains/sim_chain.hpp"
 
@@ -181,6 +183,7 @@ struct SchedulerRuntime {
   std::unique_ptr<WriterLock> lock;
   std::unique_ptr<SqliteDb> db, chain_db;
   std::vector<std::unique_ptr<SimChain>> sims;
+  std::vector<std::unique_ptr<EvmChain>> evms;
   std::unique_ptr<SettlementScheduler> sched;
 };
 
@@ -198,6 +201,12 @@ SchedulerRuntime open_runtime(const SchedulerOptions& o, const std::string& what
   for (const auto& sc : cfg.sim_chains) {
     rt.sims.push_back(std::make_unique<SimChain>(sc, rt.chain_db.get()));
     chains.push_back(rt.sims.back().get());
+  }
+  for (const auto& ec : cfg.evm_chains) {
+    rt.evms.push_back(std::make_unique<EvmChain>(ec, rt.chain_db.get()));
+    if (!ec.contracts_file.empty())
+      rt.evms.back()->set_artifacts(std::make_shared<evm::ContractArtifacts>(evm::ContractArtifacts::load(ec.contracts_file)));
+    chains.push_back(rt.evms.back().get());
   }
   rt.sched = std::make_unique<SettlementScheduler>(*rt.db, cfg, chains);
   if (!o.signing_key.empty()) {

@@ -1,6 +1,6 @@
 #pragma once
 // The one interface between the settlement scheduler and a chain (SPEC §8). `sim` implements
-// it now (chains/sim_chain.hpp); a real chain client implements the same calls later:
+// it (chains/sim_chain.hpp), and so does `evm` for an Ethereum node (evm/evm_chain.hpp):
 //
 //   submit(transfer)   asynchronous and idempotent by transfer key: it returns at once; a
 //                      second submit of the same key changes nothing and reports the first
@@ -79,6 +79,15 @@ class ChainAdapter {
   virtual std::uint64_t height() const = 0;
   /// The balance of an address (reconciliation; minor units).
   virtual std::int64_t balance(const std::string& address, const std::string& asset) const = 0;
+
+  /// The settlement ledger's committed tree head (entries 1..size, RFC 6962 root, hex) as the
+  /// tick starts, before poll(): a chain that can carry it puts it on what it sends (evm: on
+  /// every batch). Default: ignored.
+  virtual void note_ledger_head(std::uint64_t /*size*/, const std::string& /*root_hex*/) {}
+  /// A closed cycle's Merkle root, after the close is committed (and again for every closed
+  /// cycle at start-up): a chain that can anchors it on chain, once per cycle (evm:
+  /// DvpSettlement.anchor). Default: ignored.
+  virtual void anchor_cycle(const std::string& /*cycle_id*/, const std::string& /*root_hex*/) {}
 };
 
 }  // namespace marginet

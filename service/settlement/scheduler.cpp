@@ -90,6 +90,14 @@ SettlementScheduler::SettlementScheduler(SqliteDb& db, SchedulerConfig config, s
                           list);
   }
   recover();
+  // A crash between a close's commit and its anchoring: the last cycles closed are anchored
+  // again (adapters anchor a cycle once).
+  std::vector<std::string> last_closed;
+  {
+    SqliteStatement q(db_, "SELECT cycle_id FROM ledger_cycle_roots ORDER BY last_seq DESC LIMIT 2");
+    while (q.step()) last_closed.insert(last_closed.begin(), q.text(0));
+  }
+  anchor_closed(last_closed);
 }
 
 void SettlementScheduler::create_schema() {
@@ -707,6 +715,7 @@ std::string SettlementScheduler::end_cycle(const std::string& cycle_id, MissedDe
     recover();
     throw;
   }
+  anchor_closed(tx.report.cycles_closed);
   std::string summary;
   for (const auto& [state, n] : before) summary += (summary.empty() ? "" : ", ") + std::to_string(n) + " " + state;
   spdlog::warn("cycle {} ended by the operator ({}): {}", cycle_id, by, summary);
@@ -823,8 +832,20 @@ bool SettlementScheduler::try_close(Tx& tx) {
   return true;
 }
 
+void SettlementScheduler::anchor_closed(const std::vector<std::string>& cycles) {
+  for (const std::string& cycle : cycles)
+    if (const auto root = ledger_.cycle_root(cycle))
+      for (ChainAdapter* c : chains_) c->anchor_cycle(cycle, *root);
+}
+
 TickReport SettlementScheduler::tick(double now) {
-  for (ChainAdapter* c : chains_) c->poll(now);
+  // The ledger as committed so far (the entries that instructed what the chains send now).
+  const auto ledger_size = static_cast<std::uint64_t>(ledger_.size());
+  const std::string ledger_root = ledger_size > 0 ? ledger_.tree_root() : std::string(64, '0');
+  for (ChainAdapter* c : chains_) {
+    c->note_ledger_head(ledger_size, ledger_root);
+    c->poll(now);
+  }
   Tx tx{now, iso(now), {}};
   db_.begin();
   try {
@@ -847,6 +868,7 @@ TickReport SettlementScheduler::tick(double now) {
     recover();
     throw;
   }
+  anchor_closed(tx.report.cycles_closed);
   return tx.report;
 }
 

@@ -142,6 +142,8 @@ class SettlementScheduler {
   void add_liquidity(const std::string& asset, std::int64_t amount, SqliteStatement& update);
   bool try_close(Tx& tx);
   ChainAdapter& chain_for(const std::string& asset) const;
+  /// After a commit: each chain anchors the closed cycles' roots.
+  void anchor_closed(const std::vector<std::string>& cycles);
   std::string key_of(const Instruction& in) const;
 
   SqliteDb& db_;

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <fstream>
+#include <functional>
+#include <cctype>
 #include <set>
 #include <sstream>
 
@@ -93,6 +95,63 @@ std::string format_minor_units(std::int64_t minor, int scale) {
 // ---------------------------------------------------------------------------------------------
 // Config
 
+namespace {
+
+using FailFn = std::function<void(const std::string& field, const std::string& what)>;
+
+EvmChainConfig parse_evm_chain(const json& c, const std::string& name, const std::vector<std::string>& assets,
+                               const std::string& where, const FailFn& fail) {
+  static const std::set<std::string> kKeys = {"name", "adapter", "assets", "rpc_url", "finality_depth", "ccp_account",
+                                              "dvp_contract", "tokens", "members", "max_legs_per_batch", "dev_mine",
+                                              "rpc_timeout_seconds", "chain_id", "htlc_contract", "contracts"};
+  for (const auto& [k, v] : c.items())
+    if (!kKeys.count(k)) fail(where + "." + k, "not a setting of an evm chain");
+  EvmChainConfig ec;
+  ec.name = name;
+  ec.assets = assets;
+  auto text = [&](const char* key) {
+    if (!c.contains(key) || !c[key].is_string() || c[key].get<std::string>().empty())
+      fail(where + "." + key, "required (text)");
+    return c[key].get<std::string>();
+  };
+  ec.rpc_url = text("rpc_url");
+  if (ec.rpc_url.rfind("http://", 0) != 0 && ec.rpc_url.rfind("https://", 0) != 0)
+    fail(where + ".rpc_url", "must be an http:// or https:// URL, not '" + ec.rpc_url + "'");
+  ec.ccp_account = text("ccp_account");
+  ec.dvp_contract = text("dvp_contract");
+  ec.finality_depth = c.value("finality_depth", 1u);
+  if (ec.finality_depth < 1 || ec.finality_depth > 1000) fail(where + ".finality_depth", "must be in 1..1000");
+  const auto legs = c.value("max_legs_per_batch", std::int64_t{100});
+  if (legs < 1 || legs > 400) fail(where + ".max_legs_per_batch", "must be in 1..400 (a block's gas)");
+  ec.max_legs_per_batch = static_cast<std::size_t>(legs);
+  ec.dev_mine = c.value("dev_mine", false);
+  ec.contracts_file = c.value("contracts", std::string());
+  ec.htlc_contract = c.value("htlc_contract", std::string());
+  ec.rpc_timeout_seconds = c.value("rpc_timeout_seconds", 10.0);
+  if (!(ec.rpc_timeout_seconds > 0 && ec.rpc_timeout_seconds <= 600)) fail(where + ".rpc_timeout_seconds", "must be in (0, 600]");
+  if (!c.contains("tokens") || !c["tokens"].is_object()) fail(where + ".tokens", "an object asset -> token address is required");
+  for (const auto& [asset, t] : c["tokens"].items()) ec.tokens[asset] = t.get<std::string>();
+  for (const auto& a : assets)
+    if (!ec.tokens.count(a)) fail(where + ".tokens", "asset " + a + " has no token address");
+  if (c.contains("members")) {
+    if (!c["members"].is_object()) fail(where + ".members", "an object member -> address");
+    for (const auto& [m, a] : c["members"].items()) ec.members[m] = a.get<std::string>();
+  }
+  auto check_address = [&](const std::string& field, const std::string& a) {
+    bool ok = a.size() == 42 && a[0] == '0' && (a[1] == 'x' || a[1] == 'X');
+    for (std::size_t i = 2; ok && i < a.size(); ++i) ok = std::isxdigit(static_cast<unsigned char>(a[i])) != 0;
+    if (!ok) fail(field, "not an address (0x + 40 hex digits): '" + a + "'");
+  };
+  check_address(where + ".ccp_account", ec.ccp_account);
+  check_address(where + ".dvp_contract", ec.dvp_contract);
+  if (!ec.htlc_contract.empty()) check_address(where + ".htlc_contract", ec.htlc_contract);
+  for (const auto& [a, t] : ec.tokens) check_address(where + ".tokens." + a, t);
+  for (const auto& [m, a] : ec.members) check_address(where + ".members." + m, a);
+  return ec;
+}
+
+}  // namespace
+
 SchedulerConfig parse_scheduler_config(const std::string& text, const std::string& name) {
   json j = json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) throw input_error(name, 0, "", "not a JSON object");
@@ -146,13 +205,18 @@ SchedulerConfig parse_scheduler_config(const std::string& text, const std::strin
       const std::string where = "chains[" + sc.name + "]";
       if (sc.name.empty() || !names.insert(sc.name).second) fail("chains.name", "missing or repeated chain name");
       const std::string adapter = c.value("adapter", "sim");
-      if (adapter != "sim") fail(where + ".adapter", "unknown adapter '" + adapter + "' (this build has: sim)");
+      if (adapter != "sim" && adapter != "evm")
+        fail(where + ".adapter", "unknown adapter '" + adapter + "' (this build has: sim, evm)");
       sc.ccp_address = cfg.ccp_address;
       sc.assets = c.at("assets").get<std::vector<std::string>>();
       for (const auto& a : sc.assets) {
         if (!cfg.assets.count(a)) fail(where + ".assets", "asset " + a + " is not in \"assets\"");
         if (!served.insert(a).second) fail(where + ".assets", "asset " + a + " is served by two chains");
         sc.ccp_funding[a] = cfg.assets[a].ccp_liquidity;
+      }
+      if (adapter == "evm") {
+        cfg.evm_chains.push_back(parse_evm_chain(c, sc.name, sc.assets, where, fail));
+        continue;
       }
       sc.block_time = c.value("block_time", 0.0);
       sc.finality_depth = c.value("finality_depth", 1u);

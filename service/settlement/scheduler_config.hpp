@@ -14,6 +14,7 @@
 #include "models/settlement_cycle.hpp"
 #include "service/db/sqlite.hpp"
 #include "service/settlement/chains/sim_chain.hpp"
+#include "service/settlement/evm/evm_chain_config.hpp"
 
 namespace marginet {
 
@@ -42,6 +43,7 @@ struct SchedulerConfig {
   std::size_t max_instructions_per_cycle = 100'000;
   std::map<std::string, SettlementAssetConfig> assets;
   std::vector<SimChainConfig> sim_chains;  // adapter "sim"
+  std::vector<EvmChainConfig> evm_chains;  // adapter "evm"
 };
 
 /// Reads the chains file. input_error naming file and field on bad input.
