@@ -8,7 +8,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libgtest-dev libgmock-dev libbenchmark-dev
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
-  libsqlite3-dev sqlite3 libsodium-dev libcurl4-openssl-dev
+  libsqlite3-dev sqlite3 libsodium-dev libcurl4-openssl-dev curl
   nlohmann-json3-dev libcli11-dev libspdlog-dev
   libquantlib0-dev
   python3 python3-zmq python3-msgpack python3-nacl python3-matplotlib

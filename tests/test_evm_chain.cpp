@@ -13,6 +13,7 @@
 #include "service/settlement/evm/evm_node.hpp"
 #include "service/settlement/evm/keccak.hpp"
 #include "tests/anvil_process.hpp"
+#include "tests/evm_local_chain.hpp"
 
 namespace marginet {
 namespace {
@@ -41,6 +42,7 @@ namespace {
 
 using namespace marginet::evm;
 using testing::AnvilProcess;
+using testing::LocalChain;
 
 TEST(Abi, SelectorsEqualTheCompilersForEveryContractMethod) {
   SKIP_WITHOUT_ANVIL();
@@ -73,60 +75,6 @@ TEST(Abi, EncodesDynamicArgumentsAsSolidityDoes) {
   EXPECT_THROW(normalize_address("0x123"), std::invalid_argument);
   EXPECT_THROW(normalize_address("0x" + std::string(40, 'g')), std::invalid_argument);
 }
-
-// A local chain with the DvP contract, tokens for ETH (scale 9) and USDC (scale 6), the CCP
-// (dev account 0) and members M1..M3 (accounts 1..3), each funded and approving the contract.
-struct LocalChain {
-  explicit LocalChain(const std::string& anvil_flags = "") : anvil(anvil_flags), node(anvil.url()) {
-    artifacts = std::make_shared<ContractArtifacts>(ContractArtifacts::load(testing::evm_contracts_file()));
-    const auto acc = node.accounts();
-    DeployRequest req;
-    req.ccp = acc.at(0);
-    req.assets = {{"ETH", 9}, {"USDC", 6}};
-    req.members = {{"M1", acc.at(1)}, {"M2", acc.at(2)}, {"M3", acc.at(3)}};
-    req.member_funding = {{"ETH", 50'000'000'000}, {"USDC", 1'000'000'000}};  // 50 ETH, 1,000 USDC
-    req.ccp_funding = {{"ETH", 100'000'000'000}, {"USDC", 5'000'000'000}};
-    dep = deploy_settlement(node, signer, *artifacts, req);
-    cfg.name = "ethereum-local";
-    cfg.assets = {"ETH", "USDC"};
-    cfg.rpc_url = anvil.url();
-    cfg.finality_depth = 3;
-    cfg.ccp_account = dep.ccp;
-    cfg.dvp_contract = dep.dvp;
-    cfg.tokens = dep.tokens;
-    cfg.members = dep.members;
-    cfg.dev_mine = true;
-  }
-  std::int64_t bal(const std::string& who, const std::string& asset) {
-    const std::string address = who == "CCP" ? dep.ccp : dep.members.at(who);
-    return token_balance(node, dep.tokens.at(asset), address);
-  }
-  TransferRequest pay_in(const std::string& key, const std::string& member, const std::string& asset, std::int64_t v) {
-    return {key, asset, dep.members.at(member), dep.ccp, v};
-  }
-  TransferRequest pay_out(const std::string& key, const std::string& member, const std::string& asset, std::int64_t v) {
-    return {key, asset, dep.ccp, dep.members.at(member), v};
-  }
-  // Polls until every key is final or failed (bounded).
-  static void settle(EvmChain& chain, const std::vector<std::string>& keys, int max_polls = 30) {
-    for (int i = 0; i < max_polls; ++i) {
-      chain.poll(0);
-      bool done = true;
-      for (const auto& k : keys) {
-        const auto s = chain.status(k).state;
-        done = done && (s == TransferState::final || s == TransferState::failed);
-      }
-      if (done) return;
-    }
-    FAIL() << "not settled after " << max_polls << " polls: " << chain.last_error();
-  }
-  AnvilProcess anvil;
-  EvmNode node;
-  NodeAccountSigner signer;
-  std::shared_ptr<ContractArtifacts> artifacts;
-  EvmDeployment dep;
-  EvmChainConfig cfg;
-};
 
 TEST(EvmChain, SettlesBatchesOnChainToTheUnitAndReportsConfirmations) {
   SKIP_WITHOUT_ANVIL();

@@ -495,6 +495,7 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
   const bool until_idle = o.until_idle || !listening;
   const auto started = std::chrono::steady_clock::now();
   bool busy = true;
+  std::optional<std::chrono::steady_clock::time_point> idle_since;  // idle, a chain still busy
   while (!g_stop) {
     if (listening) {
       std::vector<zmq::pollitem_t> items;
@@ -538,8 +539,19 @@ void run_scheduler(const CommonOptions& common, const SchedulerOptions& o) {
       if (!common.quiet) spdlog::info("cycle {} closed; root {}", c, sched.ledger().cycle_root(c).value_or("?"));
     if (signing && !rep.cycles_closed.empty()) sched.ledger().publish_heads();  // after the commit
     busy = rep.state_changes > 0;
-    if (until_idle && received > 0 && sched.idle()) break;
-    if (until_idle && !listening && sched.idle()) break;
+    if (until_idle && ((received > 0) || !listening) && sched.idle()) {
+      // Chains finishing their own work (an anchor on an evm chain): polled on, for at most 60 s;
+      // what is left is done at the next start.
+      if (!sched.chains_busy()) break;
+      const auto t = std::chrono::steady_clock::now();
+      if (!idle_since) idle_since = t;
+      if (t - *idle_since > std::chrono::seconds(60)) {
+        spdlog::warn("scheduler: a chain's work (anchoring a closed cycle) is not final after 60 s; it goes on at the next start");
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::max(o.poll_ms, 10)));
+      continue;
+    }
     if (o.max_runtime > 0 &&
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() > o.max_runtime)
       break;

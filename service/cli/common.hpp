@@ -91,5 +91,6 @@ void add_calls_command(CLI::App& app, CommonOptions& opts);      // cmd_calls.cp
 void add_collateral_command(CLI::App& app, CommonOptions& opts); // cmd_calls.cpp
 void add_default_fund_command(CLI::App& app, CommonOptions& opts); // cmd_default.cpp
 void add_default_command(CLI::App& app, CommonOptions& opts);      // cmd_default.cpp
+void add_evm_command(CLI::App& app, CommonOptions& opts);          // cmd_evm.cpp
 
 }  // namespace marginet::cli

@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
   marginet::cli::add_collateral_command(app, common);
   marginet::cli::add_default_fund_command(app, common);
   marginet::cli::add_default_command(app, common);
+  marginet::cli::add_evm_command(app, common);
 
   // Only `margin` distributes itself over the ranks of an MPI job; any other subcommand started
   // as one of several ranks would run once per rank (a call run settling twice, a default fund

@@ -88,6 +88,10 @@ class ChainAdapter {
   /// cycle at start-up): a chain that can anchors it on chain, once per cycle (evm:
   /// DvpSettlement.anchor). Default: ignored.
   virtual void anchor_cycle(const std::string& /*cycle_id*/, const std::string& /*root_hex*/) {}
+  /// Work the chain still has to finish on its own once every instruction has ended (evm: an
+  /// anchor not yet final). A scheduler about to exit when idle polls on while this holds,
+  /// for a bounded time. Default: none.
+  virtual bool busy() const { return false; }
 };
 
 }  // namespace marginet

@@ -191,6 +191,12 @@ void SettlementScheduler::recover() {
   }
 }
 
+bool SettlementScheduler::chains_busy() const {
+  for (const ChainAdapter* c : chains_)
+    if (c->busy()) return true;
+  return false;
+}
+
 bool SettlementScheduler::idle() const {
   if (!open_cycle_.empty()) return false;
   SqliteStatement q(db_, "SELECT COUNT(*) FROM sched_cycles WHERE state != 'closed'");

@@ -103,6 +103,8 @@ class SettlementScheduler {
 
   /// No cycle open or queued.
   bool idle() const;
+  /// A chain still finishing work of its own (ChainAdapter::busy: an anchor not yet final).
+  bool chains_busy() const;
   SchedulerStatus status() const { return read_scheduler_status(db_); }
   Ledger& ledger() { return ledger_; }
   const SchedulerConfig& config() const { return cfg_; }

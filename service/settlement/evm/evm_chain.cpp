@@ -430,6 +430,15 @@ std::int64_t EvmChain::balance(const std::string& address, const std::string& as
   return token_balance(*node_, it->second, address);
 }
 
+bool EvmChain::busy() const {
+  if (!queue_.empty()) return true;
+  for (const auto& [id, b] : batches_)
+    if (b.state != EvmBatchState::final && b.state != EvmBatchState::failed) return true;
+  for (const auto& [c, a] : anchors_)
+    if (!a.done) return true;
+  return false;
+}
+
 std::vector<EvmBatchInfo> EvmChain::batches() const {
   std::vector<EvmBatchInfo> out;
   for (const auto& [id, b] : batches_) out.push_back(b);

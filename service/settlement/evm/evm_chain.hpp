@@ -88,6 +88,7 @@ class EvmChain final : public ChainAdapter {
   std::int64_t balance(const std::string& address, const std::string& asset) const override;
   void note_ledger_head(std::uint64_t size, const std::string& root_hex) override;
   void anchor_cycle(const std::string& cycle_id, const std::string& root_hex) override;
+  bool busy() const override;
 
   // Inspection (tests, benchmarks, `scheduler status`).
   const EvmChainConfig& config() const { return cfg_; }
