@@ -16,8 +16,11 @@ packages=(
 )
 # The tests open the demo's report in a real headless browser, and look for processes left
 # running (pgrep) and drive a pseudo-terminal (script) (tests/test_demo.cpp, test_table.cpp).
+# The evm chain adapter's tests run a local EVM node and compile the contracts with npm packages
+# (scripts/evm/setup.sh): Node.js and npm from Debian when the machine has none.
 if [ "${1:-}" = "--test" ]; then
   packages+=(chromium procps bsdutils)
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
 fi
 
 # Thrust/CUB: the CUDA toolkit's CCCL when present, else Debian's packages.

@@ -61,7 +61,8 @@ class AnvilProcess {
     for (int attempt = 0; attempt < 3 && pid_ < 0; ++attempt) {
       port_ = free_tcp_port();
       const std::string cmd = "exec " + anvil_binary() + " --host 127.0.0.1 --port " + std::to_string(port_) +
-                              " --silent --accounts 10 " + extra;
+                              " --silent " + (extra.find("--accounts") == std::string::npos ? "--accounts 10 " : "") +
+                              extra;
       pid_ = fork();
       if (pid_ < 0) throw std::runtime_error("fork failed");
       if (pid_ == 0) {
