@@ -16,12 +16,13 @@ packages=(
 )
 # The tests open the demo's report in a real headless browser, and look for processes left
 # running (pgrep) and drive a pseudo-terminal (script) (tests/test_demo.cpp, test_table.cpp).
-# The evm chain adapter's tests run a local EVM node and compile the contracts with npm packages
-# (scripts/evm/setup.sh): Node.js and npm from Debian when the machine has none.
 if [ "${1:-}" = "--test" ]; then
   packages+=(chromium procps bsdutils)
-  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
 fi
+# The local EVM node and the Solidity compiler come from npm (scripts/evm/setup.sh, run by
+# build.sh): the demo settles ETH and USDC on it, the evm tests run against it. Node.js and npm
+# from Debian when the machine has none.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then packages+=(nodejs npm); fi
 
 # Thrust/CUB: the CUDA toolkit's CCCL when present, else Debian's packages.
 if [ ! -f /usr/local/cuda/include/cccl/thrust/version.h ] && [ ! -f /usr/local/cuda/include/thrust/version.h ]; then

@@ -6,7 +6,8 @@
 // - a member short of funds reverts its own batch whole; the scheduler rolls it at the
 //   deadline, everyone else settles; on-chain balances are what the ledger says is final;
 // - kill -9 of the scheduler between sending a batch and its confirmation, several times:
-//   nothing is paid twice (each batch id settles once) and nothing is lost.
+//   nothing is paid twice (each batch id settles once) and nothing is lost;
+// - `marginet demo --evm-rpc` settles the day's ETH and USDC on the node.
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -323,6 +324,36 @@ TEST(EvmScheduler, KilledBetweenSendingABatchAndItsConfirmationPaysOnceAndLosesN
   q.step();
   EXPECT_EQ(static_cast<std::size_t>(q.int64(0)), ids.size());
   EXPECT_EQ(run_marginet("ledger verify --ledger " + ledger).status, 0);
+}
+
+TEST(EvmScheduler, TheDemoSettlesEthAndUsdcOnTheNode) {
+  SKIP_WITHOUT_ANVIL();
+  testing::AnvilProcess anvil;
+  Dir dir;
+  const auto r = run_marginet("demo --workdir " + (dir / "day") + " --evm-rpc " + anvil.url() + " --evm-contracts " +
+                              testing::evm_contracts_file() + " --format csv");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("ETH and USDC on the EVM node " + anvil.url()), std::string::npos) << r.output;
+  // Every ETH and USDC instruction final, through batches that are final on the node, and each
+  // cycle's root anchored.
+  SqliteDb ledger(dir / "day/ledger.sqlite", false);
+  SqliteStatement q(ledger, "SELECT state, COUNT(*) FROM sched_instructions WHERE asset IN ('ETH','USDC') GROUP BY state");
+  std::map<std::string, std::int64_t> states;
+  while (q.step()) states[q.text(0)] = q.int64(1);
+  EXPECT_GT(states["final"], 0);
+  EXPECT_EQ(states.size(), 1u) << "only final";
+  SqliteDb chain(dir / "day/ledger.chains.sqlite", false);
+  SqliteStatement b(chain, "SELECT state, COUNT(*) FROM evm_batches GROUP BY state");
+  std::map<std::string, std::int64_t> batches;
+  while (b.step()) batches[b.text(0)] = b.int64(1);
+  EXPECT_GT(batches["final"], 0);
+  EXPECT_EQ(batches.size(), 1u) << "only final";
+  SqliteStatement a(chain, "SELECT COUNT(*) FROM evm_anchors WHERE done = 1");
+  a.step();
+  SqliteStatement cycles(ledger, "SELECT COUNT(*) FROM ledger_cycle_roots");
+  cycles.step();
+  EXPECT_EQ(a.int64(0), cycles.int64(0));
+  EXPECT_GE(a.int64(0), 3);
 }
 
 }  // namespace

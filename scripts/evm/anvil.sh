@@ -3,8 +3,9 @@
 # for the demo and for trying the evm chain adapter by hand. The tests start their own.
 #   scripts/evm/anvil.sh start [PORT] [BUILD_DIR]   # default 8545, build; prints the URL
 #   scripts/evm/anvil.sh stop  [PORT] [BUILD_DIR]
-# State (pid, log) lives in BUILD_DIR/evm/anvil-PORT.{pid,log}. Dev accounts 0..9 are unlocked:
-# right for a local node only (docs/settlement.md, "Keys").
+# State (pid, log) lives in BUILD_DIR/evm/anvil-PORT.{pid,log}. Dev accounts 0..127
+# (ANVIL_ACCOUNTS=N for another count) are unlocked: right for a local node only
+# (docs/settlement.md, "Keys").
 set -euo pipefail
 cmd="${1:-}"
 port="${2:-8545}"
@@ -19,7 +20,7 @@ case "$cmd" in
     if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
       echo "http://127.0.0.1:$port"; exit 0
     fi
-    "$dir/node_modules/.bin/anvil" --host 127.0.0.1 --port "$port" --accounts 10 >"$dir/anvil-$port.log" 2>&1 &
+    "$dir/node_modules/.bin/anvil" --host 127.0.0.1 --port "$port" --accounts "${ANVIL_ACCOUNTS:-128}" >"$dir/anvil-$port.log" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do
       if curl -s -o /dev/null -X POST -H 'Content-Type: application/json' \

@@ -70,7 +70,14 @@ void add_demo_command(CLI::App& app, CommonOptions& common) {
   cmd->add_option("--instruments", o->instruments, "Instruments (BTC and ETH)")->capture_default_str();
   cmd->add_option("--paths", o->paths, "mc-es paths of the IM comparison")->capture_default_str();
   cmd->add_option("--seed", o->seed, "Generator seed")->capture_default_str();
-  cmd->callback([&common, o] { run_demo(common, *o); });
+  cmd->add_option("--evm-rpc", o->evm_rpc,
+                  "Settle ETH and USDC on this Ethereum node (a local anvil: scripts/evm/anvil.sh start) instead of a "
+                  "simulated chain");
+  cmd->add_option("--evm-contracts", o->evm_contracts, "Compiled contracts for --evm-rpc (default: build/evm/contracts.json)");
+  cmd->callback([&common, o] {
+    if (!o->evm_rpc.empty() && o->evm_contracts.empty()) o->evm_contracts = "build/evm/contracts.json";
+    run_demo(common, *o);
+  });
 
   auto dir = std::make_shared<std::string>();
   CLI::App* report = app.add_subcommand("report", "Make RUN_DIR/report.html again from a demo run's day.json");

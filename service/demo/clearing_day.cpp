@@ -31,6 +31,8 @@
 #include "service/clearing/trade.hpp"
 #include "service/db/sqlite.hpp"
 #include "service/demo/child_process.hpp"
+#include "service/settlement/evm/contracts.hpp"
+#include "service/settlement/evm/evm_node.hpp"
 #include "service/demo/report_script.hpp"
 #include "service/margin/client.hpp"
 #include "service/margin/default_management.hpp"
@@ -155,6 +157,25 @@ void write_chains(const Day& d) {
   json ethereum = {{"name", "ethereum-sim"}, {"adapter", "sim"}, {"assets", {"ETH", "USDC"}}, {"block_time", 0},
                    {"finality_depth", 2}, {"seed", 2}, {"failure_rate", 0},
                    {"member_funding", {{"ETH", "1000000"}, {"USDC", "10000000000"}}}};
+  if (!d.o.evm_rpc.empty()) {
+    // The same funding and liquidity as the sim chain, as tokens on the node (minor units).
+    evm::EvmNode node(d.o.evm_rpc);
+    const auto accounts = node.accounts();
+    if (accounts.size() < d.members.size() + 1)
+      throw input_error("demo: the node at " + d.o.evm_rpc + " unlocks " + std::to_string(accounts.size()) +
+                        " accounts; the CCP and " + std::to_string(d.members.size()) + " members need more");
+    evm::DeployRequest req;
+    req.ccp = accounts[0];
+    req.assets = {{"ETH", 9}, {"USDC", 6}};
+    for (std::size_t i = 0; i < d.members.size(); ++i) req.members.emplace_back(d.members[i], accounts[i + 1]);
+    req.member_funding = {{"ETH", 1'000'000'000'000'000}, {"USDC", 10'000'000'000'000'000}};
+    req.ccp_funding = {{"ETH", 1'000'000'000'000}, {"USDC", 50'000'000'000'000}};
+    evm::NodeAccountSigner signer;
+    const auto dep = evm::deploy_settlement(node, signer, evm::ContractArtifacts::load(d.o.evm_contracts), req);
+    ethereum = {{"name", "ethereum-anvil"}, {"adapter", "evm"}, {"assets", {"ETH", "USDC"}}, {"rpc_url", d.o.evm_rpc},
+                {"finality_depth", 2}, {"ccp_account", dep.ccp}, {"dvp_contract", dep.dvp}, {"htlc_contract", dep.htlc},
+                {"tokens", dep.tokens}, {"members", dep.members}, {"dev_mine", true}, {"contracts", d.o.evm_contracts}};
+  }
   // The defaulter's USD transfers fail: its margin calls are never paid.
   json failing = json::array({d.defaulter});
   for (std::size_t k = 0; k < kAccountsPerMember; ++k) failing.push_back(account_of(d.defaulter, k));
@@ -316,7 +337,9 @@ std::string step_components(Day& d) {
   co.timeout_ms = 120'000;
   d.client = std::make_unique<MarginClient>(co);
   MarginClient::checked(d.client->ping());
-  return "scheduler on " + scheduler_endpoint + ", service on " + endpoint + " (logs in " + d.path("logs/") + ")";
+  return "scheduler on " + scheduler_endpoint + ", service on " + endpoint +
+         (d.o.evm_rpc.empty() ? std::string() : ", ETH and USDC on the EVM node " + d.o.evm_rpc) + " (logs in " +
+         d.path("logs/") + ")";
 }
 
 // ---- 4. collateral ----------------------------------------------------------------------

@@ -44,6 +44,10 @@ struct ClearingDayOptions {
   std::uint64_t seed = 42;
   std::string device = "auto";    // the service's --device, and the comparison's
   int threads = 0;
+  // ETH and USDC settled on an Ethereum node (a local anvil, scripts/evm/anvil.sh) instead of
+  // the ethereum-sim chain: the DvP contract and tokens deployed there by the demo. "" = sim.
+  std::string evm_rpc;
+  std::string evm_contracts;  // BUILD/evm/contracts.json
 };
 
 struct DayStep {

@@ -37,7 +37,7 @@ std::string normalize_address(std::string_view address, std::string_view what) {
     const char l = (c >= 'A' && c <= 'F') ? static_cast<char>(c - 'A' + 'a') : c;
     if (!((l >= '0' && l <= '9') || (l >= 'a' && l <= 'f')))
       throw std::invalid_argument(std::string(what) + " is not an address (0x + 40 hex digits): '" +
-                                  std::string(address) + "'");
+                                  std::string(address.substr(0, 80)) + "'");
     out.push_back(l);
   }
   return out;

@@ -52,9 +52,9 @@ struct EvmDeployment {
 };
 
 /// Deploys a DvP contract, an HTLC and one token per asset from `request.ccp`; mints the
-/// funding; has the CCP and every member approve the DvP contract for every token (members'
-/// accounts must be unlocked on the node: a local dev node). runtime_error naming the step that
-/// failed.
+/// funding; has the CCP and every member approve both the DvP contract and the HTLC for every
+/// token (members' accounts must be unlocked on the node: a local dev node). runtime_error
+/// naming the step that failed.
 EvmDeployment deploy_settlement(EvmNode& node, EvmSigner& signer, const ContractArtifacts& artifacts,
                                 const DeployRequest& request);
 

@@ -3,10 +3,13 @@
 // calls the evm chain adapter, the deployer and the HTLC swap make, plus the dev-chain controls
 // of anvil (mine, advance time, snapshot/revert) that tests and dev chains use.
 //
-// Errors: EvmRpcError when the node answered with an error (a revert: `revert_data` holds the
-// revert bytes, decoded to text by ContractArtifacts::describe_revert); EvmNodeUnreachable when
-// no answer came (connection refused, timeout, not JSON-RPC). Neither is input_error: callers
-// on a loop (the adapter's poll) log and retry.
+// Errors: EvmRpcError when the node answered with an error (for eth_call and eth_estimateGas a
+// revert: `revert_data` holds the revert bytes, decoded to text by
+// ContractArtifacts::describe_revert); EvmNodeUnreachable when no answer came (connection
+// refused, timeout, not JSON-RPC). Neither is input_error: callers on a loop (the adapter's
+// poll) log and retry. A *sent* transaction that reverts is not an error of the call: anvil
+// mines it with status 0 (and charges its gas); its receipt says so, and replaying it with
+// eth_call on the block before gives the reason.
 //
 // Transactions are sent through an EvmSigner. NodeAccountSigner uses eth_sendTransaction from
 // an account the node unlocks (anvil's dev accounts): right for a local node only. A CCP on a
@@ -116,8 +119,8 @@ class NodeAccountSigner final : public EvmSigner {
   std::string send(EvmNode& node, const TxRequest& tx) override;
 };
 
-/// Sends and waits (mining on a dev node that does not automine when `mine` is set) until the
-/// receipt is there; runtime_error after `timeout_seconds`.
+/// Sends and waits until the receipt is there (a node that mines: automine or interval mining);
+/// runtime_error after `timeout_seconds`.
 TxReceipt send_and_wait(EvmNode& node, EvmSigner& signer, const TxRequest& tx, double timeout_seconds = 30);
 
 /// 0x-hex quantity -> uint64 (std::out_of_range / invalid_argument when it is not one).

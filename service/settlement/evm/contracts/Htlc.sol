@@ -10,7 +10,8 @@ interface IERC20Htlc {
 /// chains"). The sender locks `amount` of `token` for `receiver` under a SHA-256 hashlock:
 /// the receiver (or anyone on its behalf) claims it before `timelock` (Unix seconds, block
 /// time) by revealing the preimage, which the Claimed event publishes for the other chain;
-/// after `timelock` only a refund to the sender is possible. Each lock id is used once.
+/// after `timelock` only a refund to the sender is possible (anyone may trigger it: the tokens
+/// go to the sender). Each lock id is used once; a lock for the zero address is refused.
 contract Htlc {
     enum State { None, Locked, Claimed, Refunded }
 
@@ -39,6 +40,7 @@ contract Htlc {
     error Expired(bytes32 id, uint64 timelock);
     error NotExpired(bytes32 id, uint64 timelock);
     error ZeroAmount();
+    error ZeroReceiver();
     error TransferFailed(address token);
 
     function lock(bytes32 id, address receiver, address token, uint256 amount, bytes32 hashlock, uint64 timelock)
@@ -46,6 +48,7 @@ contract Htlc {
     {
         if (locks[id].state != State.None) revert LockExists(id);
         if (amount == 0) revert ZeroAmount();
+        if (receiver == address(0)) revert ZeroReceiver();
         if (timelock <= block.timestamp) revert TimelockInPast(timelock, block.timestamp);
         locks[id] = Lock(msg.sender, receiver, token, amount, hashlock, timelock, State.Locked);
         if (!IERC20Htlc(token).transferFrom(msg.sender, address(this), amount)) revert TransferFailed(token);

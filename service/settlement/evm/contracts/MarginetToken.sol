@@ -3,7 +3,8 @@ pragma solidity ^0.8.20;
 
 /// An ERC-20 test token standing for one settlement asset on a local chain (one per asset of
 /// the chains file, `decimals` = the asset's scale, so one token unit is one minor unit).
-/// Transfers revert on failure (insufficient balance or allowance) rather than return false.
+/// Transfers revert on failure (insufficient balance or allowance, the zero address as receiver)
+/// rather than return false.
 /// Only the deployer mints (tests and demos fund members with it).
 contract MarginetToken {
     string public name;
@@ -20,6 +21,7 @@ contract MarginetToken {
     error InsufficientBalance(address from, uint256 balance, uint256 needed);
     error InsufficientAllowance(address owner, address spender, uint256 allowance, uint256 needed);
     error NotMinter(address caller);
+    error ZeroAddress();
 
     constructor(string memory name_, string memory symbol_, uint8 decimals_) {
         name = name_;
@@ -57,6 +59,7 @@ contract MarginetToken {
     }
 
     function _move(address from, address to, uint256 value) private {
+        if (to == address(0)) revert ZeroAddress();
         uint256 have = balanceOf[from];
         if (have < value) revert InsufficientBalance(from, have, value);
         unchecked {
