@@ -3,8 +3,13 @@
 // token of scale 6, each with marginet's contracts deployed by the CCP (dev account 0). Alice
 // (account 1) initiates and pays BTC on A; Bob (account 2) responds and pays USDC on B.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <ostream>
 #include <string>
@@ -16,6 +21,7 @@
 #include "service/settlement/evm/htlc_swap.hpp"
 #include "service/settlement/evm/keccak.hpp"
 #include "tests/anvil_process.hpp"
+#include "tests/run_command.hpp"
 
 namespace marginet {
 namespace {
@@ -524,4 +530,64 @@ TEST_F(HtlcSwapTest, LockIdReuseRefused) {
 }
 
 }  // namespace
+// `marginet evm swap` on a chains file that puts BTC on one anvil and USDC on another (both
+// deployed by `marginet evm deploy`): the swap settles both legs to the unit; a swap stopped
+// after both locks is refunded with --refund once the timelocks have passed, not before.
+TEST(EvmSwapCli, ACrossChainExchangeFromAChainsFileSettlesOrRefundsBothLegs) {
+  SKIP_WITHOUT_ANVIL();
+  AnvilProcess chain_a("--chain-id 31337"), chain_b("--chain-id 31338");
+  const std::string dir = ::testing::TempDir() + "evm_swap_cli_" + std::to_string(getpid());
+  std::filesystem::create_directories(dir);
+  const std::string deploy = std::string(MARGINET_EXE) + " evm deploy --quiet --contracts " + testing::evm_contracts_file() +
+                             " --member M1 --member M2 ";
+  ASSERT_EQ(testing::run_command(deploy + "--rpc " + chain_a.url() + " --name chain-a --asset BTC:8 --member-funding BTC=10 > " +
+                                 dir + "/a.json", false).status, 0);
+  ASSERT_EQ(testing::run_command(deploy + "--rpc " + chain_b.url() + " --name chain-b --asset USDC:6 --member-funding USDC=100000 > " +
+                                 dir + "/b.json", false).status, 0);
+  const auto read = [](const std::string& f) {
+    std::ifstream in(f);
+    return nlohmann::json::parse(in);
+  };
+  const nlohmann::json a = read(dir + "/a.json"), b = read(dir + "/b.json");
+  std::ofstream(dir + "/chains.json") << nlohmann::json{{"assets", {{"BTC", {{"scale", 8}}}, {"USDC", {{"scale", 6}}}}},
+                                                       {"chains", {a, b}}}.dump();
+  EvmNode na(chain_a.url()), nb(chain_b.url());
+  const std::string btc = a["tokens"]["BTC"], usdc = b["tokens"]["USDC"];
+  const std::string m1a = a["members"]["M1"], m2a = a["members"]["M2"], m1b = b["members"]["M1"], m2b = b["members"]["M2"];
+  const std::int64_t m1_btc = token_balance(na, btc, m1a), m2_usdc = token_balance(nb, usdc, m2b);
+  const std::int64_t m2_btc = token_balance(na, btc, m2a), m1_usdc = token_balance(nb, usdc, m1b);
+  const std::string swap = "evm swap --chains " + dir + "/chains.json --initiator M1 --give BTC=0.5 --responder M2 --get USDC=30000.25 ";
+  const auto ok = testing::run_marginet(swap + "--swap-id s1", false);
+  ASSERT_EQ(ok.status, 0) << ok.output;
+  EXPECT_NE(ok.output.find("claim_a,chain-a,M2,0.50000000 BTC"), std::string::npos) << ok.output;
+  EXPECT_EQ(token_balance(na, btc, m1a), m1_btc - 50'000'000);
+  EXPECT_EQ(token_balance(na, btc, m2a), m2_btc + 50'000'000);
+  EXPECT_EQ(token_balance(nb, usdc, m1b), m1_usdc + 30'000'250'000);
+  EXPECT_EQ(token_balance(nb, usdc, m2b), m2_usdc - 30'000'250'000);
+  // The same swap id again: refused by the contract (its lock id is used), nothing moves.
+  const auto again = testing::run_marginet(swap + "--swap-id s1");
+  EXPECT_EQ(again.status, 2);
+  EXPECT_NE(again.output.find("LockExists"), std::string::npos) << again.output;
+  // Stopped after both locks: the refund waits for the timelocks, then restores both sides.
+  ASSERT_EQ(testing::run_marginet(swap + "--swap-id s2 --stop-after respond").status, 0);
+  EXPECT_EQ(token_balance(na, btc, m1a), m1_btc - 100'000'000);
+  const auto early = testing::run_marginet(swap + "--swap-id s2 --refund");
+  EXPECT_EQ(early.status, 2);
+  EXPECT_NE(early.output.find("NotExpired"), std::string::npos) << early.output;
+  for (EvmNode* n : {&na, &nb}) {
+    n->increase_time(7200 + 60);
+    n->mine();
+  }
+  const auto refund = testing::run_marginet(swap + "--swap-id s2 --refund", false);
+  ASSERT_EQ(refund.status, 0) << refund.output;
+  EXPECT_EQ(token_balance(na, btc, m1a), m1_btc - 50'000'000);
+  EXPECT_EQ(token_balance(nb, usdc, m2b), m2_usdc - 30'000'250'000);
+  // A plan whose timelocks are not ordered is refused before anything is sent.
+  const auto bad = testing::run_marginet(swap + "--swap-id s3 --initiator-timelock 100 --responder-timelock 100");
+  EXPECT_EQ(bad.status, 2);
+  EXPECT_NE(bad.output.find("initiator_timelock"), std::string::npos) << bad.output;
+  EXPECT_EQ(token_balance(na, btc, m1a), m1_btc - 50'000'000);
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace marginet
