@@ -205,6 +205,7 @@ TEST(EvmChain, ARestartResumesFromItsStateAndNeverPaysTwice) {
   LocalChain::settle(chain, {"p#1"});
   EXPECT_EQ(chain.status("p#1").state, TransferState::final);
   EXPECT_EQ(chain.batches().size(), 1u);
+  EXPECT_EQ(chain.batches_in_memory(), 0u);  // final: kept in the state file only, read back from it
   EXPECT_NE(chain.batch_of("p#1")->tx_hash, tx);  // sent again, same batch id
   EXPECT_EQ(lc.bal("M2", "USDC"), m2 + 777);
   // Sending the batch's first transaction again (it was signed by the node) cannot pay twice:

@@ -21,6 +21,9 @@ namespace {
 constexpr std::uint64_t kGasBase = 100'000;
 constexpr std::uint64_t kGasPerLeg = 70'000;
 
+constexpr const char* kBatchColumns =
+    "SELECT batch_id, seq, payer, ledger_size, ledger_root, tx_hash, state, block, failed_at, reason FROM evm_batches";
+
 EvmBatchState parse_batch_state(const std::string& s) {
   for (auto st : {EvmBatchState::unsent, EvmBatchState::sent, EvmBatchState::included, EvmBatchState::final,
                   EvmBatchState::failed})
@@ -85,26 +88,22 @@ void EvmChain::create_schema() {
 
 void EvmChain::load() {
   SqliteStatement b(*db_,
-                    "SELECT batch_id, seq, payer, ledger_size, ledger_root, tx_hash, state, block, failed_at, reason"
-                    " FROM evm_batches WHERE chain=? ORDER BY seq");
+                    std::string(kBatchColumns) + " WHERE chain=? AND state IN ('unsent','sent','included') ORDER BY seq");
   b.bind(1, cfg_.name);
   while (b.step()) {
-    EvmBatchInfo info;
-    info.batch_id = b.text(0);
-    info.seq = b.int64(1);
-    info.payer = b.text(2);
-    info.ledger_size = static_cast<std::uint64_t>(b.int64(3));
-    info.ledger_root = b.text(4);
-    info.tx_hash = b.text(5);
-    info.state = parse_batch_state(b.text(6));
-    info.block = static_cast<std::uint64_t>(b.int64(7));
-    info.failed_at = static_cast<std::uint64_t>(b.int64(8));
-    info.reason = b.text(9);
-    next_seq_ = std::max(next_seq_, info.seq + 1);
+    EvmBatchInfo info = batch_from_row(b);
     batches_[info.batch_id] = std::move(info);
   }
+  {
+    SqliteStatement q(*db_, "SELECT COALESCE(MAX(seq), 0) + 1 FROM evm_batches WHERE chain=?");
+    q.bind(1, cfg_.name);
+    q.step();
+    next_seq_ = q.int64(0);
+  }
   SqliteStatement t(*db_,
-                    "SELECT key, batch_id, asset, from_addr, to_addr, amount FROM evm_transfers WHERE chain=? ORDER BY ord");
+                    "SELECT t.key, t.batch_id, t.asset, t.from_addr, t.to_addr, t.amount FROM evm_transfers t"
+                    " JOIN evm_batches b ON b.chain = t.chain AND b.batch_id = t.batch_id"
+                    " WHERE t.chain=? AND b.state IN ('unsent','sent','included') ORDER BY t.ord");
   t.bind(1, cfg_.name);
   while (t.step()) {
     Transfer tr;
@@ -119,9 +118,55 @@ void EvmChain::load() {
     it->second.keys.push_back(tr.req.key);
     transfers_[tr.req.key] = std::move(tr);
   }
-  SqliteStatement a(*db_, "SELECT cycle_id, root, tx_hash, done FROM evm_anchors WHERE chain=?");
+  SqliteStatement a(*db_, "SELECT cycle_id, root, tx_hash, done FROM evm_anchors WHERE chain=? AND done=0");
   a.bind(1, cfg_.name);
   while (a.step()) anchors_[a.text(0)] = {a.text(1), a.text(2), a.int64(3) != 0};
+}
+
+EvmBatchInfo EvmChain::batch_from_row(SqliteStatement& b) const {
+  EvmBatchInfo info;
+  info.batch_id = b.text(0);
+  info.seq = b.int64(1);
+  info.payer = b.text(2);
+  info.ledger_size = static_cast<std::uint64_t>(b.int64(3));
+  info.ledger_root = b.text(4);
+  info.tx_hash = b.text(5);
+  info.state = parse_batch_state(b.text(6));
+  info.block = static_cast<std::uint64_t>(b.int64(7));
+  info.failed_at = static_cast<std::uint64_t>(b.int64(8));
+  info.reason = b.text(9);
+  return info;
+}
+
+std::optional<EvmBatchInfo> EvmChain::stored_batch_of(const std::string& key) const {
+  if (!db_) return std::nullopt;
+  SqliteStatement q(*db_, "SELECT batch_id FROM evm_transfers WHERE chain=? AND key=?");
+  q.bind(1, cfg_.name).bind(2, key);
+  if (!q.step()) return std::nullopt;
+  const std::string id = q.text(0);
+  SqliteStatement b(*db_, std::string(kBatchColumns) + " WHERE chain=? AND batch_id=?");
+  b.bind(1, cfg_.name).bind(2, id);
+  if (!b.step()) MARGINET_FAIL("evm chain: transfer " + key + " of an unknown batch");
+  EvmBatchInfo info = batch_from_row(b);
+  SqliteStatement k(*db_, "SELECT key FROM evm_transfers WHERE chain=? AND batch_id=? ORDER BY ord");
+  k.bind(1, cfg_.name).bind(2, id);
+  while (k.step()) info.keys.push_back(k.text(0));
+  return info;
+}
+
+void EvmChain::forget_closed() {
+  // Final and failed batches live on in the state file only (status() reads them back): the
+  // memory holds the open work, however long the scheduler runs.
+  if (!db_) return;
+  for (auto it = batches_.begin(); it != batches_.end();) {
+    if (it->second.state == EvmBatchState::final || it->second.state == EvmBatchState::failed) {
+      for (const auto& k : it->second.keys) transfers_.erase(k);
+      it = batches_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto it = anchors_.begin(); it != anchors_.end();) it = it->second.done ? anchors_.erase(it) : std::next(it);
 }
 
 std::string EvmChain::ccp_address(const std::string&) const { return cfg_.ccp_account; }
@@ -132,7 +177,7 @@ std::string EvmChain::member_address(const std::string& member, const std::strin
 }
 
 TransferStatus EvmChain::submit(const TransferRequest& request) {
-  if (auto it = transfers_.find(request.key); it != transfers_.end()) return status(request.key);
+  if (transfers_.count(request.key) || stored_batch_of(request.key)) return status(request.key);
   Transfer tr;
   tr.req = request;
   if (!cfg_.tokens.count(request.asset)) tr.reason = "asset " + request.asset + " is not settled on " + cfg_.name;
@@ -148,7 +193,10 @@ TransferStatus EvmChain::submit(const TransferRequest& request) {
 TransferStatus EvmChain::status(const std::string& key) const {
   TransferStatus st;
   auto it = transfers_.find(key);
-  if (it == transfers_.end()) return st;  // unknown
+  if (it == transfers_.end()) {
+    const std::optional<EvmBatchInfo> stored = stored_batch_of(key);  // a closed batch
+    return stored ? batch_status(*stored) : st;                       // else unknown
+  }
   if (!it->second.reason.empty()) {
     st.state = TransferState::failed;
     st.reason = it->second.reason;
@@ -158,7 +206,11 @@ TransferStatus EvmChain::status(const std::string& key) const {
     st.state = TransferState::pending;
     return st;
   }
-  const EvmBatchInfo& b = batches_.at(it->second.batch_id);
+  return batch_status(batches_.at(it->second.batch_id));
+}
+
+TransferStatus EvmChain::batch_status(const EvmBatchInfo& b) const {
+  TransferStatus st;
   switch (b.state) {
     case EvmBatchState::unsent:
     case EvmBatchState::sent: st.state = TransferState::pending; break;
@@ -183,6 +235,11 @@ void EvmChain::note_ledger_head(std::uint64_t size, const std::string& root_hex)
 
 void EvmChain::anchor_cycle(const std::string& cycle_id, const std::string& root_hex) {
   if (anchors_.count(cycle_id)) return;
+  if (db_) {
+    SqliteStatement q(*db_, "SELECT 1 FROM evm_anchors WHERE chain=? AND cycle_id=?");
+    q.bind(1, cfg_.name).bind(2, cycle_id);
+    if (q.step()) return;  // anchored (done) already
+  }
   Anchor a;
   a.root = root_hex.rfind("0x", 0) == 0 ? root_hex : "0x" + root_hex;
   if (db_) {
@@ -409,6 +466,7 @@ void EvmChain::poll(double) {
     head_ = node_->block_number();
     track_batches();
     track_anchors();
+    forget_closed();
     last_error_.clear();
     logged_error_.clear();
   } catch (const EvmRpcError& e) {
@@ -441,6 +499,21 @@ bool EvmChain::busy() const {
 
 std::vector<EvmBatchInfo> EvmChain::batches() const {
   std::vector<EvmBatchInfo> out;
+  if (db_) {
+    SqliteStatement q(*db_, std::string(kBatchColumns) + " WHERE chain=? ORDER BY seq");
+    q.bind(1, cfg_.name);
+    while (q.step()) {
+      EvmBatchInfo info = batch_from_row(q);
+      auto it = batches_.find(info.batch_id);
+      if (it != batches_.end()) info = it->second;  // the same, with what is kept in memory only
+      SqliteStatement k(*db_, "SELECT key FROM evm_transfers WHERE chain=? AND batch_id=? ORDER BY ord");
+      k.bind(1, cfg_.name).bind(2, info.batch_id);
+      info.keys.clear();
+      while (k.step()) info.keys.push_back(k.text(0));
+      out.push_back(std::move(info));
+    }
+    return out;
+  }
   for (const auto& [id, b] : batches_) out.push_back(b);
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.seq < b.seq; });
   return out;
@@ -448,12 +521,18 @@ std::vector<EvmBatchInfo> EvmChain::batches() const {
 
 std::optional<EvmBatchInfo> EvmChain::batch_of(const std::string& key) const {
   auto it = transfers_.find(key);
-  if (it == transfers_.end() || it->second.batch_id.empty()) return std::nullopt;
+  if (it == transfers_.end()) return stored_batch_of(key);
+  if (it->second.batch_id.empty()) return std::nullopt;
   return batches_.at(it->second.batch_id);
 }
 
 std::set<std::string> EvmChain::anchored_cycles() const {
   std::set<std::string> out;
+  if (db_) {
+    SqliteStatement q(*db_, "SELECT cycle_id FROM evm_anchors WHERE chain=? AND done=1");
+    q.bind(1, cfg_.name);
+    while (q.step()) out.insert(q.text(0));
+  }
   for (const auto& [c, a] : anchors_)
     if (a.done) out.insert(c);
   return out;

@@ -21,6 +21,8 @@
 // - Ledger. note_ledger_head() gives the settlement ledger's committed tree head as the tick
 //   starts; every batch sent in that poll carries it (its instructions' `submitted` entries are
 //   in it). anchor_cycle() puts a closed cycle's Merkle root on chain (CycleAnchored), once.
+// - Memory. With a state file, batches that are final or failed are kept there only (status()
+//   reads them back): memory holds the open work, however long the scheduler runs.
 // - Node outages. poll() never throws for the node's sake: an unreachable node or a refused
 //   request is logged (once per distinct message) and retried at the next poll; transfers stay
 //   pending meanwhile, and the scheduler's deadlines apply as for any slow chain.
@@ -42,6 +44,7 @@
 namespace marginet {
 
 class SqliteDb;
+class SqliteStatement;
 
 namespace evm {
 class EvmNode;
@@ -94,7 +97,9 @@ class EvmChain final : public ChainAdapter {
   const EvmChainConfig& config() const { return cfg_; }
   std::vector<EvmBatchInfo> batches() const;
   std::optional<EvmBatchInfo> batch_of(const std::string& key) const;
-  /// Cycles whose anchor is confirmed on chain.
+  /// Batches held in memory (with a state file: the ones not yet final or failed).
+  std::size_t batches_in_memory() const { return batches_.size(); }
+  /// Cycles whose anchor is final on chain.
   std::set<std::string> anchored_cycles() const;
   /// The last error the node gave (empty after a clean poll).
   const std::string& last_error() const { return last_error_; }
@@ -115,6 +120,11 @@ class EvmChain final : public ChainAdapter {
 
   void create_schema();
   void load();
+  EvmBatchInfo batch_from_row(SqliteStatement& row) const;
+  /// A batch (with its keys) from the state file, found by one of its keys.
+  std::optional<EvmBatchInfo> stored_batch_of(const std::string& key) const;
+  TransferStatus batch_status(const EvmBatchInfo& b) const;
+  void forget_closed();
   void form_batches();
   void send_batch(EvmBatchInfo& b);
   void track_batches();
