@@ -1,11 +1,16 @@
 #pragma once
 // Run the real `marginet` binary (or any command) and capture its exit status and output.
 
+#include <fcntl.h>
+#include <spawn.h>
 #include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
 #include <string>
+#include <vector>
+
+extern char** environ;
 
 namespace marginet::testing {
 
@@ -28,6 +33,24 @@ inline CommandResult run_command(const std::string& cmd, bool merge_stderr = tru
 /// `marginet ARGS`, stdout and stderr merged unless told otherwise.
 inline CommandResult run_marginet(const std::string& args, bool merge_stderr = true) {
   return run_command(std::string(MARGINET_EXE) + " " + args, merge_stderr);
+}
+
+/// Starts `marginet ARGS` in the background (crash tests kill it), its stdout and stderr
+/// appended to `log` (emptied first when `truncate`). The pid; −1 when it could not start.
+inline pid_t spawn_marginet(const std::vector<std::string>& args, const std::string& log, bool truncate = false) {
+  std::vector<std::string> copy = args;
+  std::string exe = MARGINET_EXE;
+  std::vector<char*> argv{exe.data()};
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | (truncate ? O_TRUNC : O_APPEND), 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  return rc == 0 ? pid : -1;
 }
 
 }  // namespace marginet::testing

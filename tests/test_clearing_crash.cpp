@@ -55,21 +55,6 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
-pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, args[0].c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::runtime_error("posix_spawn failed");
-  return pid;
-}
-
 std::string ex(const char* name) { return std::string(MARGINET_SOURCE_DIR) + "/examples/" + name; }
 
 class ClearingCrash : public ::testing::Test {
@@ -106,9 +91,10 @@ class ClearingCrash : public ::testing::Test {
     endpoint_ = server_->endpoint();
   }
   void start_scheduler() {
-    scheduler_ = spawn({MARGINET_EXE, "scheduler", "--bind", scheduler_endpoint_, "--ledger", ledger_, "--chains",
+    scheduler_ = marginet::testing::spawn_marginet({"scheduler", "--bind", scheduler_endpoint_, "--ledger", ledger_, "--chains",
                         ex("chains.json"), "--poll-ms", "5", "--quiet"},
                        dir_ + "/scheduler.log");
+    if (scheduler_ < 0) throw std::runtime_error("cannot start marginet scheduler");
   }
   void stop_scheduler(int sig) {
     if (scheduler_ <= 0) return;

@@ -9,9 +9,7 @@
 //   nothing is paid twice (each batch id settles once) and nothing is lost;
 // - `marginet demo --evm-rpc` settles the day's ETH and USDC on the node.
 #include <gtest/gtest.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,8 +31,6 @@
 #include "service/settlement/merkle.hpp"
 #include "tests/evm_local_chain.hpp"
 #include "tests/run_command.hpp"
-
-extern char** environ;
 
 namespace marginet {
 namespace {
@@ -238,22 +234,6 @@ TEST(EvmScheduler, AShortMemberRevertsItsOwnBatchAndIsRolledWhileOthersSettle) {
   EXPECT_EQ(run_marginet("ledger verify --ledger " + (dir / "l.sqlite")).status, 0);
 }
 
-pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<std::string> copy = args;
-  std::string exe = MARGINET_EXE;
-  std::vector<char*> argv{exe.data()};
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  return rc == 0 ? pid : -1;
-}
-
 // Batches sent and not yet final, as the adapter's state file says ("" when none or unreadable).
 std::string unconfirmed_batches(const std::string& chain_state) {
   try {
@@ -286,7 +266,7 @@ TEST(EvmScheduler, KilledBetweenSendingABatchAndItsConfirmationPaysOnceAndLosesN
   std::set<std::string> killed_at;
   bool finished = false;
   for (int run = 0; run < 30 && !finished; ++run) {
-    const pid_t pid = spawn(args, log);
+    const pid_t pid = marginet::testing::spawn_marginet(args, log);
     ASSERT_GT(pid, 0);
     int status = 0;
     const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);

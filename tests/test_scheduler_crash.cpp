@@ -110,23 +110,6 @@ std::int64_t ledger_head(const std::string& path) {
   }
 }
 
-pid_t spawn_scheduler(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<char*> argv;
-  std::string exe = MARGINET_EXE;
-  argv.push_back(exe.data());
-  std::vector<std::string> copy = args;
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  return rc == 0 ? pid : -1;
-}
-
 TEST(SchedulerCrash, KilledTwentyTimesSettlesEveryInstructionExactlyOnce) {
   const fs::path dir = fs::temp_directory_path() / ("marginet_crash_" + std::to_string(getpid()));
   fs::remove_all(dir);
@@ -165,7 +148,7 @@ TEST(SchedulerCrash, KilledTwentyTimesSettlesEveryInstructionExactlyOnce) {
   const auto t0 = std::chrono::steady_clock::now();
   while (!finished && runs < 200) {
     const std::int64_t before = ledger_head(ledger);
-    const pid_t pid = spawn_scheduler(args, log);
+    const pid_t pid = marginet::testing::spawn_marginet(args, log);
     ASSERT_GT(pid, 0);
     ++runs;
     const bool by_time = kills % 5 == 4;
@@ -411,7 +394,7 @@ void run_under_kills(KillRun& k) {
     const std::function<bool()> fire = last ? std::function<bool()>([] { return false; }) : k.trigger(k.kills);
     const std::int64_t before = k.progress();
     Daemon d;
-    d.pid = spawn_scheduler(k.args(), k.log);
+    d.pid = marginet::testing::spawn_marginet(k.args(), k.log);
     ASSERT_GT(d.pid, 0) << k.name;
     ++k.runs;
     const auto started = Clock::now();
@@ -1289,7 +1272,7 @@ TEST(SchedulerCrash, SigtermWhileBusyExitsCleanly) {
   int stops = 0;
   for (; stops < 100; ++stops) {
     Daemon d;
-    d.pid = spawn_scheduler({"scheduler", "--bind", "tcp://127.0.0.1:*", "--ledger", (dir / "l.sqlite").string(),
+    d.pid = marginet::testing::spawn_marginet({"scheduler", "--bind", "tcp://127.0.0.1:*", "--ledger", (dir / "l.sqlite").string(),
                              "--chains", (dir / "chains.json").string(), "--poll-ms", "0", "--quiet"},
                             log);
     ASSERT_GT(d.pid, 0);

@@ -403,23 +403,6 @@ TEST(SettlementWire, MalformedReportFramesAreInputErrors) {
   }
 }
 
-pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<std::string> copy = args;
-  std::vector<char*> argv;
-  std::string exe = MARGINET_EXE;
-  argv.push_back(exe.data());
-  for (auto& a : copy) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  return rc == 0 ? pid : -1;
-}
-
 TEST(SettlementWire, SchedulerPullsCyclesAcknowledgesThemAndSettles) {
   const fs::path dir = fs::temp_directory_path() / ("marginet_wire_" + std::to_string(getpid()));
   fs::remove_all(dir);
@@ -437,9 +420,9 @@ TEST(SettlementWire, SchedulerPullsCyclesAcknowledgesThemAndSettles) {
   acks.set(zmq::sockopt::rcvtimeo, 10000);
   acks.bind(ackp);
   const std::string ledger = (dir / "l.sqlite").string();
-  const pid_t pid = spawn({"scheduler", "--pull", pull, "--ack", ackp, "--ledger", ledger, "--chains",
+  const pid_t pid = marginet::testing::spawn_marginet({"scheduler", "--pull", pull, "--ack", ackp, "--ledger", ledger, "--chains",
                            (dir / "chains.json").string(), "--until-idle", "--poll-ms", "5"},
-                          (dir / "log.txt").string());
+                          (dir / "log.txt").string(), true);
   ASSERT_GT(pid, 0);
   zmq::socket_t push(ctx, zmq::socket_type::push);
   push.set(zmq::sockopt::linger, 1000);
@@ -498,7 +481,7 @@ struct BoundScheduler {
     std::vector<std::string> args = {"scheduler", "--bind", "tcp://127.0.0.1:*", "--ledger", (dir / "l.sqlite").string(),
                                      "--chains", (dir / "chains.json").string(), "--poll-ms", "5"};
     args.insert(args.end(), extra.begin(), extra.end());
-    pid = spawn(args, log.string());
+    pid = marginet::testing::spawn_marginet(args, log.string(), true);
     const std::string marker = "listening on ";
     for (int i = 0; i < 6000 && pid > 0; ++i) {  // up to a minute for the start
       const std::string text = read_file(log);
