@@ -138,19 +138,28 @@ EvmBatchInfo EvmChain::batch_from_row(SqliteStatement& b) const {
   return info;
 }
 
-std::optional<EvmBatchInfo> EvmChain::stored_batch_of(const std::string& key) const {
+std::optional<EvmBatchInfo> EvmChain::stored_batch_of(const std::string& key, bool with_keys) const {
   if (!db_) return std::nullopt;
-  SqliteStatement q(*db_, "SELECT batch_id FROM evm_transfers WHERE chain=? AND key=?");
+  // One indexed lookup: status() asks once per instruction as it turns final or failed.
+  if (!stored_lookup_)
+    stored_lookup_ = std::make_unique<SqliteStatement>(
+        *db_,
+        "SELECT b.batch_id, b.seq, b.payer, b.ledger_size, b.ledger_root, b.tx_hash, b.state, b.block, b.failed_at,"
+        " b.reason FROM evm_transfers t JOIN evm_batches b ON b.chain = t.chain AND b.batch_id = t.batch_id"
+        " WHERE t.chain=? AND t.key=?");
+  SqliteStatement& q = *stored_lookup_;
   q.bind(1, cfg_.name).bind(2, key);
-  if (!q.step()) return std::nullopt;
-  const std::string id = q.text(0);
-  SqliteStatement b(*db_, std::string(kBatchColumns) + " WHERE chain=? AND batch_id=?");
-  b.bind(1, cfg_.name).bind(2, id);
-  if (!b.step()) MARGINET_FAIL("evm chain: transfer " + key + " of an unknown batch");
-  EvmBatchInfo info = batch_from_row(b);
-  SqliteStatement k(*db_, "SELECT key FROM evm_transfers WHERE chain=? AND batch_id=? ORDER BY ord");
-  k.bind(1, cfg_.name).bind(2, id);
-  while (k.step()) info.keys.push_back(k.text(0));
+  if (!q.step()) {
+    q.reset();
+    return std::nullopt;
+  }
+  EvmBatchInfo info = batch_from_row(q);
+  q.reset();
+  if (with_keys) {
+    SqliteStatement k(*db_, "SELECT key FROM evm_transfers WHERE chain=? AND batch_id=? ORDER BY ord");
+    k.bind(1, cfg_.name).bind(2, info.batch_id);
+    while (k.step()) info.keys.push_back(k.text(0));
+  }
   return info;
 }
 
@@ -177,7 +186,7 @@ std::string EvmChain::member_address(const std::string& member, const std::strin
 }
 
 TransferStatus EvmChain::submit(const TransferRequest& request) {
-  if (transfers_.count(request.key) || stored_batch_of(request.key)) return status(request.key);
+  if (transfers_.count(request.key) || stored_batch_of(request.key, false)) return status(request.key);
   Transfer tr;
   tr.req = request;
   if (!cfg_.tokens.count(request.asset)) tr.reason = "asset " + request.asset + " is not settled on " + cfg_.name;
@@ -194,7 +203,7 @@ TransferStatus EvmChain::status(const std::string& key) const {
   TransferStatus st;
   auto it = transfers_.find(key);
   if (it == transfers_.end()) {
-    const std::optional<EvmBatchInfo> stored = stored_batch_of(key);  // a closed batch
+    const std::optional<EvmBatchInfo> stored = stored_batch_of(key, false);  // a closed batch
     return stored ? batch_status(*stored) : st;                       // else unknown
   }
   if (!it->second.reason.empty()) {
@@ -521,7 +530,7 @@ std::vector<EvmBatchInfo> EvmChain::batches() const {
 
 std::optional<EvmBatchInfo> EvmChain::batch_of(const std::string& key) const {
   auto it = transfers_.find(key);
-  if (it == transfers_.end()) return stored_batch_of(key);
+  if (it == transfers_.end()) return stored_batch_of(key, true);
   if (it->second.batch_id.empty()) return std::nullopt;
   return batches_.at(it->second.batch_id);
 }

@@ -121,8 +121,8 @@ class EvmChain final : public ChainAdapter {
   void create_schema();
   void load();
   EvmBatchInfo batch_from_row(SqliteStatement& row) const;
-  /// A batch (with its keys) from the state file, found by one of its keys.
-  std::optional<EvmBatchInfo> stored_batch_of(const std::string& key) const;
+  /// A batch from the state file (with its keys when asked), found by one of its keys.
+  std::optional<EvmBatchInfo> stored_batch_of(const std::string& key, bool with_keys) const;
   TransferStatus batch_status(const EvmBatchInfo& b) const;
   void forget_closed();
   void form_batches();
@@ -149,6 +149,7 @@ class EvmChain final : public ChainAdapter {
   std::string ledger_root_ = std::string("0x") + std::string(64, '0');
   std::string last_error_;
   std::string logged_error_;
+  mutable std::unique_ptr<SqliteStatement> stored_lookup_;  // prepared once
 };
 
 }  // namespace marginet
