@@ -84,9 +84,9 @@ class ChainAdapter {
   /// tick starts, before poll(): a chain that can carry it puts it on what it sends (evm: on
   /// every batch). Default: ignored.
   virtual void note_ledger_head(std::uint64_t /*size*/, const std::string& /*root_hex*/) {}
-  /// A closed cycle's Merkle root, after the close is committed (and again for every closed
-  /// cycle at start-up): a chain that can anchors it on chain, once per cycle (evm:
-  /// DvpSettlement.anchor). Default: ignored.
+  /// A closed cycle's Merkle root, after the close is committed (and again at start-up for the
+  /// last two cycles closed, in case a crash came in between): a chain that can anchors it on
+  /// chain, once per cycle (evm: DvpSettlement.anchor). Default: ignored.
   virtual void anchor_cycle(const std::string& /*cycle_id*/, const std::string& /*root_hex*/) {}
   /// Work the chain still has to finish on its own once every instruction has ended (evm: an
   /// anchor not yet final). A scheduler about to exit when idle polls on while this holds,
