@@ -206,6 +206,56 @@ TEST_F(TradeCapture, PretradeCheckRefusesWithTheFiguresAndRowsFollowTrades) {
   EXPECT_NEAR(w2["before"]["im"].get<double>(), im_recorded, 1e-9 * std::max(1.0, im_recorded));
 }
 
+// The what-if fast lane (issue 22): with the compute thread idle and nothing queued a what-if
+// on the cached rows is answered on the socket thread ("lane": "fast", the same figures as the
+// queued path); a what-if sent right behind a trade of the same account never overtakes it:
+// it is queued and starts from the book with the trade. --no-whatif-fast-lane queues them all.
+TEST_F(TradeCapture, WhatIfFastLaneAnswersAtOnceAndNeverOvertakesATrade) {
+  {
+    auto st = open_clearing_store(store_, OpenMode::writer);
+    st->add_member("DESK", std::nullopt);
+    st->add_account("DESK-A", "DESK");
+  }
+  auto srv = start();
+  MarginClient c(at(*srv));
+  ASSERT_EQ(c.submit_trades({trade("F1", "DESK-A", "BTC-28JUN24-70000-C", "-2")})["type"], "trade.submit.result");
+  const json fast = c.whatif("DESK-A", {{"DESK-A", "BTC-28JUN24-65000-C", -1.0}});
+  ASSERT_EQ(fast["type"], "whatif.result") << fast.dump();
+  EXPECT_EQ(fast["timing"]["lane"], "fast");
+  EXPECT_GE(fast["timing"]["engine_us"].get<double>(), 0.0);
+  // A trade and a what-if back to back on one connection: the what-if sees the trade.
+  auto frame = [](json j) {
+    const std::vector<std::uint8_t> b = json::to_msgpack(j);
+    return std::string(b.begin(), b.end());
+  };
+  const json leg{{"source", "rfq"},        {"trade_id", "F2"}, {"account", "DESK-A"}, {"instrument", "BTC-28JUN24-70000-C"},
+                 {"quantity", "-3"}, {"price", "0.05"}, {"time", "2024-06-28T08:00:00Z"}};
+  c.send_raw(frame({{"v", 1}, {"id", 901}, {"type", "trade.submit"}, {"trade", leg}}));
+  c.send_raw(frame({{"v", 1}, {"id", 902}, {"type", "whatif"}, {"account", "DESK-A"},
+                    {"trades", json::array({json::array({"BTC-28JUN24-65000-C", -1.0})})}}));
+  std::map<int, json> replies;
+  for (int i = 0; i < 2; ++i) {
+    const auto r = c.receive_raw(30'000);
+    ASSERT_TRUE(r.has_value());
+    const json j = json::from_msgpack(*r);
+    replies[j["id"].get<int>()] = j;
+  }
+  ASSERT_EQ(replies[901]["type"], "trade.submit.result") << replies[901].dump();
+  ASSERT_EQ(replies[902]["type"], "whatif.result") << replies[902].dump();
+  const json after = c.whatif("DESK-A", {{"DESK-A", "BTC-28JUN24-65000-C", -1.0}});
+  EXPECT_NEAR(replies[902]["before"]["im"].get<double>(), after["before"]["im"].get<double>(),
+              1e-9 * std::max(1.0, after["before"]["im"].get<double>()));
+  EXPECT_GT(after["before"]["im"].get<double>(), fast["before"]["im"].get<double>());  // the trade counted
+  // The queued path gives the same figures.
+  srv.reset();
+  auto queued_srv = start("--no-whatif-fast-lane");
+  MarginClient q(at(*queued_srv));
+  const json queued = q.whatif("DESK-A", {{"DESK-A", "BTC-28JUN24-65000-C", -1.0}});
+  EXPECT_EQ(queued["timing"]["lane"], "queued");
+  EXPECT_NEAR(queued["after"]["im"].get<double>(), after["after"]["im"].get<double>(),
+              1e-9 * std::max(1.0, after["after"]["im"].get<double>()));
+}
+
 TEST_F(TradeCapture, WithoutAStoreTheServerSaysSo) {
   ServerProcess srv("--device cpu --quiet --model span16" + kRef);
   MarginClient c(at(srv));

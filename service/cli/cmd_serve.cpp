@@ -4,7 +4,7 @@
 //                  [--positions F | --store FILE.sqlite [--collateral F]] [--model span16|deribit-pm|hvar|mc-es|FILE] [--risk-arrays F]
 //                  [--returns F] [--stress-returns F] [--paths N] [--seed N]
 //                  [--scheduler tcp://HOST:PORT [--call-deadline-s S]] [--eod-time HH:MM]
-//                  [--call-times HH:MM,...] [--batch-window-us N] [--max-batch N]
+//                  [--call-times HH:MM,...] [--batch-window-us N] [--max-batch N] [--no-whatif-fast-lane]
 //                  [--queue-capacity N] [--max-frame-bytes N]
 //                  [--curve-key NAME.key [--curve-allow FILE] [--curve-domain D]] [--device ...]
 //
@@ -54,6 +54,9 @@ void add_serve_command(CLI::App& app, CommonOptions& common) {
   cmd->add_option("--eod-time", o->eod_time, "End-of-day call run at this UTC time (HH:MM) each day (needs --store)");
   cmd->add_option("--call-times", o->call_times, "Intraday call runs at these UTC times (HH:MM, comma-separated)")
       ->delimiter(',');
+  cmd->add_flag("!--no-whatif-fast-lane", o->whatif_fast_lane,
+                "Queue every what-if for the compute thread (default: a what-if on the cached rows is answered on "
+                "the socket thread when the compute thread is idle and nothing is queued)");
   cmd->add_option("--batch-window-us", o->batch_window_us, "How long a margin batch waits for more requests (µs)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   cmd->add_option("--max-batch", o->max_batch, "Margin requests per engine pass (1 = batching off)")

@@ -1190,10 +1190,10 @@ std::string encode_margin_result(std::string_view id_raw, const std::string& mod
 }
 
 std::string encode_whatif_result(std::string_view id_raw, const std::string& account, const WhatIfResult& w,
-                                 const ScenarioSet& scenarios, double compute_us, const Methodology& m) {
+                                 const ScenarioSet& scenarios, const WhatIfTiming& timing, const Methodology& m) {
   msgpack::sbuffer buf;
   Packer pk(buf);
-  begin_reply(pk, id_raw, "whatif.result", 9);
+  begin_reply(pk, id_raw, "whatif.result", 10);
   kv(pk, "account", account);
   kv(pk, "model", w.after.model);
   pk.pack(std::string_view("units"));
@@ -1207,7 +1207,13 @@ std::string encode_whatif_result(std::string_view id_raw, const std::string& acc
   pk.pack(std::string_view("after"));
   pack_account(pk, w.after, scenarios, m.settlement_asset, m.settlement_scale, is_joint(m.kind));
   kv(pk, "instruments_revalued", static_cast<std::uint64_t>(w.instruments_revalued));
-  kv(pk, "compute_us", compute_us);
+  kv(pk, "compute_us", timing.engine_us);
+  pk.pack(std::string_view("timing"));
+  pk.pack_map(4);
+  kv(pk, "decode_us", timing.decode_us);
+  kv(pk, "queue_us", timing.queue_us);
+  kv(pk, "engine_us", timing.engine_us);
+  kv(pk, "lane", std::string_view(timing.fast_lane ? "fast" : "queued"));
   return take(buf);
 }
 

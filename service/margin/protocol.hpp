@@ -347,8 +347,14 @@ std::string encode_margin_result(std::string_view id_raw, const std::string& mod
                                  const std::vector<const AccountMargin*>& accounts,
                                  const ScenarioSet& scenarios, const BatchInfo& batch,
                                  const std::string& cycle_id, const Methodology& methodology);
+/// Where a what-if's time went in the server (microseconds): decoding its frame, from receipt to
+/// the engine (queue and hand-off to the compute thread; near 0 on the fast lane), the engine.
+struct WhatIfTiming {
+  double decode_us = 0, queue_us = 0, engine_us = 0;
+  bool fast_lane = false;  // answered on the socket thread
+};
 std::string encode_whatif_result(std::string_view id_raw, const std::string& account, const WhatIfResult& w,
-                                 const ScenarioSet& scenarios, double compute_us, const Methodology& methodology);
+                                 const ScenarioSet& scenarios, const WhatIfTiming& timing, const Methodology& methodology);
 
 /// One greeks row per instrument (columns of `marginet greeks`).
 struct GreeksRow {

@@ -56,6 +56,7 @@ struct Job {
   Request request;                    // type, id_raw and priority always; the rest once decoded
   std::vector<std::string> envelope;  // ROUTER routing frames (and a REQ delimiter, if any)
   Clock::time_point received;
+  double decode_us = 0;               // the socket thread's decoding of the frame
   std::string raw;                    // a large frame, decoded by the compute thread ("" = decoded)
   std::size_t charged = 0;            // bytes counted against the client's and the total bound
 };
@@ -152,6 +153,10 @@ struct MarginServer::Impl {
 
   // --- queues ---
   std::mutex mu;
+  // Held by the compute thread while it runs work (requests, scheduled call runs, missed
+  // pay-ins); the socket thread's what-if fast lane takes it only when it is free.
+  std::mutex engine_mu;
+  std::atomic<std::uint64_t> whatif_fast{0};  // what-ifs answered on the fast lane
   std::condition_variable cv;
   std::deque<Job> high, normal;
   std::unordered_map<std::string, std::size_t> queued_bytes;  // client identity -> bytes charged
@@ -380,16 +385,28 @@ struct MarginServer::Impl {
     }
   }
 
-  void process_whatif(const Job& job) {
-    const auto& req = job.request.whatif;
+  /// A what-if on the cached rows: the reply frame. On the compute thread, or on the socket
+  /// thread's fast lane while it holds engine_mu.
+  std::string whatif_from_cache(const Request& request, protocol::WhatIfTiming timing, Clock::time_point received) {
+    const auto& req = request.whatif;
     const std::vector<Position> trades = resolve(req.trades);
     const auto t0 = Clock::now();
+    timing.queue_us = micros(t0 - received) - timing.decode_us;
+    const WhatIfResult w = book_engine->whatif(req.account, trades);
+    timing.engine_us = micros(Clock::now() - t0);
+    return protocol::encode_whatif_result(request.id_raw, req.account, w, book_engine->scenarios(), timing, method);
+  }
+
+  void process_whatif(const Job& job) {
+    const auto& req = job.request.whatif;
     if (!req.has_positions && book_engine) {
-      const WhatIfResult w = book_engine->whatif(req.account, trades);
-      reply(job, protocol::encode_whatif_result(job.request.id_raw, req.account, w, book_engine->scenarios(),
-                                                micros(Clock::now() - t0), method));
+      protocol::WhatIfTiming timing;
+      timing.decode_us = job.decode_us;
+      reply(job, whatif_from_cache(job.request, timing, job.received));
       return;
     }
+    const std::vector<Position> trades = resolve(req.trades);
+    const auto t0 = Clock::now();
     // The account's book inline (as `marginet whatif` does it): margin it, then add the trades.
     const std::vector<Position> positions = resolve(req.positions);
     MarginEngine engine(ref.instruments, ref.market, method, opt.backend);
@@ -398,8 +415,52 @@ struct MarginServer::Impl {
     for (const Position& t : trades) traded.push_back(t.instrument);
     engine.run(positions, traded);
     const WhatIfResult w = engine.whatif(req.account, trades);
-    reply(job, protocol::encode_whatif_result(job.request.id_raw, req.account, w, engine.scenarios(),
-                                              micros(Clock::now() - t0), method));
+    protocol::WhatIfTiming timing;
+    timing.decode_us = job.decode_us;
+    timing.queue_us = micros(t0 - job.received) - job.decode_us;
+    timing.engine_us = micros(Clock::now() - t0);
+    reply(job, protocol::encode_whatif_result(job.request.id_raw, req.account, w, engine.scenarios(), timing, method));
+  }
+
+  /// The what-if fast lane: a what-if on the cached rows is answered here, on the socket thread,
+  /// when the compute thread is idle (engine_mu is free) and nothing is queued (so it cannot
+  /// overtake a request sent before it, such as a trade of the same account). That saves the
+  /// queue and two thread hand-offs (to the compute thread, and its reply back through inproc).
+  /// Otherwise the what-if is queued as any request. true when it was answered here.
+  bool try_whatif_fast_lane(const Request& req, const std::vector<zmq::message_t>& envelope, Clock::time_point received,
+                            double decode_us) {
+    if (!opt.whatif_fast_lane || req.type != RequestType::whatif || req.whatif.has_positions) return false;
+    std::unique_lock<std::mutex> engine(engine_mu, std::try_to_lock);
+    if (!engine.owns_lock() || !book_engine) return false;
+    {
+      // `computing` is set under mu when a job leaves the queue: one taken but not yet run holds it.
+      std::lock_guard<std::mutex> lk(mu);
+      if (computing || !high.empty() || !normal.empty()) return false;
+    }
+    ++whatif_fast;
+    protocol::WhatIfTiming timing;
+    timing.decode_us = decode_us;
+    timing.fast_lane = true;
+    std::string frame;
+    try {
+      frame = whatif_from_cache(req, timing, received);
+    } catch (const protocol::protocol_error& e) {
+      ++compute_errors;
+      frame = protocol::encode_error(req.id_raw, e.code(), e.what());
+    } catch (const input_error& e) {
+      ++compute_errors;
+      frame = protocol::encode_error(req.id_raw, ErrorCode::bad_request, e.what());
+    } catch (const std::exception& e) {
+      ++compute_errors;
+      spdlog::error("internal error serving whatif: {}", e.what());
+      frame = protocol::encode_error(req.id_raw, ErrorCode::internal, std::string("internal error: ") + e.what());
+    }
+    engine.unlock();
+    std::vector<zmq::message_t> env;
+    for (const auto& e : envelope) env.emplace_back(e.data(), e.size());
+    send_to_client(env, frame);
+    record_latency(micros(Clock::now() - received));
+    return true;
   }
 
   void process_greeks(const Job& job) {
@@ -1057,14 +1118,20 @@ struct MarginServer::Impl {
         if (defaults_due.exchange(false)) {
           lk.unlock();
           computing = true;
-          handle_missed_pay_ins();
+          {
+            std::lock_guard<std::mutex> engine(engine_mu);
+            handle_missed_pay_ins();
+          }
           computing = false;
           continue;
         }
         if (high.empty() && normal.empty()) {
           lk.unlock();
           computing = true;
-          run_scheduled(unix_now());
+          {
+            std::lock_guard<std::mutex> engine(engine_mu);
+            run_scheduled(unix_now());
+          }
           computing = false;
           continue;
         }
@@ -1077,6 +1144,7 @@ struct MarginServer::Impl {
           // A large frame: decoded here, outside the lock, and run alone.
           computing = true;
           lk.unlock();
+          std::lock_guard<std::mutex> engine(engine_mu);
           if (decode_deferred(batch.front())) {
             Job& job = batch.front();
             if (job.request.type == RequestType::ping)
@@ -1131,7 +1199,10 @@ struct MarginServer::Impl {
         }
         computing = true;
       }
-      process(batch);
+      {
+        std::lock_guard<std::mutex> engine(engine_mu);
+        process(batch);
+      }
       computing = false;
     }
     compute_done = true;
@@ -1281,6 +1352,7 @@ struct MarginServer::Impl {
     // thread, so that ping and status stay answered while it is decoded.
     const bool defer = frame.size() > kDeferDecodeBytes;
     Request req;
+    double decode_us = 0;
     try {
       if (defer) {
         if (frame.size() > opt.limits.max_frame_bytes)
@@ -1304,6 +1376,7 @@ struct MarginServer::Impl {
       } else {
         req = protocol::decode_request(frame, opt.limits);
       }
+      decode_us = micros(Clock::now() - received);
     } catch (const protocol::protocol_error& e) {
       return fail(e.id_raw().empty() ? protocol::nil_id() : e.id_raw(), e.code(), e.what());
     } catch (const std::exception& e) {
@@ -1319,9 +1392,11 @@ struct MarginServer::Impl {
     }
     if (shutting_down) return fail(req.id_raw, ErrorCode::busy, "the server is shutting down");
     if (req.type == RequestType::margin) ++margin_requests;
+    if (!defer && try_whatif_fast_lane(req, envelope, received, decode_us)) return;
     Job job;
     job.request = std::move(req);
     job.received = received;
+    job.decode_us = decode_us;
     for (const auto& e : envelope) job.envelope.emplace_back(static_cast<const char*>(e.data()), e.size());
     if (defer) job.raw.assign(frame.data(), frame.size());
     // Decoded, a request holds at most 2 × its frame in strings (protocol Limits): 3 × bounds it.

@@ -65,6 +65,9 @@ struct ServerOptions {
   std::vector<std::string> call_times;     // "HH:MM" UTC: intraday call runs
   Backend backend = Backend::cpu;
   double batch_window_us = 500;            // how long a margin batch waits for more requests
+  // A what-if on the cached rows is answered on the socket thread when the compute thread is
+  // idle and nothing is queued (no hand-off to the compute thread and back); off: always queued.
+  bool whatif_fast_lane = true;
   std::size_t max_batch = 64;              // requests per engine pass (1 = batching off)
   std::size_t queue_capacity = 1024;       // per priority; beyond it: busy
   // Memory bounds (docs/protocol.md "Limits"): bytes of queued requests per client and in all
