@@ -66,6 +66,7 @@ struct MarginEngine::PositionsCsr {
   std::vector<std::int32_t> state;          // per CSR entry: state index
   std::vector<double> quantity;             // per CSR entry, signed
   std::vector<std::size_t> row_of_position; // per position of the book: its row
+  std::vector<std::size_t> position;        // per CSR entry: the position's index in the book
 };
 
 /// How stages 1 and 2 walk the scenarios: in tiles of `width` scenarios, which bound the device
@@ -294,11 +295,13 @@ MarginEngine::PositionsCsr MarginEngine::build_positions_csr(Cache& cache,
   for (std::size_t r = 0; r < rows; ++r) csr.offsets[r + 1] += csr.offsets[r];
   csr.state.resize(positions.size());
   csr.quantity.resize(positions.size());
+  csr.position.resize(positions.size());
   std::vector<std::int64_t> fill(csr.offsets.begin(), csr.offsets.end() - 1);
   for (std::size_t j = 0; j < positions.size(); ++j) {
     const auto at = static_cast<std::size_t>(fill[csr.row_of_position[j]]++);
     csr.state[at] = setup.state_of[positions[j].instrument];
     csr.quantity[at] = positions[j].quantity;
+    csr.position[at] = j;
   }
   return csr;
 }
@@ -306,10 +309,19 @@ MarginEngine::PositionsCsr MarginEngine::build_positions_csr(Cache& cache,
 /// The add-on inputs of every row, from its positions in book order.
 void MarginEngine::collect_row_inputs(Cache& cache, const std::vector<Position>& positions,
                                       const PositionsCsr& csr) const {
-  cache.inputs.assign(cache.rows.size(), RowInputs{});
-  for (std::size_t j = 0; j < positions.size(); ++j)
-    add_position_inputs(cache.setup, positions[j], cache.inputs[csr.row_of_position[j]], /*bulk=*/true);
-  for (RowInputs& row : cache.inputs) row.finish_bulk();
+  // Rows are independent and the CSR keeps each row's positions in book order, so the rows run
+  // on every thread with the same sums, bit for bit, as one pass over the book.
+  const std::size_t rows = cache.rows.size();
+  cache.inputs.assign(rows, RowInputs{});
+#pragma omp parallel for schedule(dynamic, 64)
+  for (std::size_t r = 0; r < rows; ++r) {
+    RowInputs& row = cache.inputs[r];
+    // One allocation per row for its option series (at most one entry per position).
+    if (cache.setup.option_series) row.option_net.reserve(static_cast<std::size_t>(csr.offsets[r + 1] - csr.offsets[r]));
+    for (auto at = static_cast<std::size_t>(csr.offsets[r]); at < static_cast<std::size_t>(csr.offsets[r + 1]); ++at)
+      add_position_inputs(cache.setup, positions[csr.position[at]], row, /*bulk=*/true);
+    row.finish_bulk();
+  }
 }
 
 /// Sizes the scenario tiles and allocates P (and R, when it is kept for what-if). On the CPU

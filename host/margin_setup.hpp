@@ -52,6 +52,8 @@ class RunSetupBuilder {
 
  private:
   InstrumentState make_state(std::size_t instrument, std::int32_t group) const;
+  /// The scenario group of an instrument's underlying; input_error when the set lacks it.
+  int group_of(const RunSetup& setup, std::size_t instrument) const;
   RunSetup::UnitRisk make_unit_risk(std::size_t instrument, const InstrumentState& st) const;
   const InstrumentTable& instruments_;
   const MarketSnapshot& market_;
