@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include "models/contagion_math.hpp"
+#include "models/csv.hpp"
 #include "models/errors.hpp"
 #include "models/identifier.hpp"
 #include "models/trade.hpp"

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <sstream>
 
 namespace marginet {
 
@@ -221,6 +222,25 @@ std::string with_thousands(std::string text) {
   std::size_t end = text.find('.');
   if (end == std::string::npos) end = text.size();
   for (std::size_t i = end; i > sign + 3; i -= 3) text.insert(i - 3, ",");
+  return text;
+}
+
+std::string read_file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw input_error(path, 0, "", "cannot open file");
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  in.seekg(0, std::ios::beg);
+  std::string text;
+  if (size > 0) {
+    text.resize(static_cast<std::size_t>(size));
+    in.read(text.data(), size);
+    if (!in) throw input_error(path, 0, "", "read error");
+  } else {  // not seekable (a pipe): read as a stream
+    std::ostringstream buf;
+    buf << in.rdbuf();
+    text = buf.str();
+  }
   return text;
 }
 

@@ -82,4 +82,7 @@ std::string with_thousands(std::string text);
 /// Parse a finite double (the whole text must be consumed).
 std::optional<double> parse_double(std::string_view text);
 
+/// Reads a whole file into a string; input_error when it cannot be opened.
+std::string read_file_text(const std::string& path);
+
 }  // namespace marginet

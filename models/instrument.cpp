@@ -165,9 +165,25 @@ bool InstrumentTable::add(Instrument instrument) {
   return true;
 }
 
+namespace {
+// The key of a lookup by a view: one string per thread, reused (C++17's unordered_map has no
+// lookup by string_view), so that a million lookups make no million allocations.
+const std::string& lookup_key(std::string_view id) {
+  thread_local std::string key;
+  key.assign(id.data(), id.size());
+  return key;
+}
+}  // namespace
+
 const Instrument* InstrumentTable::find(std::string_view id) const {
-  const auto it = by_id_.find(std::string(id));
+  const auto it = by_id_.find(lookup_key(id));
   return it == by_id_.end() ? nullptr : &instruments_[it->second];
+}
+
+std::optional<std::size_t> InstrumentTable::find_index(std::string_view id) const {
+  const auto it = by_id_.find(lookup_key(id));
+  if (it == by_id_.end()) return std::nullopt;
+  return it->second;
 }
 
 const Instrument& InstrumentTable::at(std::string_view id) const {
@@ -175,7 +191,7 @@ const Instrument& InstrumentTable::at(std::string_view id) const {
 }
 
 std::size_t InstrumentTable::index_of(std::string_view id) const {
-  const auto it = by_id_.find(std::string(id));
+  const auto it = by_id_.find(lookup_key(id));
   if (it == by_id_.end()) throw input_error("unknown instrument '" + std::string(id) + "'");
   return it->second;
 }

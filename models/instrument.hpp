@@ -67,6 +67,8 @@ class InstrumentTable {
   const Instrument& at(std::string_view id) const;
   /// Position of `id` in the table; input_error when unknown.
   std::size_t index_of(std::string_view id) const;
+  /// Position of `id` in the table; nullopt when unknown (one lookup).
+  std::optional<std::size_t> find_index(std::string_view id) const;
 
  private:
   std::vector<Instrument> instruments_;

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "models/instrument.hpp"
@@ -24,6 +25,13 @@ constexpr double kMaxPositionQuantity = 1e12;
 
 /// Reads positions; an unknown instrument or a bad quantity is an input_error naming file,
 /// line and field. Repeated (account, instrument) lines are kept (they add up).
+/// The file is read whole and parsed in chunks split at line ends, on every thread; positions in
+/// file order and the error reported are the same for any split.
 std::vector<Position> read_positions(const std::string& path, const InstrumentTable& instruments);
+/// The same over text in memory; `source` names it in errors; `threads` 0 = the machine's;
+/// chunks of at least `min_chunk_bytes` (a small file is one chunk).
+std::vector<Position> parse_positions_csv(std::string_view text, const std::string& source,
+                                          const InstrumentTable& instruments, unsigned threads = 0,
+                                          std::size_t min_chunk_bytes = std::size_t(1) << 20);
 
 }  // namespace marginet

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "models/csv.hpp"
+#include "models/csv_scan.hpp"
 #include "models/errors.hpp"
 #include "models/huge_pages.hpp"
 #include "models/money.hpp"
@@ -189,24 +190,6 @@ struct TradeSetAccess {
 // ---------------------------------------------------------------------------------------------
 // trades.csv
 
-std::string read_file_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw input_error(path, 0, "", "cannot open file");
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  in.seekg(0, std::ios::beg);
-  std::string text;
-  if (size > 0) {
-    text.resize(static_cast<std::size_t>(size));
-    in.read(text.data(), size);
-    if (!in) throw input_error(path, 0, "", "read error");
-  } else {  // not seekable (a pipe): read as a stream
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    text = buf.str();
-  }
-  return text;
-}
 
 namespace {
 
@@ -214,69 +197,8 @@ enum Column { kTradeId, kBuyer, kSeller, kBase, kQuote, kQuantity, kPrice, kColu
 constexpr std::array<const char*, kColumns> kColumnNames = {
     "trade_id", "buyer", "seller", "base_asset", "quote_asset", "quantity", "price"};
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
-
-/// Splits CSV text into records, one line each (as models/csv.cpp does): `#` comments and blank
-/// lines skipped, fields trimmed, double quotes with "" escapes. Views point into the text, or
-/// into per-field scratch strings for quoted fields.
-class Scanner {
- public:
-  Scanner(std::string_view text, const std::string& source) : text_(text), source_(source) {}
-
-  /// Next record into fields(); false at the end.
-  bool next() {
-    while (pos_ < text_.size()) {
-      const std::size_t nl = text_.find('\n', pos_);
-      const std::size_t end = nl == std::string_view::npos ? text_.size() : nl;
-      const std::string_view line = text_.substr(pos_, end - pos_);
-      pos_ = end + 1;
-      ++line_;
-      const std::string_view t = trim(line);
-      if (t.empty() || t[0] == '#') continue;
-      split(line);
-      return true;
-    }
-    return false;
-  }
-
-  long line() const { return line_; }
-  const std::vector<std::string_view>& fields() const { return fields_; }
-
- private:
-  void split(std::string_view line) {
-    fields_.clear();
-    if (line.find('"') == std::string_view::npos) {  // the fast path: no quoting on this line
-      std::size_t b = 0;
-      while (true) {
-        const std::size_t c = line.find(',', b);
-        if (c == std::string_view::npos) {
-          fields_.push_back(trim(line.substr(b)));
-          return;
-        }
-        fields_.push_back(trim(line.substr(b, c - b)));
-        b = c + 1;
-      }
-    }
-    // Quoted fields: the shared splitter of models/csv.hpp (rare; the copies are fine here).
-    if (!split_csv_record(line, scratch_)) throw input_error(source_, line_, "", "unterminated quoted field");
-    for (const std::string& field : scratch_) fields_.push_back(field);
-  }
-
-  std::string_view text_;
-  const std::string& source_;
-  std::size_t pos_ = 0;
-  long line_ = 0;
-  std::vector<std::string_view> fields_;
-  std::vector<std::string> scratch_;  // the quoted line's fields; views in fields_ point here
-};
-
-
 /// Header → column positions; input_error naming a missing column.
-std::array<std::size_t, kColumns> read_header(Scanner& sc, const std::string& source) {
+std::array<std::size_t, kColumns> read_header(CsvScanner& sc, const std::string& source) {
   if (!sc.next()) throw input_error(source, 0, "", "empty file: no header row");
   std::array<std::size_t, kColumns> at{};
   for (int c = 0; c < kColumns; ++c) {
@@ -292,7 +214,7 @@ std::array<std::size_t, kColumns> read_header(Scanner& sc, const std::string& so
 /// Second pass, only when trade ids hash alike: the rows whose id hashes to `hash`, compared
 /// on their text in file order; input_error naming the second of the first equal pair.
 void check_duplicates(std::string_view text, const std::string& source, std::uint64_t hash) {
-  Scanner sc(text, source);
+  CsvScanner sc(text, source);
   const auto at = read_header(sc, source);
   const std::hash<std::string_view> hasher;
   std::vector<std::pair<std::string, long>> same;  // id, line
@@ -379,7 +301,7 @@ std::size_t range_of(std::uint64_t h, std::size_t ranges) {
 void parse_chunk(Chunk& c, const std::array<std::size_t, kColumns>& at, std::size_t width, const AssetTable& assets,
                  const std::string& source, std::size_t ranges) {
   try {
-    Scanner sc(c.text, source);
+    CsvScanner sc(c.text, source);
     const std::hash<std::string_view> hasher;
     // Lines of the chunk: an upper bound on its rows, so the columns never move while they grow.
     const std::size_t bound = static_cast<std::size_t>(std::count(c.text.begin(), c.text.end(), '\n')) + 1;
@@ -423,30 +345,12 @@ void parse_chunk(Chunk& c, const std::array<std::size_t, kColumns>& at, std::siz
   }
 }
 
-/// [begin, end) offsets of `parts` chunks of `text` from `from`, each ending at a line end.
-std::vector<std::pair<std::size_t, std::size_t>> split_at_lines(std::string_view text, std::size_t from,
-                                                               std::size_t parts) {
-  std::vector<std::pair<std::size_t, std::size_t>> out;
-  std::size_t begin = from;
-  for (std::size_t k = 1; k <= parts && begin < text.size(); ++k) {
-    std::size_t end = k == parts ? text.size() : from + (text.size() - from) * k / parts;
-    if (end < begin) end = begin;
-    if (end < text.size()) {
-      const std::size_t nl = text.find('\n', end);
-      end = nl == std::string_view::npos ? text.size() : nl + 1;
-    }
-    out.emplace_back(begin, end);
-    begin = end;
-  }
-  return out;
-}
-
 }  // namespace
 
 TradeSet parse_trades_csv(std::string_view text, const std::string& source, const AssetTable& assets,
                           const TradeParseOptions& options) {
   TradeSet set(assets);
-  Scanner header(text, source);
+  CsvScanner header(text, source);
   const auto at = read_header(header, source);
   const std::size_t width = header.fields().size();
   // The header's line: the data starts after it (comments and blank lines before it counted).

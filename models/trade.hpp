@@ -115,7 +115,5 @@ TradeSet read_trades_csv(const std::string& path, const AssetTable& assets, cons
 TradeSet parse_trades_csv(std::string_view text, const std::string& source, const AssetTable& assets,
                           const TradeParseOptions& options = {});
 
-/// Reads a whole file into a string; input_error when it cannot be opened.
-std::string read_file_text(const std::string& path);
 
 }  // namespace marginet

@@ -26,7 +26,8 @@
 #include "models/errors.hpp"
 #include "models/positions.hpp"
 #include "models/reference_data.hpp"
-#include "models/trade.hpp"  // read_file_text
+#include "models/csv.hpp"  // read_file_text
+#include "models/trade.hpp"
 #include "service/clearing/clearing_store.hpp"
 #include "service/clearing/trade.hpp"
 #include "service/db/sqlite.hpp"
