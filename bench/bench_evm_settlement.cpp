@@ -51,6 +51,20 @@ struct Chain {
     evm::NodeAccountSigner signer;
     dep = evm::deploy_settlement(node, signer, artifacts, req);
   }
+  /// The evm chain over this node's deployment (finality 1, dev_mine), as both benchmarks run it.
+  EvmChainConfig config() const {
+    EvmChainConfig cfg;
+    cfg.name = "bench";
+    cfg.assets = {"USDC"};
+    cfg.rpc_url = anvil.url();
+    cfg.finality_depth = 1;
+    cfg.ccp_account = dep.ccp;
+    cfg.dvp_contract = dep.dvp;
+    cfg.tokens = dep.tokens;
+    cfg.members = dep.members;
+    cfg.dev_mine = true;
+    return cfg;
+  }
   testing::AnvilProcess anvil;
   evm::EvmNode node;
   evm::EvmDeployment dep;
@@ -67,17 +81,8 @@ void BM_EvmSettle(benchmark::State& state) {
     return;
   }
   Chain& c = chain();
-  EvmChainConfig cfg;
-  cfg.name = "bench";
-  cfg.assets = {"USDC"};
-  cfg.rpc_url = c.anvil.url();
-  cfg.finality_depth = 1;
-  cfg.ccp_account = c.dep.ccp;
-  cfg.dvp_contract = c.dep.dvp;
-  cfg.tokens = c.dep.tokens;
-  cfg.members = c.dep.members;
+  EvmChainConfig cfg = c.config();
   cfg.max_legs_per_batch = static_cast<std::size_t>(state.range(0));
-  cfg.dev_mine = true;
   const fs::path dir = fs::temp_directory_path() / ("marginet_bench_evm_" + std::to_string(getpid()));
   fs::create_directories(dir);
   static int run = 0;
@@ -155,17 +160,7 @@ void BM_EvmCycle(benchmark::State& state) {
     SqliteDb db((dir / "l.sqlite").string()), chain_db((dir / "c.sqlite").string());
     std::unique_ptr<ChainAdapter> adapter;
     if (evm) {
-      EvmChainConfig ec;
-      ec.name = "bench";
-      ec.assets = {"USDC"};
-      ec.rpc_url = c.anvil.url();
-      ec.finality_depth = 1;
-      ec.ccp_account = c.dep.ccp;
-      ec.dvp_contract = c.dep.dvp;
-      ec.tokens = c.dep.tokens;
-      ec.members = c.dep.members;
-      ec.dev_mine = true;
-      adapter = std::make_unique<EvmChain>(ec, &chain_db);
+      adapter = std::make_unique<EvmChain>(c.config(), &chain_db);
     } else {
       SimChainConfig sc;
       sc.name = "bench";
