@@ -2,11 +2,14 @@
 // Run the real `marginet` binary (or any command) and capture its exit status and output.
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
 #include <spawn.h>
 #include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -28,6 +31,15 @@ inline CommandResult run_command(const std::string& cmd, bool merge_stderr = tru
   while (std::size_t n = fread(buf.data(), 1, buf.size(), pipe)) out.append(buf.data(), n);
   const int raw = pclose(pipe);
   return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, out};
+}
+
+/// A folder of this test process's own under gtest's TempDir(). ctest runs every test as a
+/// process of its own, in parallel: two tests writing the same fixed file name would read each
+/// other's half-written files.
+inline std::string scratch_dir() {
+  const std::string dir = ::testing::TempDir() + "/marginet_test_" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  return dir;
 }
 
 /// `marginet ARGS`, stdout and stderr merged unless told otherwise.

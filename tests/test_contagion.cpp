@@ -28,7 +28,7 @@ using testing::near_relative;
 const std::string kExamples = std::string(MARGINET_SOURCE_DIR) + "/examples/contagion/";
 
 std::string temp_file(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "/" + name;
+  const std::string path = marginet::testing::scratch_dir() + "/" + name;
   std::ofstream(path) << text;
   return path;
 }

@@ -23,7 +23,7 @@ using testing::run_marginet;
 class MarginCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = ::testing::TempDir() + "/marginet_margin_cli";
+    dir_ = marginet::testing::scratch_dir() + "/marginet_margin_cli";
     BookSpec spec;
     spec.underlyings = 2;
     spec.instruments = 120;

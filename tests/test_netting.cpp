@@ -23,6 +23,7 @@
 #include "models/trade.hpp"
 #include "models/trade_generator.hpp"
 #include "tests/backends.hpp"
+#include "tests/run_command.hpp"
 
 namespace marginet {
 namespace {
@@ -441,7 +442,7 @@ TEST(NettingConservation, ABrokenResultIsAnInternalError) {
 }
 
 std::string temp_file(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "/" + name;
+  const std::string path = marginet::testing::scratch_dir() + "/" + name;
   std::ofstream(path) << text;
   return path;
 }

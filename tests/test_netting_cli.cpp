@@ -20,7 +20,7 @@ const std::string kExamples = std::string(MARGINET_SOURCE_DIR) + "/examples/";
 const std::string kInputs = "--trades " + kExamples + "trades.csv --assets " + kExamples + "assets.csv";
 
 std::string temp_file(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "/" + name;
+  const std::string path = marginet::testing::scratch_dir() + "/" + name;
   std::ofstream(path) << text;
   return path;
 }
@@ -33,7 +33,7 @@ std::string read_text(const std::string& path) {
 }
 
 TEST(NetCli, OneTablePerStream) {
-  const std::string summary = ::testing::TempDir() + "/net_summary.csv";
+  const std::string summary = marginet::testing::scratch_dir() + "/net_summary.csv";
   const auto r = run_marginet("net --device cpu --summary " + summary + " " + kInputs, /*merge_stderr=*/false);
   ASSERT_EQ(r.status, 0) << r.output;
   const std::string& out = r.output;
@@ -77,7 +77,7 @@ TEST(NetCli, JsonWithP2pPlanAndBilateralView) {
 }
 
 TEST(NetCli, HubPlanAndSortReduceAgree) {
-  const std::string a = ::testing::TempDir() + "/plan_dense.csv", b = ::testing::TempDir() + "/plan_sorted.csv";
+  const std::string a = marginet::testing::scratch_dir() + "/plan_dense.csv", b = marginet::testing::scratch_dir() + "/plan_sorted.csv";
   const auto dense = run_marginet("net --device cpu --quiet --plan hub --plan-out " + a + " " + kInputs, false);
   const auto sorted =
       run_marginet("net --device cpu --quiet --plan hub --algorithm sort_reduce --plan-out " + b + " " + kInputs, false);
@@ -91,7 +91,7 @@ TEST(NetCli, HubPlanAndSortReduceAgree) {
 }
 
 TEST(NetCli, SettlementCycleWithMarginCalls) {
-  const std::string cycle = ::testing::TempDir() + "/marginet_net_cycle.json";
+  const std::string cycle = marginet::testing::scratch_dir() + "/marginet_net_cycle.json";
   const auto r = run_marginet("net --device cpu --quiet " + kInputs + " --collateral-calls " + kExamples +
                                   "collateral_calls.csv --cycle-id 2024-06-28/1 --deadline 2024-06-28T09:00:00Z"
                                   " --cycle-out " + cycle,
@@ -111,7 +111,7 @@ TEST(NetCli, SettlementCycleWithMarginCalls) {
   }
   EXPECT_TRUE(call_seen);
   // The CSV form of the same cycle.
-  const std::string csv = ::testing::TempDir() + "/marginet_net_cycle.csv";
+  const std::string csv = marginet::testing::scratch_dir() + "/marginet_net_cycle.csv";
   ASSERT_EQ(run_marginet("net --quiet " + kInputs + " --collateral-calls " + kExamples +
                          "collateral_calls.csv --cycle-id 2024-06-28/1 --cycle-out " + csv)
                 .status,
@@ -129,8 +129,8 @@ TEST(NetCli, SettlementCycleWithMarginCalls) {
   EXPECT_EQ(rows, c.instructions.size());
   EXPECT_TRUE(csv_call);
   // The same inputs without a cycle id give the same derived id twice.
-  const std::string a = ::testing::TempDir() + "/marginet_net_cycle_a.json";
-  const std::string b = ::testing::TempDir() + "/marginet_net_cycle_b.json";
+  const std::string a = marginet::testing::scratch_dir() + "/marginet_net_cycle_a.json";
+  const std::string b = marginet::testing::scratch_dir() + "/marginet_net_cycle_b.json";
   ASSERT_EQ(run_marginet("net --quiet " + kInputs + " --cycle-out " + a).status, 0);
   ASSERT_EQ(run_marginet("net --quiet " + kInputs + " --cycle-out " + b).status, 0);
   EXPECT_EQ(read_cycle_json(a).cycle_id, read_cycle_json(b).cycle_id);

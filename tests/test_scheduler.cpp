@@ -189,10 +189,14 @@ TEST(Scheduler, PayInsFirstAndAMembersPayOutsOnlyAfterItsPayInsAreFinal) {
   Rig r("dvp", make_config(0, 0));
   r.sched->receive(three_member_cycle("c1", kT0 + 100), r.now);
   r.step();  // opens the cycle: pay-ins submitted, no pay-out yet
+  std::size_t pay_ins = 0, pay_outs = 0;
   for (const auto& in : r.sched->open_instructions()) {
-    if (in.leg == Leg::pay_in) EXPECT_EQ(in.state, InstructionState::submitted) << in.id;
-    else EXPECT_EQ(in.state, InstructionState::instructed) << in.id;
+    const bool pay_in = in.leg == Leg::pay_in;
+    ++(pay_in ? pay_ins : pay_outs);
+    EXPECT_EQ(in.state, pay_in ? InstructionState::submitted : InstructionState::instructed) << in.id;
   }
+  EXPECT_GT(pay_ins, 0u);
+  EXPECT_GT(pay_outs, 0u);
   r.run_until_idle();
   // M1 receives USDC only after M1's BTC pay-in is final (and the USDC pay-in that funds it).
   const auto m1_in_final = r.seq_of("c1/M1/BTC/in", "final");

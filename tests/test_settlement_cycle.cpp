@@ -10,6 +10,7 @@
 
 #include "models/errors.hpp"
 #include "models/settlement_cycle.hpp"
+#include "tests/run_command.hpp"
 
 namespace marginet {
 namespace {
@@ -84,7 +85,7 @@ TEST(SettlementCycle, JsonRoundTripThroughTextAndFile) {
   EXPECT_NE(text.find("\"kind\": \"margin_call\""), std::string::npos) << text;
   expect_same(c, parse_cycle_json(text, "mem"));
 
-  const std::string path = ::testing::TempDir() + "/marginet_cycle_roundtrip.json";
+  const std::string path = marginet::testing::scratch_dir() + "/marginet_cycle_roundtrip.json";
   {
     std::ofstream f(path);
     write_cycle_json(f, c);

@@ -11,6 +11,7 @@
 #include "models/errors.hpp"
 #include "models/pricing.hpp"
 #include "tests/backends.hpp"
+#include "tests/run_command.hpp"
 
 namespace marginet {
 namespace {
@@ -209,7 +210,7 @@ TEST(Span16Config, JsonPerUnderlying) {
 }
 
 TEST(RiskArrayFile, ReadsSixteenLossesPerInstrument) {
-  const std::string path = ::testing::TempDir() + "/risk_arrays.csv";
+  const std::string path = marginet::testing::scratch_dir() + "/risk_arrays.csv";
   {
     std::ofstream f(path);
     f << "instrument,s1,s2,s3,s4,s5,s6,s7,s8,s9,s10,s11,s12,s13,s14,s15,s16\n"

@@ -66,7 +66,7 @@ TEST(Table, PrettyAlignsColumnsAndRoundsEachFigureToItsUnit) {
 // ("\r\033[K") and the progress line is redrawn after it, so that neither is written into the
 // middle of the other. Run under a pseudo-terminal (script(1), util-linux) so that both draw.
 TEST(Console, ProgressAndLogLinesNeverInterleave) {
-  const std::string dir = ::testing::TempDir() + "/marginet_console";
+  const std::string dir = marginet::testing::scratch_dir() + "/marginet_console";
   std::filesystem::remove_all(dir);
   const std::string typescript = dir + ".typescript";
   const auto r = testing::run_command("script -qec '" + std::string(MARGINET_EXE) + " demo --device cpu --workdir " +

@@ -19,6 +19,7 @@
 #include "models/tail_risk.hpp"
 #include "models/var_scenarios.hpp"
 #include "tests/backends.hpp"
+#include "tests/run_command.hpp"
 
 namespace marginet {
 namespace {
@@ -137,7 +138,7 @@ TEST(Cholesky, FactorsAndRejectsNonPositiveDefinite) {
 
 std::string write_returns(const std::vector<std::string>& underlyings, int days, unsigned seed, const char* name,
                           double scale = 1.0) {
-  const std::string path = ::testing::TempDir() + "/" + name;
+  const std::string path = marginet::testing::scratch_dir() + "/" + name;
   std::ofstream f(path);
   f << "date,underlying,return,vol_return\n";
   std::mt19937_64 rng(seed);
@@ -298,7 +299,7 @@ TEST_F(VarCrossBackend, SameSeedSameMarginsOnCpuAndGpu) {
 }
 
 TEST(VarConfig, ReturnsFileErrorsNameFileLineField) {
-  const std::string path = ::testing::TempDir() + "/bad_returns.csv";
+  const std::string path = marginet::testing::scratch_dir() + "/bad_returns.csv";
   {
     std::ofstream f(path);
     f << "date,underlying,return\n2024-01-01,BTC,0.01\n2024-01-02,BTC,-1.5\n";
