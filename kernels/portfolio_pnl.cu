@@ -32,18 +32,35 @@ struct PnlOfCell {
   }
 };
 
-/// CPU decomposition: one task per row, an axpy per position over the scenarios (vectorises);
-/// the same per-cell summation order as PnlOfCell.
+/// CPU decomposition: one task per row. Each pass adds N positions into the row at once:
+/// N streams of R in flight (a row's positions reference instruments anywhere in R, which is
+/// far larger than the cache, so each R row comes from memory) and the row read and written
+/// once per N positions. Each cell still adds q_j · R in CSR order, so the sums are those of
+/// PnlOfCell bit for bit.
 struct PnlOfRow {
   CsrView v;
+  template <int N>
+  void pass(double* out, std::int64_t j) const {
+    double q[N];
+    const double* r[N];
+    for (int k = 0; k < N; ++k) {
+      q[k] = v.quantity[j + k];
+      r[k] = v.risk + static_cast<std::size_t>(v.instrument[j + k]) * v.scenarios;
+    }
+    for (std::size_t s = 0; s < v.scenarios; ++s) {
+      double o = out[s];
+      for (int k = 0; k < N; ++k) o += q[k] * r[k][s];
+      out[s] = o;
+    }
+  }
   void operator()(std::size_t row) const {
     double* out = v.pnl + row * v.scenarios;
     for (std::size_t s = 0; s < v.scenarios; ++s) out[s] = 0.0;
-    for (std::int64_t j = v.offsets[row]; j < v.offsets[row + 1]; ++j) {
-      const double q = v.quantity[j];
-      const double* r = v.risk + static_cast<std::size_t>(v.instrument[j]) * v.scenarios;
-      for (std::size_t s = 0; s < v.scenarios; ++s) out[s] += q * r[s];
-    }
+    std::int64_t j = v.offsets[row];
+    const std::int64_t end = v.offsets[row + 1];
+    for (; end - j >= 8; j += 8) pass<8>(out, j);
+    for (; end - j >= 2; j += 2) pass<2>(out, j);
+    if (j < end) pass<1>(out, j);
   }
 };
 

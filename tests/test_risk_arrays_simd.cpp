@@ -95,8 +95,11 @@ Domain wide_domain(std::uint64_t seed) {
     for (std::size_t g = 0; g < d.groups; ++g) {
       ScenarioShock sh;
       sh.price_move = -0.95 + u(rng) * (s % 7 ? 1.9 : 5.95);
-      sh.vol_kind = kinds[(s + g) % 5];
+      // Scenarios below 120 share a kind in each block of four (the vector path's vol shocks,
+      // when the tile starts at a multiple of four); the rest mix the kinds within a block.
+      sh.vol_kind = s < 120 ? kinds[(s / 4 + g) % 5] : kinds[(s + g) % 5];
       sh.vol_shift = sh.vol_kind == VolShock::absolute ? u(rng) - 0.5 : u(rng) * 1.2 - 0.6;
+      if (s == 9 || s == 14) sh.vol_shift = std::nan("");  // a NaN shift: σ' is the floor
       sh.days = s % 3 ? 2.0 : std::floor(u(rng) * 30.0);
       d.shocks.push_back(sh);
     }

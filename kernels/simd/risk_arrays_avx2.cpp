@@ -40,17 +40,11 @@ __attribute__((noinline)) double scalar_cell(const InstrumentState& st, const Sc
   return scenario_pnl(st, shock, vol_terms, units);
 }
 
-/// Per-lane inputs of one block of four scenarios: F', T', σ' of the scalar element.
-void shocked_inputs(const InstrumentState& st, const ScenarioShock* const lane[4], const VolTermParams& vol_terms,
-                    double f1[4], double t1[4], double v1[4]) {
-  for (int l = 0; l < 4; ++l) {
-    const ScenarioShock& shock = *lane[l];
-    f1[l] = st.forward * (1.0 + shock.price_move);
-    double t = st.years - shock.days / 365.0;
-    if (t < 0) t = 0;
-    t1[l] = t;
-    v1[l] = shocked_vol(shock, st.vol, st.years * 365.0, vol_terms);
-  }
+/// σ' of the scalar element for each of four lanes: the lanes whose vol shocks the vector
+/// code does not take (Deribit's term-scaled shocks, or kinds mixed within the block).
+__attribute__((noinline)) void shocked_vols(const InstrumentState& st, const ScenarioShock* const lane[4],
+                                            const VolTermParams& vol_terms, double v1[4]) {
+  for (int l = 0; l < 4; ++l) v1[l] = shocked_vol(*lane[l], st.vol, st.years * 365.0, vol_terms);
 }
 
 /// For a cancelling cell with x = ln(F'/K), h = −|x|/s, t = s/2: whether normalised_black_otm
@@ -220,6 +214,33 @@ struct OptionRow {
     return _mm256_sub_pd(value, splat(st.base_value));
   }
 
+  /// F', T' and σ' of the scalar element for four scenarios, in vectors, with the scalar's
+  /// operations in its order: F·(1 + move), max(T − days/365, 0) (a NaN stays NaN), and σ
+  /// shifted or scaled and floored at kMinShockedVol (a NaN becomes the floor).
+  void shocked_inputs(const ScenarioShock* const lane[4], __m256d& f1, __m256d& t1, __m256d& v1) const {
+    const __m256d move = _mm256_setr_pd(lane[0]->price_move, lane[1]->price_move, lane[2]->price_move, lane[3]->price_move);
+    const __m256d days = _mm256_setr_pd(lane[0]->days, lane[1]->days, lane[2]->days, lane[3]->days);
+    f1 = _mm256_mul_pd(splat(st.forward), _mm256_add_pd(splat(1.0), move));
+    const __m256d t = _mm256_sub_pd(splat(st.years), _mm256_div_pd(days, splat(365.0)));
+    t1 = _mm256_blendv_pd(t, _mm256_setzero_pd(), _mm256_cmp_pd(t, _mm256_setzero_pd(), _CMP_LT_OQ));
+    const VolShock kind = lane[0]->vol_kind;
+    const bool same = lane[1]->vol_kind == kind && lane[2]->vol_kind == kind && lane[3]->vol_kind == kind;
+    if (same && kind == VolShock::none) {
+      v1 = splat(st.vol);
+      return;
+    }
+    if (same && (kind == VolShock::absolute || kind == VolShock::relative)) {
+      const __m256d shift = _mm256_setr_pd(lane[0]->vol_shift, lane[1]->vol_shift, lane[2]->vol_shift, lane[3]->vol_shift);
+      const __m256d v = kind == VolShock::absolute ? _mm256_add_pd(splat(st.vol), shift)
+                                                   : _mm256_mul_pd(splat(st.vol), _mm256_add_pd(splat(1.0), shift));
+      v1 = _mm256_blendv_pd(splat(kMinShockedVol), v, _mm256_cmp_pd(v, splat(kMinShockedVol), _CMP_GT_OQ));
+      return;
+    }
+    alignas(32) double v1_[4];
+    shocked_vols(st, lane, vt, v1_);
+    v1 = _mm256_load_pd(v1_);
+  }
+
   void scalar(std::size_t s) { risk[s - a.scenario_begin] = scalar_cell(st, shock(s), vt, a.units); }
 
   /// The queued cells through the normalised value (step 2); padding lanes repeat lane 0.
@@ -274,6 +295,7 @@ struct OptionRow {
     const __m256d wv = splat(w), strike = splat(st.strike), neg_rate = splat(-st.rate);
     const __m256d size = splat(st.contract_size);
     CancellingCells queue;
+    __m256d last_t1 = splat(-1.0), discount = _mm256_setzero_pd(), root_t1 = _mm256_setzero_pd();
     std::size_t s = a.scenario_begin;
     const bool strike_ok = st.strike > 0 && st.strike < HUGE_VAL;
     for (; strike_ok && s < a.scenario_end; s += 4) {
@@ -282,11 +304,16 @@ struct OptionRow {
       const int count = a.scenario_end - s < 4 ? static_cast<int>(a.scenario_end - s) : 4;
       const ScenarioShock* lane[4];
       for (int l = 0; l < 4; ++l) lane[l] = &shock(s + static_cast<std::size_t>(l < count ? l : count - 1));
-      alignas(32) double f1_[4], t1_[4], v1_[4];
-      shocked_inputs(st, lane, vt, f1_, t1_, v1_);
-      const __m256d f1 = _mm256_load_pd(f1_), t1 = _mm256_load_pd(t1_), v1 = _mm256_load_pd(v1_);
-      const __m256d discount = _ZGVdN4v_exp(_mm256_mul_pd(neg_rate, t1));
-      const __m256d sd = _mm256_mul_pd(v1, _mm256_sqrt_pd(t1));
+      __m256d f1, t1, v1;
+      shocked_inputs(lane, f1, t1, v1);
+      // e^{−rT'} and √T' depend on the scenario only through T', which is the same for every
+      // scenario of most sets (one horizon): computed again only when a lane's T' changed.
+      if (_mm256_movemask_pd(_mm256_cmp_pd(t1, last_t1, _CMP_EQ_OQ)) != 0xF) {
+        discount = _ZGVdN4v_exp(_mm256_mul_pd(neg_rate, t1));
+        root_t1 = _mm256_sqrt_pd(t1);
+        last_t1 = t1;
+      }
+      const __m256d sd = _mm256_mul_pd(v1, root_t1);
       const __m256d x = _ZGVdN4v_log(_mm256_div_pd(f1, strike));
       const __m256d d1 = _mm256_add_pd(_mm256_div_pd(x, sd), _mm256_mul_pd(splat(0.5), sd));
       const __m256d d2 = _mm256_sub_pd(d1, sd);
@@ -316,7 +343,8 @@ struct OptionRow {
         for (int l = 0; l < count; ++l) out[l] = part[l];
       }
       const int lanes_valid = _mm256_movemask_pd(valid);
-      alignas(32) double discount_[4], sd_[4], x_[4];
+      alignas(32) double f1_[4], discount_[4], sd_[4], x_[4];
+      _mm256_store_pd(f1_, f1);
       _mm256_store_pd(discount_, discount);
       _mm256_store_pd(sd_, sd);
       _mm256_store_pd(x_, x);
