@@ -1,7 +1,11 @@
 // AVX2 path of the price_greeks stage (CPU backend): four options per vector, the operations
 // of models/pricing.hpp's black76_greeks in the same order (no FMA contraction: every product
-// and sum rounds as in the scalar element), glibc's libmvec for exp, log and erfc. Lanes the
-// vector formula does not cover are computed again by the scalar element and overwrite it.
+// and sum rounds as in the scalar element), glibc's libmvec for exp, log and erfc. Where only
+// the value cancels in the direct formula (deep out of the money, short dated), the lane is
+// queued and its value taken sixteen at a time through the vector Taylor series of the
+// cancellation-free value (normalised_black_avx2.hpp), or the scalar's where the series does
+// not apply. Other lanes the vector formula does not cover are computed again by the scalar
+// element and overwrite it.
 //
 // Only the functions between the target pragmas use AVX2; everything included before them is
 // compiled for baseline x86-64.
@@ -37,6 +41,13 @@ __attribute__((noinline)) void scalar_element(const GreeksInputs& in, const Gree
   out.volga[i] = r.volga;
 }
 
+/// The undiscounted value of element j by the scalar element's cancellation-free evaluation,
+/// compiled for baseline x86-64: the cancelling lanes outside the vector Taylor region.
+__attribute__((noinline)) double accurate_value(const GreeksInputs& in, std::size_t j, double s) {
+  return pricing_detail::black76_undiscounted_accurate(static_cast<OptionType>(in.put_call[j]), in.forward[j],
+                                                       in.strike[j], s);
+}
+
 /// Lanes of elements [i, i + 4) that the vector formula may take: options with valid inputs.
 __attribute__((noinline)) int option_lanes(const GreeksInputs& in, std::size_t i) {
   int mask = 0;
@@ -61,6 +72,7 @@ __attribute__((noinline)) int option_lanes(const GreeksInputs& in, std::size_t i
 #endif
 
 #include "kernels/simd/normal_avx2.hpp"  // inside the AVX2 region: its functions are AVX2 code
+#include "kernels/simd/normalised_black_avx2.hpp"
 
 namespace marginet::kernels::simd {
 
@@ -68,9 +80,85 @@ namespace {
 
 using namespace avx2;
 
+/// Elements whose value cancels in the direct formula, waiting to go kQueueCells at a time
+/// through the cancellation-free value; the vector pass stored every other column already. Their
+/// value, and the columns made from it (θ, ρ, the coin price and the coin delta), are patched
+/// in by flush() with black76_greeks' operations in its order.
+struct CancellingLanes {
+  const GreeksInputs& in;
+  const GreeksOutputs& out;
+  std::size_t element[kQueueCells];
+  alignas(32) double s[kQueueCells], x[kQueueCells], discount[kQueueCells], theta_time[kQueueCells];
+  int count = 0;
+
+  CancellingLanes(const GreeksInputs& in_, const GreeksOutputs& out_) : in(in_), out(out_) {}
+
+  void push(std::size_t j, double s_, double x_, double d_, double theta_) {
+    element[count] = j;
+    s[count] = s_;
+    x[count] = x_;
+    discount[count] = d_;
+    theta_time[count] = theta_;
+    if (++count == kQueueCells) flush();
+  }
+
+  /// The queued lanes: the vector Taylor series where the scalar takes it, else the scalar's
+  /// cancellation-free value; padding lanes repeat lane 0.
+  void flush() {
+    if (count == 0) return;
+    for (int l = count; l < kQueueCells; ++l) {
+      s[l] = s[0];
+      x[l] = x[0];
+    }
+    constexpr int V = kQueueVectors;
+    __m256d h[V], t[V], b[V];
+    alignas(32) double h_[kQueueCells], t_[kQueueCells], b_[kQueueCells];
+    for (int v = 0; v < V; ++v) {
+      const __m256d sd = _mm256_load_pd(s + 4 * v), xv = _mm256_load_pd(x + 4 * v);
+      h[v] = _mm256_div_pd(_mm256_sub_pd(_mm256_setzero_pd(), _mm256_andnot_pd(splat(-0.0), xv)), sd);
+      t[v] = _mm256_mul_pd(splat(0.5), sd);
+      _mm256_store_pd(h_ + 4 * v, h[v]);
+      _mm256_store_pd(t_ + 4 * v, t[v]);
+    }
+    int n[kQueueCells], K[kQueueCells];
+    bool taylor[kQueueCells];
+    bool any = false;
+    for (int l = 0; l < kQueueCells; ++l) any |= taylor[l] = l < count && taylor_terms(x[l], h_[l], t_[l], n[l], K[l]);
+    if (any) {
+      for (int l = count; l < kQueueCells; ++l) {  // padding: a lane's own terms, not garbage
+        n[l] = n[0];
+        K[l] = K[0];
+      }
+      normalised_black_taylor(h, t, n, K, b);
+      for (int v = 0; v < V; ++v) _mm256_store_pd(b_ + 4 * v, b[v]);
+    }
+    for (int l = 0; l < count; ++l) {
+      const std::size_t j = element[l];
+      const double F = in.forward[j], Kst = in.strike[j];
+      double undiscounted;
+      if (taylor[l]) {
+        const double intrinsic = static_cast<OptionType>(in.put_call[j]) == OptionType::call ? std::fmax(F - Kst, 0.0)
+                                                                                              : std::fmax(Kst - F, 0.0);
+        undiscounted = intrinsic + std::sqrt(F) * std::sqrt(Kst) * b_[l];
+      } else {
+        undiscounted = accurate_value(in, j, s[l]);
+      }
+      const double price = discount[l] * undiscounted;
+      out.price[j] = price;
+      out.theta[j] = theta_time[l] + in.rate[j] * price;
+      out.rho[j] = -in.expiry_years[j] * price;
+      const double price_coin = price / F;
+      out.price_coin[j] = price_coin;
+      if (static_cast<Settlement>(in.settlement[j]) == Settlement::inverse) out.delta_coin[j] = out.delta[j] - price_coin;
+    }
+    count = 0;
+  }
+};
+
 /// Elements [i, i + 4): the vector formula, stored for every lane; returns the lanes it got
-/// right (the others are left to the scalar element).
-int four_options(const GreeksInputs& in, const GreeksOutputs& out, std::size_t i, int lanes) {
+/// right (the others are left to the scalar element): options with valid inputs, σ√T > 0 and a
+/// density that does not underflow.
+int four_options(const GreeksInputs& in, const GreeksOutputs& out, std::size_t i, int lanes, CancellingLanes& queue) {
   const __m256d use = _mm256_castsi256_pd(_mm256_set_epi64x(lanes & 8 ? -1 : 0, lanes & 4 ? -1 : 0,
                                                             lanes & 2 ? -1 : 0, lanes & 1 ? -1 : 0));
   const __m256d one = splat(1.0);
@@ -105,15 +193,19 @@ int four_options(const GreeksInputs& in, const GreeksOutputs& out, std::size_t i
   const __m256d n1 = _mm256_mul_pd(splat(pricing_detail::kInvSqrt2Pi),
                                    _ZGVdN4v_exp(_mm256_mul_pd(_mm256_mul_pd(splat(-0.5), d1), d1)));
   const __m256d density_ok = _mm256_cmp_pd(n1, zero, _CMP_NEQ_OQ);
-
-  const __m256d price = _mm256_mul_pd(D, direct);
+  // Lanes where only the value cancels take the cancellation-free value later (queued), and
+  // the vector formula for everything else (the greeks do not cancel), as black76_greeks does.
+  const __m256d rest_ok = _mm256_and_pd(_mm256_and_pd(use, positive_s), density_ok);
+  const int cancelling = _mm256_movemask_pd(_mm256_andnot_pd(direct_ok, rest_ok));
+  const __m256d undiscounted = direct;
+  const __m256d price = _mm256_mul_pd(D, undiscounted);
   const __m256d delta = _mm256_mul_pd(_mm256_mul_pd(D, w), Nd1);
   const __m256d DF = _mm256_mul_pd(D, F);
   const __m256d gamma = _mm256_div_pd(_mm256_mul_pd(D, n1), _mm256_mul_pd(F, s));
   const __m256d vega = _mm256_mul_pd(_mm256_mul_pd(DF, n1), sqrtT);
-  const __m256d theta = _mm256_add_pd(
-      _mm256_div_pd(_mm256_mul_pd(_mm256_mul_pd(_mm256_mul_pd(_mm256_mul_pd(splat(-0.5), D), F), n1), sigma), sqrtT),
-      _mm256_mul_pd(r, price));
+  const __m256d theta_time = _mm256_div_pd(
+      _mm256_mul_pd(_mm256_mul_pd(_mm256_mul_pd(_mm256_mul_pd(splat(-0.5), D), F), n1), sigma), sqrtT);
+  const __m256d theta = _mm256_add_pd(theta_time, _mm256_mul_pd(r, price));
   const __m256d vanna = _mm256_div_pd(_mm256_mul_pd(_mm256_mul_pd(_mm256_xor_pd(D, neg), n1), d2), sigma);
   const __m256d volga = _mm256_div_pd(_mm256_mul_pd(_mm256_mul_pd(vega, d1), d2), sigma);
   const __m256d rho = _mm256_mul_pd(_mm256_xor_pd(T, neg), price);
@@ -134,21 +226,34 @@ int four_options(const GreeksInputs& in, const GreeksOutputs& out, std::size_t i
   _mm256_storeu_pd(out.rho + i, rho);
   _mm256_storeu_pd(out.vanna + i, vanna);
   _mm256_storeu_pd(out.volga + i, volga);
-  const __m256d good = _mm256_and_pd(_mm256_and_pd(use, positive_s), _mm256_and_pd(direct_ok, density_ok));
-  return _mm256_movemask_pd(good);
+  if (cancelling) {
+    alignas(32) double s_[4], x_[4], D_[4], theta_[4];
+    _mm256_store_pd(s_, s);
+    _mm256_store_pd(x_, x);
+    _mm256_store_pd(D_, D);
+    _mm256_store_pd(theta_, theta_time);
+    for (int l = 0; l < 4; ++l)
+      if (cancelling & (1 << l)) queue.push(i + static_cast<std::size_t>(l), s_[l], x_[l], D_[l], theta_[l]);
+  }
+  return _mm256_movemask_pd(rest_ok);
 }
 
 }  // namespace
 
 void price_greeks_avx2(const GreeksInputs& in, const GreeksOutputs& out) {
   const std::size_t n = in.count, blocks = n / 4;
-#pragma omp parallel for schedule(static, 1024)
-  for (std::size_t k = 0; k < blocks; ++k) {
-    const std::size_t i = 4 * k;
-    const int lanes = option_lanes(in, i);
-    const int good = lanes ? four_options(in, out, i, lanes) : 0;
-    for (int l = 0; l < 4; ++l)
-      if (!(good & (1 << l))) scalar_element(in, out, i + static_cast<std::size_t>(l));
+#pragma omp parallel
+  {
+    CancellingLanes queue(in, out);
+#pragma omp for schedule(static, 1024) nowait
+    for (std::size_t k = 0; k < blocks; ++k) {
+      const std::size_t i = 4 * k;
+      const int lanes = option_lanes(in, i);
+      const int good = lanes ? four_options(in, out, i, lanes, queue) : 0;
+      for (int l = 0; l < 4; ++l)
+        if (!(good & (1 << l))) scalar_element(in, out, i + static_cast<std::size_t>(l));
+    }
+    queue.flush();
   }
   for (std::size_t i = 4 * blocks; i < n; ++i) scalar_element(in, out, i);
 }
