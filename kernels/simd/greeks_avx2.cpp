@@ -16,6 +16,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "models/instrument.hpp"
 #include "models/pricing.hpp"
@@ -79,6 +80,14 @@ namespace marginet::kernels::simd {
 namespace {
 
 using namespace avx2;
+
+/// All-ones in the lanes l = 0..3 where bytes[l] == value.
+inline __m256d byte_lanes_equal(const std::uint8_t* bytes, std::uint8_t value) {
+  std::int32_t four;
+  std::memcpy(&four, bytes, sizeof four);
+  const __m256i lanes = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(four));
+  return _mm256_castsi256_pd(_mm256_cmpeq_epi64(lanes, _mm256_set1_epi64x(value)));
+}
 
 /// Elements whose value cancels in the direct formula, waiting to go kQueueCells at a time
 /// through the cancellation-free value; the vector pass stored every other column already. Their
@@ -168,11 +177,10 @@ int four_options(const GreeksInputs& in, const GreeksOutputs& out, std::size_t i
   const __m256d T = _mm256_blendv_pd(one, _mm256_loadu_pd(in.expiry_years + i), use);
   const __m256d sigma = _mm256_blendv_pd(one, _mm256_loadu_pd(in.sigma + i), use);
   const __m256d r = _mm256_blendv_pd(_mm256_setzero_pd(), _mm256_loadu_pd(in.rate + i), use);
-  alignas(32) double wl[4];
-  for (int l = 0; l < 4; ++l)
-    wl[l] = static_cast<OptionType>(in.put_call[i + static_cast<std::size_t>(l)]) == OptionType::call ? 1.0 : -1.0;
-  const __m256d w = _mm256_load_pd(wl);
-  const __m256d call = _mm256_cmp_pd(w, _mm256_setzero_pd(), _CMP_GT_OQ);
+  // ω = +1 for a call, −1 for a put, from the four type bytes (in vectors: four scalar stores
+  // read back as one vector would stall on store forwarding).
+  const __m256d call = byte_lanes_equal(in.put_call + i, static_cast<std::uint8_t>(OptionType::call));
+  const __m256d w = _mm256_blendv_pd(splat(-1.0), splat(1.0), call);
   const __m256d zero = _mm256_setzero_pd();
   const __m256d neg = splat(-0.0);
 
@@ -210,11 +218,8 @@ int four_options(const GreeksInputs& in, const GreeksOutputs& out, std::size_t i
   const __m256d volga = _mm256_div_pd(_mm256_mul_pd(_mm256_mul_pd(vega, d1), d2), sigma);
   const __m256d rho = _mm256_mul_pd(_mm256_xor_pd(T, neg), price);
   const __m256d price_coin = _mm256_div_pd(price, F);
-  alignas(32) double inverse[4];
-  for (int l = 0; l < 4; ++l)
-    inverse[l] = static_cast<Settlement>(in.settlement[i + static_cast<std::size_t>(l)]) == Settlement::inverse ? 1.0 : 0.0;
-  const __m256d delta_coin =
-      _mm256_blendv_pd(delta, _mm256_sub_pd(delta, price_coin), _mm256_cmp_pd(_mm256_load_pd(inverse), zero, _CMP_GT_OQ));
+  const __m256d inverse = byte_lanes_equal(in.settlement + i, static_cast<std::uint8_t>(Settlement::inverse));
+  const __m256d delta_coin = _mm256_blendv_pd(delta, _mm256_sub_pd(delta, price_coin), inverse);
 
   _mm256_storeu_pd(out.price + i, price);
   _mm256_storeu_pd(out.price_coin + i, price_coin);
