@@ -15,6 +15,7 @@
 #include "models/errors.hpp"
 #include "models/huge_pages.hpp"
 #include "models/money.hpp"
+#include "models/radix_sort.hpp"
 
 namespace marginet {
 
@@ -339,7 +340,7 @@ void parse_chunk(Chunk& c, const std::array<std::size_t, kColumns>& at, std::siz
       c.error = RowError{"", "unterminated quoted field"};
       c.error_line = sc.line();
     }
-    for (auto& r : c.ids) std::sort(r.begin(), r.end());
+    for (auto& r : c.ids) radix_sort(r);
   } catch (...) {
     c.failure = std::current_exception();
   }
