@@ -451,12 +451,12 @@ std::vector<AccountMargin> MarginEngine::assemble_accounts(const Cache& cache) c
     std::vector<std::int32_t> groups;
     std::vector<const double*> pnl;
     std::vector<RowReduction> reductions;
-    std::vector<RowInputs> inputs;
+    std::vector<const RowInputs*> inputs;
     for (; r1 < rows && cache.rows[r1].account == cache.rows[r0].account; ++r1) {
       groups.push_back(cache.rows[r1].group);
       pnl.push_back(cache.pnl.data() + r1 * S);
       reductions.push_back(cache.reductions[r1]);
-      inputs.push_back(cache.inputs[r1]);
+      inputs.push_back(&cache.inputs[r1]);
     }
     accounts.push_back(assemble_account(cache.setup, methodology_, cache.rows[r0].account, groups, pnl,
                                         reductions, inputs));
@@ -465,11 +465,21 @@ std::vector<AccountMargin> MarginEngine::assemble_accounts(const Cache& cache) c
   return accounts;
 }
 
-/// One account's rows by group: P&L over the scenarios, add-on inputs, reduction.
+/// One account's rows by group, as what-if and commit see them: each row is read in place in
+/// the cache until a trade touches it, and only then copied (P&L and add-on inputs), so that a
+/// what-if copies the rows its trades move and nothing else.
 struct MarginEngine::AccountRows {
-  std::map<std::int32_t, std::vector<double>> pnl;
-  std::map<std::int32_t, RowInputs> inputs;
-  std::map<std::int32_t, RowReduction> reductions;
+  struct Row {
+    const double* cached_pnl = nullptr;       // the cache's row, while untouched
+    const RowInputs* cached_inputs = nullptr;
+    RowReduction reduction;
+    bool touched = false;                     // pnl and inputs below are the row's own
+    std::vector<double> pnl;
+    RowInputs inputs;
+    const double* pnl_data() const { return touched ? pnl.data() : cached_pnl; }
+    const RowInputs* inputs_data() const { return touched ? &inputs : cached_inputs; }
+  };
+  std::map<std::int32_t, Row> rows;
 };
 
 MarginEngine::AccountRows MarginEngine::load_account_rows(const std::string& account) const {
@@ -479,17 +489,18 @@ MarginEngine::AccountRows MarginEngine::load_account_rows(const std::string& acc
   AccountRows rows;
   for (auto it = c.row_of.lower_bound(RowKey{account, -1}); it != c.row_of.end() && it->first.account == account; ++it) {
     const std::size_t r = it->second;
-    rows.pnl[it->first.group].assign(c.pnl.begin() + static_cast<std::ptrdiff_t>(r * S),
-                                     c.pnl.begin() + static_cast<std::ptrdiff_t>((r + 1) * S));
-    rows.inputs[it->first.group] = c.inputs[r];
-    rows.reductions[it->first.group] = c.reductions[r];
+    AccountRows::Row& row = rows.rows[it->first.group];
+    row.cached_pnl = c.pnl.data() + r * S;
+    row.cached_inputs = &c.inputs[r];
+    row.reduction = c.reductions[r];
   }
   // Rows that committed trades opened after the run (not in the flat matrix).
   for (auto it = c.extra_rows.lower_bound(RowKey{account, -1}); it != c.extra_rows.end() && it->first.account == account;
        ++it) {
-    rows.pnl[it->first.group] = it->second.pnl;
-    rows.inputs[it->first.group] = it->second.inputs;
-    rows.reductions[it->first.group] = it->second.reduction;
+    AccountRows::Row& row = rows.rows[it->first.group];
+    row.cached_pnl = it->second.pnl.data();
+    row.cached_inputs = &it->second.inputs;
+    row.reduction = it->second.reduction;
   }
   return rows;
 }
@@ -524,26 +535,35 @@ std::size_t MarginEngine::add_trades(AccountRows& rows, const std::vector<Positi
       r = risk_row.data();
       ++revalued;
     }
-    const std::int32_t g = row_group(setup, st.group);
-    auto& row = rows.pnl[g];
-    if (row.empty()) row.assign(S, 0.0);
-    for (std::size_t s = 0; s < S; ++s) row[s] += t.quantity * r[s];
-    add_position_inputs(setup, t, rows.inputs[g]);
+    AccountRows::Row& row = rows.rows[row_group(setup, st.group)];
+    if (!row.touched) {  // copy on first write; a group the account did not hold starts at 0
+      if (row.cached_pnl) {
+        row.pnl.assign(row.cached_pnl, row.cached_pnl + S);
+        row.inputs = *row.cached_inputs;
+      } else {
+        row.pnl.assign(S, 0.0);
+      }
+      row.touched = true;
+    }
+    for (std::size_t s = 0; s < S; ++s) row.pnl[s] += t.quantity * r[s];
+    add_position_inputs(setup, t, row.inputs);
   }
-  for (auto& [g, row] : rows.pnl) rows.reductions[g] = reduce_row(setup, methodology_, g, row.data());
+  // Only the rows the trades moved are reduced again; the others keep the cache's reduction.
+  for (auto& [g, row] : rows.rows)
+    if (row.touched) row.reduction = reduce_row(setup, methodology_, g, row.pnl.data());
   return revalued;
 }
 
-AccountMargin MarginEngine::assemble_rows(const std::string& account, AccountRows& rows) const {
+AccountMargin MarginEngine::assemble_rows(const std::string& account, const AccountRows& rows) const {
   std::vector<std::int32_t> groups;
   std::vector<const double*> pnl;
   std::vector<RowReduction> reductions;
-  std::vector<RowInputs> inputs;
-  for (const auto& [g, row] : rows.pnl) {
+  std::vector<const RowInputs*> inputs;
+  for (const auto& [g, row] : rows.rows) {
     groups.push_back(g);
-    pnl.push_back(row.data());
-    reductions.push_back(rows.reductions[g]);
-    inputs.push_back(rows.inputs[g]);
+    pnl.push_back(row.pnl_data());
+    reductions.push_back(row.reduction);
+    inputs.push_back(row.inputs_data());
   }
   return assemble_account(cache_->setup, methodology_, account, groups, pnl, reductions, inputs);
 }
@@ -564,17 +584,18 @@ void MarginEngine::commit_trades(const std::string& account, const std::vector<P
   add_trades(rows, trades);
   Cache& c = *cache_;
   const std::size_t S = c.setup.scenarios.count;
-  for (auto& [g, row] : rows.pnl) {
+  for (auto& [g, row] : rows.rows) {
+    if (!row.touched) continue;
     const auto flat = c.row_of.find(RowKey{account, g});
     if (flat != c.row_of.end()) {
-      std::copy(row.begin(), row.end(), c.pnl.begin() + static_cast<std::ptrdiff_t>(flat->second * S));
-      c.inputs[flat->second] = rows.inputs[g];
-      c.reductions[flat->second] = rows.reductions[g];
+      std::copy(row.pnl.begin(), row.pnl.end(), c.pnl.begin() + static_cast<std::ptrdiff_t>(flat->second * S));
+      c.inputs[flat->second] = std::move(row.inputs);
+      c.reductions[flat->second] = row.reduction;
     } else {
       Cache::ExtraRow& x = c.extra_rows[RowKey{account, g}];
-      x.pnl = std::move(row);
-      x.inputs = rows.inputs[g];
-      x.reduction = rows.reductions[g];
+      x.pnl = std::move(row.pnl);
+      x.inputs = std::move(row.inputs);
+      x.reduction = row.reduction;
     }
   }
 }

@@ -184,12 +184,12 @@ class MarginEngine {
   struct Cache;           // the last run, kept for what-if
   struct PositionsCsr;
   struct ScenarioTiling;
-  struct AccountRows;     // one account's rows, copied out of the cache (what-if, commit)
+  struct AccountRows;     // one account's rows, read in the cache, copied when a trade moves one
 
   AccountRows load_account_rows(const std::string& account) const;
   /// P'[a,s] = P[a,s] + q·R[i,s] for each trade; returns the instruments that had to be revalued.
   std::size_t add_trades(AccountRows& rows, const std::vector<Position>& trades);
-  AccountMargin assemble_rows(const std::string& account, AccountRows& rows) const;
+  AccountMargin assemble_rows(const std::string& account, const AccountRows& rows) const;
 
   // The steps of run() and run_scenario_block(), in pipeline order (host/margin_engine.cpp).
   /// The run's setup, rows, positions CSR (into `csr`) and row inputs.

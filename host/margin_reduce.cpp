@@ -154,7 +154,7 @@ AccountMargin assemble_account(const RunSetup& setup, const Methodology& m, cons
                                const std::vector<std::int32_t>& groups,
                                const std::vector<const double*>& pnl,
                                const std::vector<RowReduction>& reductions,
-                               const std::vector<RowInputs>& inputs) {
+                               const std::vector<const RowInputs*>& inputs) {
   const ScenarioSet& set = setup.scenarios;
   AccountMargin a;
   a.account = account;
@@ -171,7 +171,7 @@ AccountMargin assemble_account(const RunSetup& setup, const Methodology& m, cons
   if (joint) {
     // One row: the account as a whole. Per underlying: greeks only (the margin is joint).
     for (std::size_t k = 0; k < inputs.size(); ++k)
-      for (const auto& [g, gr] : inputs[k].by_group) {
+      for (const auto& [g, gr] : inputs[k]->by_group) {
         UnderlyingMargin um;
         um.underlying = setup.underlyings[static_cast<std::size_t>(g)];
         um.units = "USD";
@@ -192,7 +192,7 @@ AccountMargin assemble_account(const RunSetup& setup, const Methodology& m, cons
     for (std::size_t k = 0; k < groups.size(); ++k) {
       const std::size_t g = static_cast<std::size_t>(groups[k]);
       const std::string& u = setup.underlyings[g];
-      const RowInputs& in = inputs[k];
+      const RowInputs& in = *inputs[k];
       UnderlyingMargin um;
       um.underlying = u;
       um.units = setup.units == PnlUnits::coin ? u : "USD";

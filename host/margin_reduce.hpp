@@ -82,6 +82,6 @@ AccountMargin assemble_account(const RunSetup& setup, const Methodology& m, cons
                                const std::vector<std::int32_t>& groups,
                                const std::vector<const double*>& pnl,
                                const std::vector<RowReduction>& reductions,
-                               const std::vector<RowInputs>& inputs);
+                               const std::vector<const RowInputs*>& inputs);
 
 }  // namespace marginet::margin_detail

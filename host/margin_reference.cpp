@@ -61,7 +61,9 @@ MarginRun reference_margin(const InstrumentTable& instruments, const MarketSnaps
     }
     std::vector<const double*> ptrs;
     for (const auto& r : rows) ptrs.push_back(r.data());
-    out.accounts.push_back(assemble_account(setup, methodology, account, gs, ptrs, reds, ins));
+    std::vector<const RowInputs*> in_ptrs;
+    for (const auto& in : ins) in_ptrs.push_back(&in);
+    out.accounts.push_back(assemble_account(setup, methodology, account, gs, ptrs, reds, in_ptrs));
   }
   return out;
 }
