@@ -49,18 +49,6 @@ __attribute__((noinline)) double accurate_value(const GreeksInputs& in, std::siz
                                                        in.strike[j], s);
 }
 
-/// Lanes of elements [i, i + 4) that the vector formula may take: options with valid inputs.
-__attribute__((noinline)) int option_lanes(const GreeksInputs& in, std::size_t i) {
-  int mask = 0;
-  for (int l = 0; l < 4; ++l) {
-    const std::size_t j = i + static_cast<std::size_t>(l);
-    if (static_cast<InstrumentKind>(in.kind[j]) == InstrumentKind::option &&
-        pricing_detail::valid_black_inputs(in.forward[j], in.strike[j], in.expiry_years[j], in.sigma[j]))
-      mask |= 1 << l;
-  }
-  return mask;
-}
-
 }  // namespace
 
 }  // namespace marginet::kernels::simd
@@ -87,6 +75,24 @@ inline __m256d byte_lanes_equal(const std::uint8_t* bytes, std::uint8_t value) {
   std::memcpy(&four, bytes, sizeof four);
   const __m256i lanes = _mm256_cvtepu8_epi64(_mm_cvtsi32_si128(four));
   return _mm256_castsi256_pd(_mm256_cmpeq_epi64(lanes, _mm256_set1_epi64x(value)));
+}
+
+/// Lanes of elements [i, i + 4) that the vector formula may take: options whose inputs pass
+/// pricing_detail::valid_black_inputs (F > 0, K > 0, T ≥ 0, σ ≥ 0, all finite; NaN fails).
+inline int option_lanes(const GreeksInputs& in, std::size_t i) {
+  const __m256d option = byte_lanes_equal(in.kind + i, static_cast<std::uint8_t>(InstrumentKind::option));
+  const __m256d zero = _mm256_setzero_pd(), inf = splat(HUGE_VAL);
+  const __m256d F = _mm256_loadu_pd(in.forward + i), K = _mm256_loadu_pd(in.strike + i);
+  const __m256d T = _mm256_loadu_pd(in.expiry_years + i), sigma = _mm256_loadu_pd(in.sigma + i);
+  __m256d ok = _mm256_and_pd(option, _mm256_cmp_pd(F, zero, _CMP_GT_OQ));
+  ok = _mm256_and_pd(ok, _mm256_cmp_pd(K, zero, _CMP_GT_OQ));
+  ok = _mm256_and_pd(ok, _mm256_cmp_pd(T, zero, _CMP_GE_OQ));
+  ok = _mm256_and_pd(ok, _mm256_cmp_pd(sigma, zero, _CMP_GE_OQ));
+  ok = _mm256_and_pd(ok, _mm256_cmp_pd(F, inf, _CMP_LT_OQ));
+  ok = _mm256_and_pd(ok, _mm256_cmp_pd(K, inf, _CMP_LT_OQ));
+  ok = _mm256_and_pd(ok, _mm256_cmp_pd(T, inf, _CMP_LT_OQ));
+  ok = _mm256_and_pd(ok, _mm256_cmp_pd(sigma, inf, _CMP_LT_OQ));
+  return _mm256_movemask_pd(ok);
 }
 
 /// Elements whose value cancels in the direct formula, waiting to go kQueueCells at a time
