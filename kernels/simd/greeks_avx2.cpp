@@ -125,28 +125,11 @@ struct CancellingLanes {
       s[l] = s[0];
       x[l] = x[0];
     }
-    constexpr int V = kQueueVectors;
-    __m256d h[V], t[V], b[V];
-    alignas(32) double h_[kQueueCells], t_[kQueueCells], b_[kQueueCells];
-    for (int v = 0; v < V; ++v) {
-      const __m256d sd = _mm256_load_pd(s + 4 * v), xv = _mm256_load_pd(x + 4 * v);
-      h[v] = _mm256_div_pd(_mm256_sub_pd(_mm256_setzero_pd(), _mm256_andnot_pd(splat(-0.0), xv)), sd);
-      t[v] = _mm256_mul_pd(splat(0.5), sd);
-      _mm256_store_pd(h_ + 4 * v, h[v]);
-      _mm256_store_pd(t_ + 4 * v, t[v]);
-    }
-    int n[kQueueCells], K[kQueueCells];
+    __m256d b[kQueueVectors];
     bool taylor[kQueueCells];
-    bool any = false;
-    for (int l = 0; l < kQueueCells; ++l) any |= taylor[l] = l < count && taylor_terms(x[l], h_[l], t_[l], n[l], K[l]);
-    if (any) {
-      for (int l = count; l < kQueueCells; ++l) {  // padding: a lane's own terms, not garbage
-        n[l] = n[0];
-        K[l] = K[0];
-      }
-      normalised_black_taylor(h, t, n, K, b);
-      for (int v = 0; v < V; ++v) _mm256_store_pd(b_ + 4 * v, b[v]);
-    }
+    alignas(32) double b_[kQueueCells];
+    if (normalised_black_queue(x, s, count, taylor, b))
+      for (int v = 0; v < kQueueVectors; ++v) _mm256_store_pd(b_ + 4 * v, b[v]);
     for (int l = 0; l < count; ++l) {
       const std::size_t j = element[l];
       const double F = in.forward[j], Kst = in.strike[j];

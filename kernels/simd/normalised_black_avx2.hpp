@@ -120,4 +120,32 @@ inline void normalised_black_taylor(const __m256d h[kQueueVectors], const __m256
   }
 }
 
+/// The queued lanes of a vector path (the risk arrays' cells, the greeks' options) whose value
+/// cancels in the direct formula: x = ln(F/K) and s = σ√T per lane, lanes from `count` on
+/// padding (copies of lane 0). b = normalised_black_otm(−|x|, s) through the Taylor series above
+/// in the lanes where the scalar takes that series: taylor[l], for l < count; b of the other
+/// lanes means nothing. False, with nothing computed, when no lane takes it.
+inline bool normalised_black_queue(const double x[kQueueCells], const double s[kQueueCells], int count,
+                                   bool taylor[kQueueCells], __m256d b[kQueueVectors]) {
+  __m256d h[kQueueVectors], t[kQueueVectors];
+  alignas(32) double h_[kQueueCells], t_[kQueueCells];
+  for (int v = 0; v < kQueueVectors; ++v) {
+    const __m256d sd = _mm256_loadu_pd(s + 4 * v), xv = _mm256_loadu_pd(x + 4 * v);
+    h[v] = _mm256_div_pd(_mm256_sub_pd(_mm256_setzero_pd(), _mm256_andnot_pd(splat(-0.0), xv)), sd);
+    t[v] = _mm256_mul_pd(splat(0.5), sd);
+    _mm256_store_pd(h_ + 4 * v, h[v]);
+    _mm256_store_pd(t_ + 4 * v, t[v]);
+  }
+  int n[kQueueCells], K[kQueueCells];
+  bool any = false;
+  for (int l = 0; l < kQueueCells; ++l) {
+    const bool series = taylor_terms(x[l], h_[l], t_[l], n[l], K[l]);  // padding too: its n, K are lane 0's
+    taylor[l] = series && l < count;
+    any |= taylor[l];
+  }
+  if (!any) return false;
+  normalised_black_taylor(h, t, n, K, b);
+  return true;
+}
+
 }  // namespace marginet::kernels::simd::avx2

@@ -146,29 +146,23 @@ struct OptionRow {
     }
     constexpr int V = kQueueVectors;
     const __m256d strike = splat(st.strike);
-    __m256d f1[V], h[V], t[V], b[V];
-    alignas(32) double h_[kQueueCells], t_[kQueueCells];
-    for (int v = 0; v < V; ++v) {
-      f1[v] = _mm256_load_pd(q.f1 + 4 * v);
-      const __m256d sd = _mm256_load_pd(q.sd + 4 * v), x = _mm256_load_pd(q.x + 4 * v);
-      h[v] = _mm256_div_pd(_mm256_sub_pd(_mm256_setzero_pd(), _mm256_andnot_pd(splat(-0.0), x)), sd);
-      t[v] = _mm256_mul_pd(splat(0.5), sd);
-      _mm256_store_pd(h_ + 4 * v, h[v]);
-      _mm256_store_pd(t_ + 4 * v, t[v]);
-    }
-    int n[kQueueCells], K[kQueueCells];
+    __m256d b[V];
     bool taylor[kQueueCells];
-    for (int l = 0; l < kQueueCells; ++l) taylor[l] = taylor_terms(q.x[l], h_[l], t_[l], n[l], K[l]);
-    normalised_black_taylor(h, t, n, K, b);
+    if (!normalised_black_queue(q.x, q.sd, q.count, taylor, b)) {
+      for (int l = 0; l < q.count; ++l) scalar(q.scenario[l]);
+      q.count = 0;
+      return;
+    }
     alignas(32) double out[kQueueCells];
     for (int v = 0; v < V; ++v) {
-      const __m256d intrinsic = w > 0 ? _mm256_max_pd(_mm256_sub_pd(f1[v], strike), _mm256_setzero_pd())
-                                      : _mm256_max_pd(_mm256_sub_pd(strike, f1[v]), _mm256_setzero_pd());
+      const __m256d f1 = _mm256_load_pd(q.f1 + 4 * v);
+      const __m256d intrinsic = w > 0 ? _mm256_max_pd(_mm256_sub_pd(f1, strike), _mm256_setzero_pd())
+                                      : _mm256_max_pd(_mm256_sub_pd(strike, f1), _mm256_setzero_pd());
       const __m256d undiscounted = _mm256_add_pd(
-          intrinsic, _mm256_mul_pd(_mm256_mul_pd(_mm256_sqrt_pd(f1[v]), _mm256_sqrt_pd(strike)), b[v]));
+          intrinsic, _mm256_mul_pd(_mm256_mul_pd(_mm256_sqrt_pd(f1), _mm256_sqrt_pd(strike)), b[v]));
       const __m256d discount = _mm256_load_pd(q.discount + 4 * v);
       const __m256d value = _mm256_mul_pd(splat(st.contract_size), _mm256_mul_pd(discount, undiscounted));
-      _mm256_store_pd(out + 4 * v, pnl(value, f1[v]));
+      _mm256_store_pd(out + 4 * v, pnl(value, f1));
     }
     for (int l = 0; l < q.count; ++l) {
       if (taylor[l]) {
