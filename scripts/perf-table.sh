@@ -12,7 +12,8 @@
 #               ZeroMQ on loopback, against the engine's own time and a bare ZeroMQ round trip
 #   mc-es, span16 (and deribit-pm, hvar)
 #               bench_margin_eod_quantlib: the end-of-day run of the standard book (1 M
-#               positions) against QuantLib's per-position loop, extrapolated
+#               positions) against QuantLib's per-position loop, extrapolated; and how fast
+#               each of its input files loads (instruments, marks, positions)
 #
 # It takes about 2 minutes on 2 cores and needs about 6 GiB of memory. Run it on an idle machine:
 # the load average before and after is printed with the table. The table is markdown, for
@@ -42,6 +43,6 @@ run greeks bench_greeks_quantlib --benchmark_filter='BM_QuantLib_AnalyticEuropea
 run netting bench_netting --benchmark_filter='BM_Net_Dense/10000000|BM_Net_ParseIncluded/10000000|BM_TradeParse'
 run whatif bench_service_load --benchmark_filter='BM_WhatIf|BM_ZmqEcho' --benchmark_min_time=3
 run eod bench_margin_eod_quantlib \
-  --benchmark_filter='BM_MarginEOD/(span16|deribit_pm|hvar|mc_es)/|BM_QuantLibPerPosition'
+  --benchmark_filter='BM_MarginEOD/(span16|deribit_pm|hvar|mc_es)/|BM_QuantLibPerPosition|BM_LoadEodInput'
 echo "$(load)" > "$OUT/load_after"
 "$PY" scripts/perf_table.py "$OUT"

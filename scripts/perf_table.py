@@ -87,6 +87,13 @@ def main():
         rows.append((label, stages(run), f"QuantLib per position, extrapolated: {base:.1f} s",
                      f"**{base / run['total_s']:.0f}×** QuantLib", goal_text or "(no goal of its own)", met))
 
+    loads = []
+    for which, label in ((0, "instruments"), (1, "marks"), (2, "positions")):
+        b = find(eod, f"BM_LoadEodInput/file:{which}/")
+        loads.append(f"{label} {seconds(b) * 1e3:.0f} ms ({b['items_per_second'] / 1e6:.2f} M rows/s)")
+    rows.append(("loading the EOD book's files (read and parsed, each on its own)", "; ".join(loads), "", "",
+                 "(no goal of its own)", None))
+
     print()
     print(f"revision {context.get('marginet_revision', '?')}, backend {context.get('marginet_backend', '?')}, "
           f"host {context.get('host_name', '?')}, {context.get('num_cpus', '?')} CPUs at "
