@@ -190,12 +190,12 @@ int four_options(const GreeksInputs& in, const GreeksOutputs& out, std::size_t i
   const __m256d n1 = _mm256_mul_pd(splat(pricing_detail::kInvSqrt2Pi),
                                    _ZGVdN4v_exp(_mm256_mul_pd(_mm256_mul_pd(splat(-0.5), d1), d1)));
   const __m256d density_ok = _mm256_cmp_pd(n1, zero, _CMP_NEQ_OQ);
-  // Lanes where only the value cancels take the cancellation-free value later (queued), and
-  // the vector formula for everything else (the greeks do not cancel), as black76_greeks does.
+  // Lanes where only the value cancels take the cancellation-free value later (queued: the
+  // price and the columns made from it are patched then), and the vector formula for everything
+  // else (the greeks do not cancel), as black76_greeks does.
   const __m256d rest_ok = _mm256_and_pd(_mm256_and_pd(use, positive_s), density_ok);
   const int cancelling = _mm256_movemask_pd(_mm256_andnot_pd(direct_ok, rest_ok));
-  const __m256d undiscounted = direct;
-  const __m256d price = _mm256_mul_pd(D, undiscounted);
+  const __m256d price = _mm256_mul_pd(D, direct);
   const __m256d delta = _mm256_mul_pd(_mm256_mul_pd(D, w), Nd1);
   const __m256d DF = _mm256_mul_pd(D, F);
   const __m256d gamma = _mm256_div_pd(_mm256_mul_pd(D, n1), _mm256_mul_pd(F, s));

@@ -6,14 +6,14 @@
 //   2. lanes where it cancels (short-dated, out of the money) are queued and taken sixteen at
 //      a time (four interleaved vectors) through the cancellation-free normalised value in its
 //      small-σ√T region (Taylor series of the Mills ratio, forward or Miller's backward
-//      recurrence per lane) — the costliest part of the scalar element, a serial recurrence of
-//      up to ~120 steps;
+//      recurrence per lane; kernels/simd/normalised_black_avx2.hpp, shared with the greeks) —
+//      the costliest part of the scalar element, a serial recurrence of up to ~120 steps;
 //   3. what is left (σ'√T' = 0, x = 0 exactly, invalid inputs, the rare other regions) runs the
 //      scalar element.
 //
-// Only the functions between the target pragmas use AVX2; everything this file includes and
-// instantiates is compiled for baseline x86-64, so no AVX2 copy of a shared inline function can
-// reach a machine without it.
+// Only the functions between the target pragmas use AVX2 (with the two AVX2 headers included
+// there); everything this file includes before them and instantiates is compiled for baseline
+// x86-64, so no AVX2 copy of a shared inline function can reach a machine without it.
 
 #include "kernels/simd/risk_arrays_simd.hpp"
 
