@@ -53,15 +53,9 @@ struct Chain {
   }
   /// The evm chain over this node's deployment (finality 1, dev_mine), as both benchmarks run it.
   EvmChainConfig config() const {
-    EvmChainConfig cfg;
+    EvmChainConfig cfg = evm::chain_config(dep, anvil.url());  // asset USDC
     cfg.name = "bench";
-    cfg.assets = {"USDC"};
-    cfg.rpc_url = anvil.url();
     cfg.finality_depth = 1;
-    cfg.ccp_account = dep.ccp;
-    cfg.dvp_contract = dep.dvp;
-    cfg.tokens = dep.tokens;
-    cfg.members = dep.members;
     cfg.dev_mine = true;
     return cfg;
   }

@@ -34,14 +34,9 @@ struct LocalChain {
     req.member_funding = {{"ETH", 50'000'000'000}, {"USDC", 1'000'000'000}};  // 50 ETH, 1,000 USDC
     req.ccp_funding = {{"ETH", 100'000'000'000}, {"USDC", 5'000'000'000}};
     dep = evm::deploy_settlement(node, signer, *artifacts, req);
+    cfg = evm::chain_config(dep, anvil.url());  // assets ETH, USDC
     cfg.name = "ethereum-local";
-    cfg.assets = {"ETH", "USDC"};
-    cfg.rpc_url = anvil.url();
     cfg.finality_depth = 3;
-    cfg.ccp_account = dep.ccp;
-    cfg.dvp_contract = dep.dvp;
-    cfg.tokens = dep.tokens;
-    cfg.members = dep.members;
     cfg.dev_mine = true;
   }
   std::int64_t bal(const std::string& who, const std::string& asset) {

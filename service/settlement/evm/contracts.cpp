@@ -149,4 +149,16 @@ EvmDeployment deploy_settlement(EvmNode& node, EvmSigner& signer, const Contract
   return d;
 }
 
+EvmChainConfig chain_config(const EvmDeployment& deployment, const std::string& rpc_url) {
+  EvmChainConfig cfg;
+  for (const auto& [asset, token] : deployment.tokens) cfg.assets.push_back(asset);
+  cfg.rpc_url = rpc_url;
+  cfg.ccp_account = deployment.ccp;
+  cfg.dvp_contract = deployment.dvp;
+  cfg.htlc_contract = deployment.htlc;
+  cfg.tokens = deployment.tokens;
+  cfg.members = deployment.members;
+  return cfg;
+}
+
 }  // namespace marginet::evm

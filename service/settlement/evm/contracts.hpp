@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "service/settlement/evm/evm_chain_config.hpp"
 #include "service/settlement/evm/evm_node.hpp"
 
 namespace marginet::evm {
@@ -57,6 +58,11 @@ struct EvmDeployment {
 /// naming the step that failed.
 EvmDeployment deploy_settlement(EvmNode& node, EvmSigner& signer, const ContractArtifacts& artifacts,
                                 const DeployRequest& request);
+
+/// The evm chain's settings for a deployment on the node at `rpc_url`: its CCP, DvP contract,
+/// HTLC, tokens (their assets are the chain's) and members. Name, finality, batching and
+/// dev_mine are left at their defaults for the caller to set.
+EvmChainConfig chain_config(const EvmDeployment& deployment, const std::string& rpc_url);
 
 /// Deploys one contract with constructor arguments (AbiCall("") bytes); its address.
 std::string deploy_contract(EvmNode& node, EvmSigner& signer, const ContractArtifacts& artifacts,
