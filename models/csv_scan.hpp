@@ -4,10 +4,11 @@
 // positions.csv (models/positions.cpp) share. Records follow models/csv.hpp's rules: one line
 // each, `#` comments and blank lines skipped, fields trimmed, double quotes with "" escapes.
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <string_view>
-#include <utility>
+#include <thread>
 #include <vector>
 
 #include "models/csv.hpp"
@@ -75,10 +76,21 @@ class CsvScanner {
   std::vector<std::string> scratch_;  // the quoted line's fields; views in fields_ point here
 };
 
-/// [begin, end) offsets of `parts` chunks of `text` from `from`, each ending at a line end.
-inline std::vector<std::pair<std::size_t, std::size_t>> split_at_lines(std::string_view text, std::size_t from,
-                                                                      std::size_t parts) {
-  std::vector<std::pair<std::size_t, std::size_t>> out;
+/// The data of CSV text after its header's line (`header_line`, 1-based, as CsvScanner counted
+/// it: comments and blank lines before the header included), split at line ends into chunks for
+/// parallel parsing: at most `threads` (0: the machine's hardware threads), each at least
+/// `min_chunk_bytes` long unless the data is shorter. No chunk when there is no data.
+inline std::vector<std::string_view> data_chunks(std::string_view text, long header_line, unsigned threads,
+                                                 std::size_t min_chunk_bytes) {
+  std::size_t from = 0;
+  for (long l = 0; l < header_line; ++l) {
+    const std::size_t nl = text.find('\n', from);
+    from = nl == std::string_view::npos ? text.size() : nl + 1;
+  }
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  const std::size_t by_size = (text.size() - from) / std::max<std::size_t>(1, min_chunk_bytes) + 1;
+  const std::size_t parts = std::max<std::size_t>(1, std::min<std::size_t>(threads, by_size));
+  std::vector<std::string_view> out;
   std::size_t begin = from;
   for (std::size_t k = 1; k <= parts && begin < text.size(); ++k) {
     std::size_t end = k == parts ? text.size() : from + (text.size() - from) * k / parts;
@@ -87,10 +99,21 @@ inline std::vector<std::pair<std::size_t, std::size_t>> split_at_lines(std::stri
       const std::size_t nl = text.find('\n', end);
       end = nl == std::string_view::npos ? text.size() : nl + 1;
     }
-    out.emplace_back(begin, end);
+    out.push_back(text.substr(begin, end - begin));
     begin = end;
   }
   return out;
+}
+
+/// parse(k) for every chunk k, chunk 0 on the calling thread and each other on a thread of its
+/// own; returns when all are done. `parse` must not throw (the parsers keep their errors in the
+/// chunk, to report the file's first in file order).
+template <class Parse>
+void parse_chunks_in_parallel(std::size_t chunks, const Parse& parse) {
+  std::vector<std::thread> pool;
+  for (std::size_t k = 1; k < chunks; ++k) pool.emplace_back([&parse, k] { parse(k); });
+  if (chunks > 0) parse(std::size_t{0});
+  for (std::thread& t : pool) t.join();
 }
 
 }  // namespace marginet

@@ -176,8 +176,8 @@ const std::string& lookup_key(std::string_view id) {
 }  // namespace
 
 const Instrument* InstrumentTable::find(std::string_view id) const {
-  const auto it = by_id_.find(lookup_key(id));
-  return it == by_id_.end() ? nullptr : &instruments_[it->second];
+  const std::optional<std::size_t> index = find_index(id);
+  return index ? &instruments_[*index] : nullptr;
 }
 
 std::optional<std::size_t> InstrumentTable::find_index(std::string_view id) const {
@@ -191,9 +191,9 @@ const Instrument& InstrumentTable::at(std::string_view id) const {
 }
 
 std::size_t InstrumentTable::index_of(std::string_view id) const {
-  const auto it = by_id_.find(lookup_key(id));
-  if (it == by_id_.end()) throw input_error("unknown instrument '" + std::string(id) + "'");
-  return it->second;
+  const std::optional<std::size_t> index = find_index(id);
+  if (!index) throw input_error("unknown instrument '" + std::string(id) + "'");
+  return *index;
 }
 
 }  // namespace marginet

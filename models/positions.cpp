@@ -6,7 +6,6 @@
 #include <iterator>
 #include <optional>
 #include <string>
-#include <thread>
 #include <utility>
 
 #include "models/csv.hpp"
@@ -91,26 +90,12 @@ std::vector<Position> parse_positions_csv(std::string_view text, const std::stri
     if (it == f.end()) throw input_error(source, header.line(), name, "missing column in header");
     *slot = static_cast<std::size_t>(it - f.begin());
   }
-  // The data starts after the header's line (comments and blank lines before it counted).
   const long header_line = header.line();
-  std::size_t data_from = 0;
-  for (long l = 0; l < header_line; ++l) {
-    const std::size_t nl = text.find('\n', data_from);
-    data_from = nl == std::string_view::npos ? text.size() : nl + 1;
-  }
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  const std::size_t by_size = (text.size() - data_from) / std::max<std::size_t>(1, min_chunk_bytes) + 1;
-  const auto bounds = split_at_lines(text, data_from, std::max<std::size_t>(1, std::min<std::size_t>(threads, by_size)));
-  std::vector<PositionChunk> chunks(bounds.size());
-  for (std::size_t k = 0; k < bounds.size(); ++k)
-    chunks[k].text = text.substr(bounds[k].first, bounds[k].second - bounds[k].first);
-  {
-    std::vector<std::thread> pool;
-    for (std::size_t k = 1; k < chunks.size(); ++k)
-      pool.emplace_back([&, k] { parse_positions_chunk(chunks[k], at, instruments, source); });
-    if (!chunks.empty()) parse_positions_chunk(chunks[0], at, instruments, source);
-    for (std::thread& t : pool) t.join();
-  }
+  const std::vector<std::string_view> parts = data_chunks(text, header_line, threads, min_chunk_bytes);
+  std::vector<PositionChunk> chunks(parts.size());
+  for (std::size_t k = 0; k < parts.size(); ++k) chunks[k].text = parts[k];
+  parse_chunks_in_parallel(chunks.size(),
+                           [&](std::size_t k) { parse_positions_chunk(chunks[k], at, instruments, source); });
   // In file order: the first broken row of the file is the one reported.
   std::size_t total = 0;
   long line0 = header_line;

@@ -8,7 +8,6 @@
 #include <limits>
 #include <optional>
 #include <sstream>
-#include <thread>
 
 #include "models/csv.hpp"
 #include "models/csv_scan.hpp"
@@ -354,29 +353,14 @@ TradeSet parse_trades_csv(std::string_view text, const std::string& source, cons
   CsvScanner header(text, source);
   const auto at = read_header(header, source);
   const std::size_t width = header.fields().size();
-  // The header's line: the data starts after it (comments and blank lines before it counted).
   const long header_line = header.line();
-  std::size_t data_from = 0;
-  for (long l = 0; l < header_line; ++l) {
-    const std::size_t nl = text.find('\n', data_from);
-    data_from = nl == std::string_view::npos ? text.size() : nl + 1;
-  }
-
-  unsigned threads = options.threads ? options.threads : std::max(1u, std::thread::hardware_concurrency());
-  const std::size_t by_size = (text.size() - data_from) / std::max<std::size_t>(1, options.min_chunk_bytes) + 1;
-  const std::size_t parts = std::max<std::size_t>(1, std::min<std::size_t>(threads, by_size));
-  const std::size_t ranges = parts;  // trade-id hash ranges, each sorted per chunk on its thread
-  const auto bounds = split_at_lines(text, data_from, parts);
-  std::vector<Chunk> chunks(bounds.size());
-  for (std::size_t k = 0; k < bounds.size(); ++k)
-    chunks[k].text = text.substr(bounds[k].first, bounds[k].second - bounds[k].first);
-  {
-    std::vector<std::thread> pool;
-    for (std::size_t k = 1; k < chunks.size(); ++k)
-      pool.emplace_back([&, k] { parse_chunk(chunks[k], at, width, assets, source, ranges); });
-    if (!chunks.empty()) parse_chunk(chunks[0], at, width, assets, source, ranges);
-    for (std::thread& t : pool) t.join();
-  }
+  const std::vector<std::string_view> parts = data_chunks(text, header_line, options.threads, options.min_chunk_bytes);
+  // Trade-id hash ranges, one per chunk: each chunk sorts its hashes per range on its thread.
+  const std::size_t ranges = std::max<std::size_t>(1, parts.size());
+  std::vector<Chunk> chunks(parts.size());
+  for (std::size_t k = 0; k < parts.size(); ++k) chunks[k].text = parts[k];
+  parse_chunks_in_parallel(chunks.size(),
+                           [&](std::size_t k) { parse_chunk(chunks[k], at, width, assets, source, ranges); });
 
   // Merge in file order: member ids mapped, the per-asset gross summed (the trade that takes it
   // past int64 named), the first broken row of the file reported, the columns joined.

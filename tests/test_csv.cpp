@@ -84,12 +84,6 @@ TEST(Iso8601, RejectsMalformed) {
     EXPECT_FALSE(parse_iso8601_utc(bad)) << bad;
 }
 
-}  // namespace
-}  // namespace marginet
-
-namespace marginet {
-namespace {
-
 // positions.csv parsed in parallel chunks split at line ends (models/positions.hpp): the same
 // positions, in file order, and the same first error with its absolute line, whatever the split.
 InstrumentTable position_instruments() {
