@@ -1,9 +1,12 @@
 #include "host/backend.hpp"
 
 #include <omp.h>
+#include <spdlog/spdlog.h>
 #include <thrust/version.h>
 
+#include <atomic>
 #include <cstdio>
+#include <mutex>
 
 #include "kernels/cpu_simd.hpp"
 #include "models/errors.hpp"
@@ -92,13 +95,62 @@ Backend select_backend(DeviceChoice choice) {
   return probe_cuda().available() ? Backend::cuda : Backend::cpu;
 }
 
+namespace {
+std::atomic<DeviceErrorPolicy> g_device_error_policy{DeviceErrorPolicy::refuse};
+std::atomic<bool> g_cuda_unusable{false};
+std::mutex g_cuda_reason_mutex;
+std::string g_cuda_reason;  // guarded by g_cuda_reason_mutex
+}  // namespace
+
+DeviceErrorPolicy parse_device_error_policy(const std::string& text) {
+  if (text == "refuse") return DeviceErrorPolicy::refuse;
+  if (text == "cpu") return DeviceErrorPolicy::cpu;
+  throw usage_error("--on-device-error must be refuse or cpu (got '" + text + "')");
+}
+
+void set_device_error_policy(DeviceErrorPolicy policy) { g_device_error_policy.store(policy); }
+DeviceErrorPolicy device_error_policy() { return g_device_error_policy.load(); }
+
+void mark_cuda_unusable(const std::string& reason) {
+  const std::lock_guard<std::mutex> lock(g_cuda_reason_mutex);
+  if (g_cuda_unusable.load()) return;
+  g_cuda_reason = reason;
+  g_cuda_unusable.store(true);
+  spdlog::error("the CUDA device is unusable from now on ({}); {}", reason,
+                device_error_policy() == DeviceErrorPolicy::cpu ? "computing on the CPU instead"
+                                                                : "device work is refused until the process restarts");
+}
+
+std::string cuda_unusable_reason() {
+  if (!g_cuda_unusable.load()) return {};
+  const std::lock_guard<std::mutex> lock(g_cuda_reason_mutex);
+  return g_cuda_reason;
+}
+
+void clear_cuda_unusable_for_tests() {
+  const std::lock_guard<std::mutex> lock(g_cuda_reason_mutex);
+  g_cuda_reason.clear();
+  g_cuda_unusable.store(false);
+}
+
+Backend usable_backend(Backend requested) {
+  if (requested != Backend::cuda || !g_cuda_unusable.load()) return requested;
+  if (device_error_policy() == DeviceErrorPolicy::cpu) return Backend::cpu;
+  throw cuda_error("the CUDA device is unusable since an earlier failure (" + cuda_unusable_reason() +
+                       "); device work is refused until the process restarts",
+                   false);
+}
+
 std::string describe_device(Backend backend) {
   if (backend == Backend::cuda) {
     const CudaProbe& p = probe_cuda();
     char buf[256];
     std::snprintf(buf, sizeof buf, "%s (sm_%d%d, %.1f GiB, %.0f GB/s peak)", p.device_name.c_str(),
                   p.compute_major, p.compute_minor, p.memory_gib, p.peak_bandwidth_gbs);
-    return buf;
+    const std::string reason = cuda_unusable_reason();
+    if (reason.empty()) return buf;
+    return std::string(buf) + "; UNUSABLE since: " + reason +
+           (device_error_policy() == DeviceErrorPolicy::cpu ? " (computing on the CPU)" : " (device work refused)");
   }
   return "CPU, " + std::to_string(cpu_threads()) + " OpenMP threads, " +
          kernels::simd_name(kernels::simd_level()) + " risk arrays";

@@ -37,8 +37,34 @@ Backend select_backend(DeviceChoice choice);
 /// answers (nothing to bind; the CPU backend ignores it).
 int bind_cuda_device(int local_rank);
 
-/// One line describing the device a backend runs on (for --version, logs and benchmarks).
+/// One line describing the device a backend runs on (for --version, logs and benchmarks);
+/// for CUDA, says so when the context has become unusable.
 std::string describe_device(Backend backend);
+
+/// After a sticky CUDA error (an illegal address, a kernel fault) the context is unusable for
+/// the rest of the process. What kernel calls on the CUDA backend do from then on:
+///   refuse  throw marginet::cuda_error (not recoverable) without touching the device: a
+///           service answers `internal` to every request that needs it, and goes on serving
+///           the rest (status, queries of the committed state);
+///   cpu     run on the CPU backend instead (the same sources; results within the
+///           cross-backend tolerance of docs/margin.md).
+/// The call that met the error fails either way. The default is refuse.
+enum class DeviceErrorPolicy { refuse, cpu };
+/// "refuse" | "cpu"; anything else is a usage_error.
+DeviceErrorPolicy parse_device_error_policy(const std::string& text);
+void set_device_error_policy(DeviceErrorPolicy policy);
+DeviceErrorPolicy device_error_policy();
+
+/// Records that the CUDA context is unusable (the first reason is kept). Thread-safe.
+void mark_cuda_unusable(const std::string& reason);
+/// Empty while the CUDA context works; else why it does not.
+std::string cuda_unusable_reason();
+/// Forgets a recorded failure: for tests only (a real context does not recover).
+void clear_cuda_unusable_for_tests();
+
+/// The backend a kernel call runs on now: `requested`, unless that is CUDA and the context is
+/// unusable; then the CPU (policy cpu) or a cuda_error naming the first failure (refuse).
+Backend usable_backend(Backend requested);
 
 /// Worker threads of the CPU backend (OpenMP); 0 keeps the default (all cores).
 void set_cpu_threads(int threads);

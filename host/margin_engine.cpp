@@ -5,6 +5,7 @@
 #include <cmath>
 #include <unordered_map>
 
+#include "host/device_arrays.hpp"
 #include "host/dispatch.hpp"
 #include "host/host_buffer.hpp"
 #include "host/margin_reduce.hpp"
@@ -77,6 +78,29 @@ struct MarginEngine::ScenarioTiling {
   bool in_place = false;                    // one tile covers all scenarios: no tile copies
   HostBuffer<double> risk_tile, pnl_tile;   // R and P of one tile, when not in place
   HostBuffer<double> published_risk;        // published R over all scenarios, read once
+
+  /// What the run keeps in the backend's device memory (host/device_arrays.hpp; on the CPU
+  /// every view is the host array itself): the kernels' inputs, uploaded at the first tile and
+  /// read by every tile; R of the tile, written by stage 1 and read by stage 2 where it is;
+  /// P of the tile (in place: all of P, which stage 3 reduces where it is). The host gets R
+  /// only when it keeps it for what-if, and P once, for the account results and what-if.
+  struct Device {
+    kernels::DeviceArray<InstrumentState> states;
+    kernels::DeviceArray<ScenarioShock> shocks;
+    kernels::DeviceArray<VolTermParams> vol_terms;
+    kernels::DeviceArray<std::int64_t> offsets;
+    kernels::DeviceArray<std::int32_t> state;
+    kernels::DeviceArray<double> quantity;
+    kernels::DeviceArray<double> risk, pnl;
+    const InstrumentState* states_view = nullptr;
+    const ScenarioShock* shocks_view = nullptr;
+    const VolTermParams* vol_terms_view = nullptr;
+    const std::int64_t* offsets_view = nullptr;
+    const std::int32_t* state_view = nullptr;
+    const double* quantity_view = nullptr;
+    const double* pnl_view = nullptr;       // P of the last tile on the backend
+    bool risk_inputs = false, csr_inputs = false;
+  } device;
 };
 
 MarginEngine::MarginEngine(const InstrumentTable& instruments, const MarketSnapshot& market,
@@ -177,7 +201,8 @@ MarginRun MarginEngine::run(const std::vector<Position>& positions, const std::v
 
   ScenarioTiling tiling = plan_scenario_tiles(*cache);
   compute_scenarios(*cache, csr, tiling, 0, cache->setup.scenarios.count, out.times);
-  finish_run(*cache, out);
+  // In place, P is whole where stage 2 wrote it: reduced there, not uploaded again.
+  finish_run(*cache, out, tiling.in_place ? tiling.device.pnl_view : cache->pnl.data());
   out.times.total_s = seconds_since(t_start);
   cache_ = std::move(cache);
   return out;
@@ -203,9 +228,9 @@ void MarginEngine::compute_scenarios(Cache& cache, const PositionsCsr& csr, Scen
   }
 }
 
-void MarginEngine::finish_run(Cache& cache, MarginRun& out) const {
+void MarginEngine::finish_run(Cache& cache, MarginRun& out, const double* pnl) const {
   const auto t_reduce = Clock::now();
-  reduce_rows(cache);
+  reduce_rows(cache, pnl);
   out.accounts = assemble_accounts(cache);
   out.times.reduction_s = seconds_since(t_reduce);
 }
@@ -244,7 +269,7 @@ std::optional<MarginRun> MarginEngine::run_scenario_block(const std::vector<Posi
     if (times) *times = out.times;
     return std::nullopt;
   }
-  finish_run(*cache, out);
+  finish_run(*cache, out, cache->pnl.data());
   out.times.total_s = seconds_since(t_start);
   if (times) *times = out.times;
   cache_ = std::move(cache);
@@ -326,7 +351,8 @@ void MarginEngine::collect_row_inputs(Cache& cache, const std::vector<Position>&
 
 /// Sizes the scenario tiles and allocates P (and R, when it is kept for what-if). On the CPU
 /// backend host memory is device memory: with R cached, one tile covers all scenarios and the
-/// kernels write R and P in place, with no tile copies.
+/// kernels write R and P in place, with no tile copies. On a GPU one tile covers all scenarios
+/// whenever R and P fit in its free memory.
 MarginEngine::ScenarioTiling MarginEngine::plan_scenario_tiles(Cache& cache) const {
   const std::size_t S = cache.setup.scenarios.count;
   const std::size_t states = cache.setup.states.size();
@@ -335,8 +361,15 @@ MarginEngine::ScenarioTiling MarginEngine::plan_scenario_tiles(Cache& cache) con
   cache.pnl.reset(cache.rows.size() * S);
   if (tiling.keep_risk) cache.risk.reset(states * S);
   std::size_t tile_bytes = tile_bytes_;
-  if (tile_bytes == 0)
-    tile_bytes = backend_ == Backend::cpu && tiling.keep_risk ? kMaxCachedRiskBytes : kDefaultTileBytes;
+  if (tile_bytes == 0 && memory_is_host(backend_)) {
+    tile_bytes = tiling.keep_risk ? kMaxCachedRiskBytes : kDefaultTileBytes;
+  } else if (tile_bytes == 0) {
+    // A device tiles only when R and P do not fit together in what its memory has free (with a
+    // fifth kept back for the CSR and the reductions): whole, P is reduced where it is.
+    const std::size_t whole = (states + cache.rows.size()) * S * sizeof(double);
+    const std::size_t free = MARGINET_DISPATCH(backend_, device_free_bytes);
+    tile_bytes = whole <= free / 5 * 4 ? states * S * sizeof(double) : kDefaultTileBytes;
+  }
   const std::size_t width = states ? std::max<std::size_t>(1, tile_bytes / (states * sizeof(double))) : S;
   tiling.width = std::min(width, std::max<std::size_t>(S, 1));
   tiling.in_place = tiling.width >= S;
@@ -366,17 +399,29 @@ const double* MarginEngine::compute_risk_arrays(Cache& cache, ScenarioTiling& ti
     const double* published = tiling.published_risk.data();
     for (std::size_t i = 0; i < states; ++i)
       std::copy(published + i * S + s0, published + i * S + s1, risk + i * width);
-  } else {
-    const kernels::RiskArrayArgs args{setup.states.data(), states, set.shocks.data(), set.underlyings.size(),
-                                      set.vol_terms.data(), s0, s1, setup.units, risk};
+  }
+  const double* risk_view = risk;  // published: the kernel copies it in
+  if (published_.empty()) {
+    ScenarioTiling::Device& d = tiling.device;
+    if (!d.risk_inputs) {
+      d.states_view = device_copy(backend_, setup.states.data(), states, d.states);
+      d.shocks_view = device_copy(backend_, set.shocks.data(), set.shocks.size(), d.shocks);
+      d.vol_terms_view = device_copy(backend_, set.vol_terms.data(), set.vol_terms.size(), d.vol_terms);
+      d.risk_inputs = true;
+    }
+    double* out = device_output(backend_, risk, states * width, d.risk);
+    const kernels::RiskArrayArgs args{d.states_view, states, d.shocks_view, set.underlyings.size(), d.vol_terms_view,
+                                      s0, s1, setup.units, out};
     MARGINET_DISPATCH(backend_, risk_arrays, args);
+    if (tiling.keep_risk) copy_to_host(backend_, risk, out, states * width);
+    risk_view = out;
     times.revaluations += states * width;
   }
   if (tiling.keep_risk && risk != cache.risk.data())
     for (std::size_t i = 0; i < states; ++i)
       std::copy(risk + i * width, risk + (i + 1) * width, cache.risk.data() + i * S + s0);
   times.risk_arrays_s += seconds_since(t0);
-  return risk;
+  return risk_view;
 }
 
 /// Stage 2 for scenarios [s0, s1): P = Q · R over the tile's risk arrays, into the cached P.
@@ -391,9 +436,19 @@ void MarginEngine::compute_portfolio_pnl(Cache& cache, const PositionsCsr& csr, 
     if (tiling.pnl_tile.size() != rows * width) tiling.pnl_tile.reset(rows * width);
     pnl = tiling.pnl_tile.data();
   }
-  const kernels::PortfolioPnlArgs args{csr.offsets.data(), rows, csr.state.data(), csr.quantity.data(),
-                                       positions, risk, cache.setup.states.size(), width, pnl};
+  ScenarioTiling::Device& d = tiling.device;
+  if (!d.csr_inputs) {
+    d.offsets_view = device_copy(backend_, csr.offsets.data(), csr.offsets.size(), d.offsets);
+    d.state_view = device_copy(backend_, csr.state.data(), positions, d.state);
+    d.quantity_view = device_copy(backend_, csr.quantity.data(), positions, d.quantity);
+    d.csr_inputs = true;
+  }
+  double* out = device_output(backend_, pnl, rows * width, d.pnl);
+  const kernels::PortfolioPnlArgs args{d.offsets_view, rows, d.state_view, d.quantity_view,
+                                       positions, risk, cache.setup.states.size(), width, out};
   MARGINET_DISPATCH(backend_, portfolio_pnl, args);
+  copy_to_host(backend_, pnl, out, rows * width);
+  d.pnl_view = out;
   if (!tiling.in_place)
     for (std::size_t r = 0; r < rows; ++r)
       std::copy(pnl + r * width, pnl + (r + 1) * width, cache.pnl.data() + r * S + s0);
@@ -403,7 +458,7 @@ void MarginEngine::compute_portfolio_pnl(Cache& cache, const PositionsCsr& csr, 
 
 /// Stage 3 on the backend: each row of P reduced over its scenarios, by the methodology's
 /// measure (tail risk, deribit worst case, or weighted worst loss).
-void MarginEngine::reduce_rows(Cache& cache) const {
+void MarginEngine::reduce_rows(Cache& cache, const double* pnl) const {
   const RunSetup& setup = cache.setup;
   const ScenarioSet& set = setup.scenarios;
   const std::size_t S = set.count, rows = cache.rows.size();
@@ -411,7 +466,7 @@ void MarginEngine::reduce_rows(Cache& cache) const {
   if (methodology_.kind == MethodologyKind::hvar || methodology_.kind == MethodologyKind::mc_es) {
     std::vector<TailRisk> base(rows), stress(rows);
     const std::size_t base_n = set.stress_offset ? set.stress_offset : S;
-    const kernels::TailRiskArgs args{cache.pnl.data(), rows, S, base_n, tail_k_base(setup, methodology_),
+    const kernels::TailRiskArgs args{pnl, rows, S, base_n, tail_k_base(setup, methodology_),
                                      tail_k_stress(setup, methodology_), base.data(), stress.data()};
     MARGINET_DISPATCH(backend_, tail_risk, args);
     for (std::size_t r = 0; r < rows; ++r)
@@ -432,11 +487,11 @@ void MarginEngine::reduce_rows(Cache& cache) const {
     for (std::size_t s = 0; s < S; ++s) extended[s] = s >= standard;
     std::vector<DeribitRowParams> params(G);
     for (std::size_t g = 0; g < G; ++g) params[g] = deribit_params(setup, methodology_, static_cast<std::int32_t>(g));
-    const kernels::DeribitWorstArgs args{cache.pnl.data(), rows, S, group.data(), moves.data(),
+    const kernels::DeribitWorstArgs args{pnl, rows, S, group.data(), moves.data(),
                                          extended.data(), params.data(), G, worst.data(), worst_s.data()};
     MARGINET_DISPATCH(backend_, deribit_worst_case, args);
   } else {
-    const kernels::WorstLossArgs args{cache.pnl.data(), rows, S, set.weights.data(), worst.data(), worst_s.data()};
+    const kernels::WorstLossArgs args{pnl, rows, S, set.weights.data(), worst.data(), worst_s.data()};
     MARGINET_DISPATCH(backend_, weighted_worst_loss, args);
   }
   for (std::size_t r = 0; r < rows; ++r) cache.reductions[r] = RowReduction{worst[r], worst_s[r], 0, 0, 0};

@@ -136,8 +136,9 @@ class MarginEngine {
 
   /// span16 only: take R from published risk arrays instead of revaluing.
   void use_published_risk_arrays(PublishedRiskArrays arrays);
-  /// Largest risk-array tile in bytes; smaller tiles run more passes. 0 (the default): 512 MiB,
-  /// or on the CPU backend with the risk arrays cached, all scenarios in one pass.
+  /// Largest risk-array tile in bytes; smaller tiles run more passes. 0 (the default): all
+  /// scenarios in one pass on the CPU backend when the risk arrays are cached, and on a GPU when
+  /// R and P fit in its free memory; else 512 MiB.
   void set_tile_bytes(std::size_t bytes) { tile_bytes_ = bytes; }
 
   /// The end-of-day run: margins every account holding positions; caches the account P&L rows
@@ -207,9 +208,11 @@ class MarginEngine {
   /// Stages 1 and 2 over scenarios [begin, end), tile by tile: R, then P.
   void compute_scenarios(Cache& cache, const PositionsCsr& csr, ScenarioTiling& tiling, std::size_t begin,
                          std::size_t end, StageTimes& times) const;
-  void reduce_rows(Cache& cache) const;
+  /// Stage 3 over P, read at `pnl` (where the backend has it: on the device after an in-place
+  /// run, else the cache's host copy).
+  void reduce_rows(Cache& cache, const double* pnl) const;
   /// Stage 3 and the account results into `out` (with its reduction time).
-  void finish_run(Cache& cache, MarginRun& out) const;
+  void finish_run(Cache& cache, MarginRun& out, const double* pnl) const;
   std::vector<AccountMargin> assemble_accounts(const Cache& cache) const;
 
   const InstrumentTable& instruments_;

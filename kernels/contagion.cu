@@ -1,29 +1,22 @@
 #include "kernels/detail/backend.cuh"
-#include "kernels/detail/device_buffers.cuh"
+#include "kernels/detail/device_memory.cuh"
+#include "kernels/detail/primitives.cuh"
 #include "kernels/contagion.hpp"
 #include "models/contagion_math.hpp"
 
+#include <omp.h>
 #include <thrust/copy.h>
-#include <thrust/execution_policy.h>
-#include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/transform.h>
 #include <thrust/transform_reduce.h>
 
-#include <utility>
-
-#if !defined(__CUDACC__)
-#include <omp.h>
-
 #include <algorithm>
+#include <utility>
 #include <vector>
-#endif
 
 namespace marginet::kernels::MARGINET_BACKEND_NS {
 
 namespace {
-
-using buffers::DeviceInput;
 
 /// Device pointers to the network (ClearingNetworkView's arrays, where the kernel reads them).
 struct NetworkPointers {
@@ -86,31 +79,32 @@ struct RatioOf {
 struct InflowAt {
   NetworkPointers net;
   const double* ratio;
-  MARGINET_HD double operator()(std::size_t i) const { return gather_inflow(net, i, ratio); }
+  double* inflow;
+  MARGINET_HD void operator()(std::size_t i) const { inflow[i] = gather_inflow(net, i, ratio); }
 };
 
-#if defined(__CUDACC__)
 /// The GPU: one Thrust pass per iteration (a thread per node or row), then a max-reduction of
 /// |Δp| whose result comes back to the host to decide whether to go on.
-ClearingIterationResult iterate(const ClearingIterationArgs& a, const NetworkPointers& net, const std::int32_t* rows,
-                                std::size_t n) {
+ClearingIterationResult iterate_by_passes(const ClearingIterationArgs& a, const NetworkPointers& net,
+                                          const std::int32_t* rows, std::size_t n) {
   ClearingIterationResult result;
   const std::size_t count = a.rows ? a.row_count : n;  // the host pointer decides: an empty device copy is null
   // Two iterates, swapped after every pass. Nodes outside `rows` are never written, so both
   // buffers keep their start value.
-  thrust::device_vector<double> payment_a(a.payment, a.payment + n), payment_b(payment_a), ratio_a(n);
-  thrust::transform(thrust::device, payment_a.begin(), payment_a.end(), net.liability, ratio_a.begin(), RatioOf{});
-  thrust::device_vector<double> ratio_b(ratio_a);
-  double* payment_now = thrust::raw_pointer_cast(payment_a.data());
-  double* payment_next = thrust::raw_pointer_cast(payment_b.data());
-  double* ratio_now = thrust::raw_pointer_cast(ratio_a.data());
-  double* ratio_next = thrust::raw_pointer_cast(ratio_b.data());
+  buffers::Buffer<double> payment_a(n), payment_b(n), ratio_a(n), ratio_b(n);
+  buffers::upload(payment_a.data(), a.payment, n);
+  thrust::copy_n(buffers::exec(), payment_a.data(), n, payment_b.data());
+  thrust::transform(buffers::exec(), payment_a.data(), payment_a.data() + n, net.liability, ratio_a.data(), RatioOf{});
+  thrust::copy_n(buffers::exec(), ratio_a.data(), n, ratio_b.data());
+  double* payment_now = payment_a.data();
+  double* payment_next = payment_b.data();
+  double* ratio_now = ratio_a.data();
+  double* ratio_next = ratio_b.data();
   const thrust::counting_iterator<std::size_t> first(0);
 
   while (count > 0 && result.iterations < a.max_iterations) {
-    thrust::for_each_n(thrust::device, first, count,
-                       UpdatePayment{net, a.alpha, a.beta, rows, ratio_now, payment_next, ratio_next});
-    const double change = thrust::transform_reduce(thrust::device, first, first + count,
+    primitives::for_each_index(count, UpdatePayment{net, a.alpha, a.beta, rows, ratio_now, payment_next, ratio_next});
+    const double change = thrust::transform_reduce(buffers::exec(), first, first + count,
                                                    PaymentChange{rows, payment_now, payment_next}, 0.0, MaxOf{});
     std::swap(payment_now, payment_next);
     std::swap(ratio_now, ratio_next);
@@ -121,16 +115,15 @@ ClearingIterationResult iterate(const ClearingIterationArgs& a, const NetworkPoi
       break;
     }
   }
-  const thrust::device_ptr<double> final_payment = thrust::device_pointer_cast(payment_now);
-  thrust::copy(final_payment, final_payment + static_cast<std::ptrdiff_t>(n), a.payment);  // device → host
+  buffers::download(a.payment, payment_now, n);
   if (a.inflow) {
-    thrust::device_vector<double> inflow(n);
-    thrust::transform(thrust::device, first, first + n, inflow.begin(), InflowAt{net, ratio_now});
-    thrust::copy(inflow.begin(), inflow.end(), a.inflow);
+    buffers::Output<double> inflow(a.inflow, n);
+    primitives::for_each_index(n, InflowAt{net, ratio_now, inflow.ptr});
+    inflow.to_host();
   }
   return result;
 }
-#else
+
 /// Below this much work per pass (rows + links) the CPU backend runs on one thread: a
 /// fork/join or barrier costs more than the pass.
 constexpr std::size_t kParallelFrom = std::size_t{1} << 16;
@@ -158,8 +151,8 @@ std::size_t row_at_work(const std::int64_t* in_begin, std::size_t n, std::size_t
 /// largest |Δp| in its own slot (two sets of slots, by iteration parity, so that a thread
 /// already in the next iteration never overwrites a slot another is still reading), and after
 /// the barrier every thread takes the same maximum and so makes the same decision.
-ClearingIterationResult iterate(const ClearingIterationArgs& a, const NetworkPointers& net, const std::int32_t* rows,
-                                std::size_t n) {
+ClearingIterationResult iterate_in_one_region(const ClearingIterationArgs& a, const NetworkPointers& net,
+                                             const std::int32_t* rows, std::size_t n) {
   ClearingIterationResult result;
   const std::size_t count = rows ? a.row_count : n;
   std::vector<double> payment_a(a.payment, a.payment + n), payment_b(payment_a), ratio_a(n);
@@ -227,13 +220,12 @@ ClearingIterationResult iterate(const ClearingIterationArgs& a, const NetworkPoi
   std::copy(payment.begin(), payment.end(), a.payment);
   if (a.inflow) {
     const auto nodes = static_cast<std::ptrdiff_t>(n);
-    const InflowAt inflow_at{net, ratio};
+    const InflowAt inflow_at{net, ratio, a.inflow};
 #pragma omp parallel for schedule(static) num_threads(n + static_cast<std::size_t>(net.in_begin[n]) < kParallelFrom ? 1 : workers)
-    for (std::ptrdiff_t i = 0; i < nodes; ++i) a.inflow[i] = inflow_at(static_cast<std::size_t>(i));
+    for (std::ptrdiff_t i = 0; i < nodes; ++i) inflow_at(static_cast<std::size_t>(i));
   }
   return result;
 }
-#endif
 
 }  // namespace
 
@@ -245,13 +237,17 @@ ClearingIterationResult clearing_iterate(const ClearingIterationArgs& a) {
   const auto n = static_cast<std::size_t>(v.nodes);
   const auto links = static_cast<std::size_t>(v.in_begin[n]);
   return detail::run_translating_errors("clearing_iterate", [&] {
-    const DeviceInput<std::int64_t> begin(v.in_begin, n + 1);
-    const DeviceInput<std::int32_t> debtor(v.in_debtor, links);
-    const DeviceInput<double> amount(v.in_amount, links), external(v.external, n), liability(v.liability, n),
+    const buffers::Input<std::int64_t> begin(v.in_begin, n + 1);
+    const buffers::Input<std::int32_t> debtor(v.in_debtor, links);
+    const buffers::Input<double> amount(v.in_amount, links), external(v.external, n), liability(v.liability, n),
         margin(v.margin_received, n);
-    const DeviceInput<std::int32_t> rows(a.rows, a.rows ? a.row_count : 0);
+    const buffers::Input<std::int32_t> rows(a.rows, a.rows ? a.row_count : 0);
     const NetworkPointers net{begin.ptr, debtor.ptr, amount.ptr, external.ptr, liability.ptr, margin.ptr};
-    return iterate(a, net, a.rows ? rows.ptr : nullptr, n);
+    // The CPU runs the whole iteration in one OpenMP region; the GPU a pass per iteration.
+    if constexpr (detail::kHostIsDevice)
+      return iterate_in_one_region(a, net, a.rows ? rows.ptr : nullptr, n);
+    else
+      return iterate_by_passes(a, net, a.rows ? rows.ptr : nullptr, n);
   });
 }
 

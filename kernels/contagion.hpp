@@ -24,6 +24,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/api.hpp"
+
 namespace marginet::kernels {
 
 /// The network in CSR form by creditor; all arrays host memory.
@@ -55,11 +57,8 @@ struct ClearingIterationResult {
   bool converged = false;  // last_change ≤ tolerance (false when no iteration ran)
 };
 
-namespace cpu {
+MARGINET_KERNEL_API(
 ClearingIterationResult clearing_iterate(const ClearingIterationArgs& args);
-}  // namespace cpu
-namespace gpu {
-ClearingIterationResult clearing_iterate(const ClearingIterationArgs& args);
-}  // namespace gpu
+)
 
 }  // namespace marginet::kernels

@@ -1,14 +1,12 @@
 #include "kernels/detail/backend.cuh"
-#include "kernels/greeks.hpp"
-#include "models/pricing.hpp"
-#if !defined(__CUDACC__)
+#include "kernels/detail/device_memory.cuh"
+#include "kernels/detail/primitives.cuh"
 #include "kernels/cpu_simd.hpp"
+#include "kernels/greeks.hpp"
 #include "kernels/simd/greeks_simd.hpp"
-#endif
+#include "models/pricing.hpp"
 
 #include <thrust/fill.h>
-#include <thrust/for_each.h>
-#include <thrust/iterator/counting_iterator.h>
 
 namespace marginet::kernels::MARGINET_BACKEND_NS {
 
@@ -53,13 +51,12 @@ struct GreeksView {
   }
 };
 
+/// A host array copied into a new device buffer (on the CPU backend: host memory too).
 template <class T>
-T* raw(thrust::device_vector<T>& v) {
-  return thrust::raw_pointer_cast(v.data());
-}
-template <class T>
-const T* raw(const thrust::device_vector<T>& v) {
-  return thrust::raw_pointer_cast(v.data());
+buffers::Buffer<T> resident_copy(const T* host, std::size_t n) {
+  buffers::Buffer<T> b(n);
+  buffers::upload(b.data(), host, n);
+  return b;
 }
 
 struct PortfolioGreeksOfAccount {
@@ -87,18 +84,17 @@ struct PortfolioGreeksOfAccount {
 
 struct ResidentGreeksBatch::Impl {
   std::size_t count;
-  thrust::device_vector<std::uint8_t> kind, put_call, settlement;
-  thrust::device_vector<double> forward, strike, expiry_years, sigma, rate;
-  thrust::device_vector<double> outputs;  // kGreeksColumns × count, column-major (SoA)
+  buffers::Buffer<std::uint8_t> kind, put_call, settlement;
+  buffers::Buffer<double> forward, strike, expiry_years, sigma, rate;
+  buffers::Buffer<double> outputs;  // kGreeksColumns × count, column-major (SoA)
 
-  GreeksView view() {
-    double* o = raw(outputs);
+  GreeksView view() const {
+    double* o = outputs.data();
     const std::size_t n = count;
-    return GreeksView{raw(kind),  raw(put_call), raw(settlement), raw(forward),
-                      raw(strike), raw(expiry_years), raw(sigma),  raw(rate),
-                      o,          o + n,         o + 2 * n,      o + 3 * n,
-                      o + 4 * n,  o + 5 * n,     o + 6 * n,      o + 7 * n,
-                      o + 8 * n,  o + 9 * n};
+    return GreeksView{kind.data(),   put_call.data(), settlement.data(), forward.data(), strike.data(),
+                      expiry_years.data(), sigma.data(), rate.data(),    o,              o + n,
+                      o + 2 * n,     o + 3 * n,       o + 4 * n,         o + 5 * n,      o + 6 * n,
+                      o + 7 * n,     o + 8 * n,       o + 9 * n};
   }
 };
 
@@ -106,15 +102,15 @@ ResidentGreeksBatch::ResidentGreeksBatch(const GreeksInputs& in) {
   detail::run_translating_errors("ResidentGreeksBatch", [&] {
     const std::size_t n = in.count;
     impl_ = std::unique_ptr<Impl>(new Impl{n,
-                                           detail::to_device(in.kind, n),
-                                           detail::to_device(in.put_call, n),
-                                           detail::to_device(in.settlement, n),
-                                           detail::to_device(in.forward, n),
-                                           detail::to_device(in.strike, n),
-                                           detail::to_device(in.expiry_years, n),
-                                           detail::to_device(in.sigma, n),
-                                           detail::to_device(in.rate, n),
-                                           thrust::device_vector<double>(kGreeksColumns * n)});
+                                           resident_copy(in.kind, n),
+                                           resident_copy(in.put_call, n),
+                                           resident_copy(in.settlement, n),
+                                           resident_copy(in.forward, n),
+                                           resident_copy(in.strike, n),
+                                           resident_copy(in.expiry_years, n),
+                                           resident_copy(in.sigma, n),
+                                           resident_copy(in.rate, n),
+                                           buffers::Buffer<double>(kGreeksColumns * n)});
   });
 }
 
@@ -125,28 +121,20 @@ std::size_t ResidentGreeksBatch::count() const { return impl_->count; }
 void ResidentGreeksBatch::run() {
   if (impl_->count == 0) return;
   detail::run_translating_errors("price_greeks", [&] {
-#if !defined(__CUDACC__)
+    const GreeksView v = impl_->view();
     // The CPU's vector path (kernels/cpu_simd.hpp): the same columns to within a few ulp.
-    if (simd_level() == SimdLevel::avx2) {
-      const GreeksView v = impl_->view();
-      simd::price_greeks_avx2(
-          GreeksInputs{impl_->count, v.kind, v.put_call, v.settlement, v.forward, v.strike, v.expiry_years, v.sigma,
-                       v.rate},
-          GreeksOutputs{v.price, v.price_coin, v.delta, v.delta_coin, v.gamma, v.vega, v.theta, v.rho, v.vanna,
-                        v.volga});
-      return;
+    if constexpr (detail::kHostIsDevice) {
+      if (simd_level() == SimdLevel::avx2) {
+        simd::price_greeks_avx2(
+            GreeksInputs{impl_->count, v.kind, v.put_call, v.settlement, v.forward, v.strike, v.expiry_years,
+                         v.sigma, v.rate},
+            GreeksOutputs{v.price, v.price_coin, v.delta, v.delta_coin, v.gamma, v.vega, v.theta, v.rho, v.vanna,
+                          v.volga});
+        return;
+      }
     }
-#endif
-    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), impl_->count,
-                       impl_->view());
-#if defined(__CUDACC__)
-    const cudaError_t rc = cudaDeviceSynchronize();
-    if (rc != cudaSuccess) {
-      cudaGetLastError();
-      throw cuda_error(std::string("price_greeks: ") + cudaGetErrorString(rc),
-                       cudaDeviceSynchronize() == cudaSuccess);
-    }
-#endif
+    primitives::for_each_index(impl_->count, v);
+    buffers::synchronize();
   });
 }
 
@@ -157,9 +145,7 @@ void ResidentGreeksBatch::download(const GreeksOutputs& out) const {
     double* const columns[kGreeksColumns] = {out.price, out.price_coin, out.delta, out.delta_coin,
                                              out.gamma, out.vega,       out.theta, out.rho,
                                              out.vanna, out.volga};
-    for (std::size_t c = 0; c < kGreeksColumns; ++c)
-      thrust::copy(impl_->outputs.begin() + c * n, impl_->outputs.begin() + (c + 1) * n,
-                   columns[c]);
+    for (std::size_t c = 0; c < kGreeksColumns; ++c) buffers::download(columns[c], impl_->outputs.data() + c * n, n);
   });
 }
 
@@ -175,17 +161,17 @@ void portfolio_greeks(const PortfolioGreeksArgs& a) {
   if (cells == 0) return;
   detail::run_translating_errors("portfolio_greeks", [&] {
     const std::size_t positions = a.row_offsets[a.accounts];
-    auto offsets = detail::to_device(a.row_offsets, a.accounts + 1);
-    auto instrument = detail::to_device(a.instrument, positions);
-    auto quantity = detail::to_device(a.quantity, positions);
-    auto underlying = detail::to_device(a.underlying, a.instruments);
-    auto greeks = detail::to_device(a.instrument_greeks, a.instruments * kGreeksColumns);
-    thrust::device_vector<double> out(cells, 0.0);
-    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.accounts,
-                       PortfolioGreeksOfAccount{raw(offsets), raw(instrument), raw(quantity),
-                                                raw(underlying), a.underlyings, raw(greeks),
-                                                raw(out)});
-    thrust::copy(out.begin(), out.end(), a.out);
+    const buffers::Input<std::size_t> offsets(a.row_offsets, a.accounts + 1);
+    const buffers::Input<std::uint32_t> instrument(a.instrument, positions);
+    const buffers::Input<double> quantity(a.quantity, positions);
+    const buffers::Input<std::uint32_t> underlying(a.underlying, a.instruments);
+    const buffers::Input<double> greeks(a.instrument_greeks, a.instruments * kGreeksColumns);
+    buffers::Output<double> out(a.out, cells);
+    thrust::fill_n(buffers::exec(), out.ptr, cells, 0.0);
+    primitives::for_each_index(a.accounts, PortfolioGreeksOfAccount{offsets.ptr, instrument.ptr, quantity.ptr,
+                                                                    underlying.ptr, a.underlyings, greeks.ptr,
+                                                                    out.ptr});
+    out.to_host();
   });
 }
 

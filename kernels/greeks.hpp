@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "kernels/api.hpp"
+
 namespace marginet::kernels {
 
 /// Inputs, `count` elements each. kind/put_call/settlement hold the values of
@@ -59,7 +61,7 @@ struct PortfolioGreeksArgs {
   double* out = nullptr;                      // accounts × underlyings × 10
 };
 
-namespace cpu {
+MARGINET_KERNEL_API(
 void price_greeks(const GreeksInputs& in, const GreeksOutputs& out);
 void portfolio_greeks(const PortfolioGreeksArgs& args);
 
@@ -81,26 +83,6 @@ class ResidentGreeksBatch {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
-}  // namespace cpu
-
-namespace gpu {
-void price_greeks(const GreeksInputs& in, const GreeksOutputs& out);
-void portfolio_greeks(const PortfolioGreeksArgs& args);
-
-class ResidentGreeksBatch {
- public:
-  explicit ResidentGreeksBatch(const GreeksInputs& in);
-  ~ResidentGreeksBatch();
-  ResidentGreeksBatch(const ResidentGreeksBatch&) = delete;
-  ResidentGreeksBatch& operator=(const ResidentGreeksBatch&) = delete;
-  void run();
-  void download(const GreeksOutputs& out) const;
-  std::size_t count() const;
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-};
-}  // namespace gpu
+)
 
 }  // namespace marginet::kernels

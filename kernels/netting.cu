@@ -1,36 +1,26 @@
 #include "kernels/detail/backend.cuh"
-#include "kernels/detail/device_buffers.cuh"
+#include "kernels/detail/device_memory.cuh"
+#include "kernels/detail/primitives.cuh"
 #include "kernels/netting.hpp"
 #include "models/netting_math.hpp"
 
-#include <thrust/copy.h>
+#include <omp.h>
 #include <thrust/fill.h>
-#include <thrust/for_each.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/iterator/transform_iterator.h>
 #include <thrust/reduce.h>
-#include <thrust/sort.h>
-#include <thrust/transform.h>
-
-#if !defined(__CUDACC__)
-#include <omp.h>
 
 #include <algorithm>
 #include <memory>
-#include <parallel/algorithm>
 #include <vector>
-#endif
 
 namespace marginet::kernels::MARGINET_BACKEND_NS {
 
 namespace {
 
-using buffers::DeviceInput;
-using buffers::DeviceOutput;
-
 struct DeviceTrades {
-  DeviceInput<std::int32_t> buyer, seller, base, quote;
-  DeviceInput<std::int64_t> quantity, notional;
+  buffers::Input<std::int32_t> buyer, seller, base, quote;
+  buffers::Input<std::int64_t> quantity, notional;
   explicit DeviceTrades(const TradeColumns& t)
       : buyer(t.buyer, t.trades), seller(t.seller, t.trades), base(t.base_asset, t.trades),
         quote(t.quote_asset, t.trades), quantity(t.quantity, t.trades), notional(t.notional, t.trades) {}
@@ -42,17 +32,13 @@ struct DeviceTrades {
 // ---------------------------------------------------------------------------------------------
 // Dense accumulation.
 
-#if defined(__CUDACC__)
-/// One thread per trade, four 64-bit atomic adds. Two's-complement addition modulo 2^64 is the
-/// same for signed and unsigned operands, and the true result fits int64, so it is exact.
+/// The GPU: one thread per trade, four exact 64-bit atomic adds (primitives::atomic_add).
 struct AccumulateTradeAtomic {
   TradeColumns t;
   std::int32_t members;
   std::int64_t* net;
-  __device__ void operator()(std::size_t i) const {
-    auto add = [&](std::size_t cell, std::int64_t v) {
-      atomicAdd(reinterpret_cast<unsigned long long*>(net + cell), static_cast<unsigned long long>(v));
-    };
+  MARGINET_HD void operator()(std::size_t i) const {
+    auto add = [&](std::size_t cell, std::int64_t v) { primitives::atomic_add(net + cell, v); };
     const std::size_t x = static_cast<std::size_t>(t.base_asset[i]) * static_cast<std::size_t>(members);
     const std::size_t y = static_cast<std::size_t>(t.quote_asset[i]) * static_cast<std::size_t>(members);
     const std::int64_t q = t.quantity[i], v = t.notional[i];
@@ -62,7 +48,7 @@ struct AccumulateTradeAtomic {
     add(y + static_cast<std::size_t>(t.seller[i]), v);
   }
 };
-#else
+
 /// Trades [begin, end) into `table` (plain adds: the table is private to the calling thread).
 void accumulate(const TradeColumns& t, std::size_t members, std::size_t begin, std::size_t end,
                 std::int64_t* table) {
@@ -106,7 +92,6 @@ void accumulate_dense_cpu(const TradeColumns& t, std::size_t members, std::size_
     }
   }
 }
-#endif
 
 // ---------------------------------------------------------------------------------------------
 // Per-asset totals of a dense net table: a segmented reduction, one segment per asset.
@@ -120,27 +105,26 @@ struct TotalsOfCell {
   MARGINET_HD ObligationTotals operator()(std::size_t cell) const { return totals_of_net(net[cell]); }
 };
 
+/// The per-asset totals of the net table (device memory), into the caller's arrays.
 void asset_totals(const std::int64_t* net, const NetObligationsArgs& a) {
   const auto assets = static_cast<std::size_t>(a.assets);
-  std::vector<ObligationTotals> host(assets);
-#if defined(__CUDACC__)
-  thrust::device_vector<std::int32_t> keys(assets);
-  thrust::device_vector<ObligationTotals> totals(assets);
-  if (a.members > 0) {
-    const thrust::counting_iterator<std::size_t> cell(0);
-    auto key = thrust::make_transform_iterator(cell, AssetOfCell{static_cast<std::size_t>(a.members)});
-    auto value = thrust::make_transform_iterator(cell, TotalsOfCell{net});
-    thrust::reduce_by_key(thrust::device, key, key + assets * static_cast<std::size_t>(a.members), value,
-                          keys.begin(), totals.begin(), thrust::equal_to<std::int32_t>(), AddObligationTotals{});
-    thrust::copy(totals.begin(), totals.end(), host.begin());
-  }
-#else
-  // The table is host memory and small (members × assets): one sequential pass, no fork/join.
   const auto members = static_cast<std::size_t>(a.members);
-  const AddObligationTotals add;
-  for (std::size_t x = 0; x < assets; ++x)
-    for (std::size_t m = 0; m < members; ++m) host[x] = add(host[x], totals_of_net(net[x * members + m]));
-#endif
+  std::vector<ObligationTotals> host(assets);
+  if constexpr (detail::kHostIsDevice) {
+    // The table is host memory and small (members × assets): one sequential pass, no fork/join.
+    const AddObligationTotals add;
+    for (std::size_t x = 0; x < assets; ++x)
+      for (std::size_t m = 0; m < members; ++m) host[x] = add(host[x], totals_of_net(net[x * members + m]));
+  } else if (members > 0) {
+    buffers::Buffer<std::int32_t> keys(assets);
+    buffers::Buffer<ObligationTotals> totals(assets);
+    const thrust::counting_iterator<std::size_t> cell(0);
+    auto key = thrust::make_transform_iterator(cell, AssetOfCell{members});
+    auto value = thrust::make_transform_iterator(cell, TotalsOfCell{net});
+    thrust::reduce_by_key(buffers::exec(), key, key + assets * members, value, keys.data(), totals.data(),
+                          thrust::equal_to<std::int32_t>(), AddObligationTotals{});
+    buffers::download(host.data(), totals.data(), assets);
+  }
   for (std::size_t x = 0; x < assets; ++x) {
     if (a.pay_ins) a.pay_ins[x] = host[x].pay_ins;
     if (a.pay_outs) a.pay_outs[x] = host[x].pay_outs;
@@ -209,76 +193,23 @@ struct BilateralAmountOf {
   }
 };
 
-// ---------------------------------------------------------------------------------------------
-// Sum by key: the building block of both sort + reduce-by-key paths.
-
-#if !defined(__CUDACC__)
-struct KeyAmount {
-  std::uint64_t key;
-  std::int64_t amount;
-};
-struct ByKey {
-  bool operator()(const KeyAmount& x, const KeyAmount& y) const { return x.key < y.key; }
-};
-#endif
-
-/// For k in [0, n): groups amount_of(k) by key_of(k), writing each distinct key (ascending) and
-/// its sum to `unique`/`sums` (device memory, n elements); returns the number of groups.
-/// GPU: thrust::sort_by_key + reduce_by_key (CUB radix sort). CPU: libstdc++'s parallel-mode sort
-/// (OpenMP) over (key, amount) pairs, then one pass over the runs — Thrust's OpenMP sort_by_key
-/// was ~10x slower here, and its internal temporaries trip UBSan (a null policy reference).
-template <class KeyOf, class AmountOf>
-std::size_t sum_by_key(std::size_t n, KeyOf key_of, AmountOf amount_of, std::uint64_t* unique, std::int64_t* sums) {
-  if (n == 0) return 0;
-#if defined(__CUDACC__)
-  thrust::device_vector<std::uint64_t> key_buffer(n);
-  thrust::device_vector<std::int64_t> amount_buffer(n);
-  std::uint64_t* keys = thrust::raw_pointer_cast(key_buffer.data());
-  std::int64_t* amounts = thrust::raw_pointer_cast(amount_buffer.data());
-  const thrust::counting_iterator<std::size_t> k(0);
-  thrust::transform(thrust::device, k, k + n, keys, key_of);
-  thrust::transform(thrust::device, k, k + n, amounts, amount_of);
-  thrust::sort_by_key(thrust::device, keys, keys + n, amounts);
-  const auto end = thrust::reduce_by_key(thrust::device, keys, keys + n, amounts, unique, sums);
-  return static_cast<std::size_t>(end.first - unique);
-#else
-  std::vector<KeyAmount> pairs(n);
-  const auto count = static_cast<std::ptrdiff_t>(n);
-#pragma omp parallel for schedule(static)
-  for (std::ptrdiff_t i = 0; i < count; ++i)
-    pairs[static_cast<std::size_t>(i)] = KeyAmount{key_of(static_cast<std::size_t>(i)), amount_of(static_cast<std::size_t>(i))};
-  __gnu_parallel::sort(pairs.begin(), pairs.end(), ByKey{});
-  std::size_t groups = 0;
-  for (std::size_t i = 0; i < n;) {
-    const std::uint64_t key = pairs[i].key;
-    std::int64_t sum = 0;  // bounded by the asset's gross deliveries: no overflow
-    for (; i < n && pairs[i].key == key; ++i) sum += pairs[i].amount;
-    unique[groups] = key;
-    sums[groups] = sum;
-    ++groups;
-  }
-  return groups;
-#endif
-}
-
 }  // namespace
 
 void net_obligations(const NetObligationsArgs& a) {
   const std::size_t cells = cells_of(a);
   detail::run_translating_errors("net_obligations", [&] {
-    DeviceOutput<std::int64_t> net(a.net, cells);
+    buffers::Output<std::int64_t> net(a.net, cells);
     if (a.trades.trades == 0 || cells == 0) {
-      thrust::fill_n(thrust::device, net.ptr, cells, std::int64_t{0});
+      thrust::fill_n(buffers::exec(), net.ptr, cells, std::int64_t{0});
     } else {
-      DeviceTrades trades(a.trades);
+      const DeviceTrades trades(a.trades);
       const TradeColumns t = trades.view(a.trades.trades);
-#if defined(__CUDACC__)
-      thrust::fill_n(thrust::device, net.ptr, cells, std::int64_t{0});
-      thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), t.trades,
-                         AccumulateTradeAtomic{t, a.members, net.ptr});
-#else
-      accumulate_dense_cpu(t, static_cast<std::size_t>(a.members), cells, net.ptr);
-#endif
+      if constexpr (detail::kHostIsDevice) {
+        accumulate_dense_cpu(t, static_cast<std::size_t>(a.members), cells, net.ptr);
+      } else {
+        thrust::fill_n(buffers::exec(), net.ptr, cells, std::int64_t{0});
+        primitives::for_each_index(t.trades, AccumulateTradeAtomic{t, a.members, net.ptr});
+      }
     }
     asset_totals(net.ptr, a);
     net.to_host();
@@ -288,20 +219,17 @@ void net_obligations(const NetObligationsArgs& a) {
 void net_obligations_sort_reduce(const NetObligationsArgs& a) {
   const std::size_t cells = cells_of(a);
   detail::run_translating_errors("net_obligations_sort_reduce", [&] {
-    DeviceOutput<std::int64_t> net(a.net, cells);
-    thrust::fill_n(thrust::device, net.ptr, cells, std::int64_t{0});
+    buffers::Output<std::int64_t> net(a.net, cells);
+    thrust::fill_n(buffers::exec(), net.ptr, cells, std::int64_t{0});
     if (a.trades.trades > 0 && cells > 0) {
-      DeviceTrades trades(a.trades);
+      const DeviceTrades trades(a.trades);
       const TradeColumns t = trades.view(a.trades.trades);
       const std::size_t n = 4 * t.trades;
-      const thrust::counting_iterator<std::size_t> k(0);
-      thrust::device_vector<std::uint64_t> unique_buffer(n);
-      thrust::device_vector<std::int64_t> sum_buffer(n);
-      std::uint64_t* unique = thrust::raw_pointer_cast(unique_buffer.data());
-      std::int64_t* sums = thrust::raw_pointer_cast(sum_buffer.data());
-      const std::size_t groups =
-          sum_by_key(n, ObligationKey{t, static_cast<std::uint64_t>(a.members)}, ObligationAmount{t}, unique, sums);
-      thrust::for_each_n(thrust::device, k, groups, ScatterNet{unique, sums, net.ptr});
+      buffers::Buffer<std::uint64_t> unique(n);
+      buffers::Buffer<std::int64_t> sums(n);
+      const std::size_t groups = primitives::sum_by_key(n, ObligationKey{t, static_cast<std::uint64_t>(a.members)},
+                                                        ObligationAmount{t}, unique.data(), sums.data());
+      primitives::for_each_index(groups, ScatterNet{unique.data(), sums.data(), net.ptr});
     }
     asset_totals(net.ptr, a);
     net.to_host();
@@ -315,18 +243,17 @@ std::vector<BilateralNet> bilateral_obligations(const TradeColumns& trades, std:
   std::vector<BilateralNet> out;
   if (trades.trades == 0) return out;
   return detail::run_translating_errors("bilateral_obligations", [&] {
-    DeviceTrades device(trades);
+    const DeviceTrades device(trades);
     const TradeColumns t = device.view(trades.trades);
     const std::size_t n = 2 * t.trades;
-    thrust::device_vector<std::uint64_t> unique_buffer(n);
-    thrust::device_vector<std::int64_t> sum_buffer(n);
-    const std::size_t groups = sum_by_key(n, BilateralKeyOf{t}, BilateralAmountOf{t},
-                                          thrust::raw_pointer_cast(unique_buffer.data()),
-                                          thrust::raw_pointer_cast(sum_buffer.data()));
+    buffers::Buffer<std::uint64_t> unique(n);
+    buffers::Buffer<std::int64_t> sums(n);
+    const std::size_t groups =
+        primitives::sum_by_key(n, BilateralKeyOf{t}, BilateralAmountOf{t}, unique.data(), sums.data());
     std::vector<std::uint64_t> host_keys(groups);
     std::vector<std::int64_t> host_sums(groups);
-    thrust::copy(unique_buffer.begin(), unique_buffer.begin() + static_cast<std::ptrdiff_t>(groups), host_keys.begin());
-    thrust::copy(sum_buffer.begin(), sum_buffer.begin() + static_cast<std::ptrdiff_t>(groups), host_sums.begin());
+    buffers::download(host_keys.data(), unique.data(), groups);
+    buffers::download(host_sums.data(), sums.data(), groups);
     out.reserve(groups);
     for (std::size_t j = 0; j < groups; ++j)
       if (host_sums[j] != 0)

@@ -22,6 +22,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/api.hpp"
+
 namespace marginet::kernels {
 
 /// Columnar trades with dense ids (see models/trade.hpp TradeSet).
@@ -58,19 +60,13 @@ struct BilateralNet {
 constexpr std::int32_t kBilateralMaxMembers = 1 << 24;
 constexpr std::int32_t kBilateralMaxAssets = 1 << 16;
 
-namespace cpu {
+MARGINET_KERNEL_API(
 void net_obligations(const NetObligationsArgs& args);
 void net_obligations_sort_reduce(const NetObligationsArgs& args);
 /// Per member pair and asset, sorted by (member_a, member_b, asset); pairs netting to zero are
 /// left out. Requires members < kBilateralMaxMembers and assets < kBilateralMaxAssets.
 std::vector<BilateralNet> bilateral_obligations(const TradeColumns& trades, std::int32_t members,
                                                 std::int32_t assets);
-}  // namespace cpu
-namespace gpu {
-void net_obligations(const NetObligationsArgs& args);
-void net_obligations_sort_reduce(const NetObligationsArgs& args);
-std::vector<BilateralNet> bilateral_obligations(const TradeColumns& trades, std::int32_t members,
-                                                std::int32_t assets);
-}  // namespace gpu
+)
 
 }  // namespace marginet::kernels

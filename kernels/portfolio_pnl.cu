@@ -1,13 +1,14 @@
 #include "kernels/detail/backend.cuh"
+#include "kernels/detail/device_memory.cuh"
+#include "kernels/detail/primitives.cuh"
 #include "kernels/portfolio_pnl.hpp"
 #include "models/hd.hpp"
 
-#include <thrust/for_each.h>
-#include <thrust/iterator/counting_iterator.h>
-
 namespace marginet::kernels::MARGINET_BACKEND_NS {
 
-namespace {
+// A named namespace, not an anonymous one: each backend's build references only its own
+// decomposition, and nvcc warns about an internal function never referenced.
+namespace pnl_kernels {
 
 struct CsrView {
   const std::int64_t* offsets;
@@ -32,15 +33,15 @@ struct PnlOfCell {
   }
 };
 
-/// CPU decomposition: one task per row. Each pass adds N positions into the row at once:
-/// N streams of R in flight (a row's positions reference instruments anywhere in R, which is
+/// CPU decomposition: one task per row (rows of power-law sizes handed out dynamically). Each
+/// pass adds N positions into the row at once: N streams of R in flight (a row's positions reference instruments anywhere in R, which is
 /// far larger than the cache, so each R row comes from memory) and the row read and written
 /// once per N positions. Each cell still adds q_j · R in CSR order, so the sums are those of
 /// PnlOfCell bit for bit.
 struct PnlOfRow {
   CsrView v;
   template <int N>
-  void pass(double* out, std::int64_t j) const {
+  MARGINET_HD void pass(double* out, std::int64_t j) const {
     double q[N];
     const double* r[N];
     for (int k = 0; k < N; ++k) {
@@ -53,7 +54,7 @@ struct PnlOfRow {
       out[s] = o;
     }
   }
-  void operator()(std::size_t row) const {
+  MARGINET_HD void operator()(std::size_t row) const {
     double* out = v.pnl + row * v.scenarios;
     for (std::size_t s = 0; s < v.scenarios; ++s) out[s] = 0.0;
     std::int64_t j = v.offsets[row];
@@ -64,33 +65,22 @@ struct PnlOfRow {
   }
 };
 
-}  // namespace
+}  // namespace pnl_kernels
 
 void portfolio_pnl(const PortfolioPnlArgs& a) {
   if (a.rows == 0 || a.scenarios == 0) return;
   detail::run_translating_errors("portfolio_pnl", [&] {
-#if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
-    auto offsets = detail::to_device(a.row_offsets, a.rows + 1);
-    auto instrument = detail::to_device(a.instrument, a.positions);
-    auto quantity = detail::to_device(a.quantity, a.positions);
-    auto risk = detail::to_device(a.risk_arrays, a.instruments * a.scenarios);
-    thrust::device_vector<double> pnl(a.rows * a.scenarios);
-    const CsrView v{thrust::raw_pointer_cast(offsets.data()), thrust::raw_pointer_cast(instrument.data()),
-                    thrust::raw_pointer_cast(quantity.data()), thrust::raw_pointer_cast(risk.data()),
-                    a.scenarios, thrust::raw_pointer_cast(pnl.data())};
-    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows * a.scenarios,
-                       PnlOfCell{v});
-    thrust::copy(pnl.begin(), pnl.end(), a.pnl);
-#else
-    // Host memory is device memory here: work in place, no copies. Rows are accounts of
-    // power-law sizes: handed out dynamically, not in equal halves (one thread would otherwise
-    // get the largest accounts and the other wait).
-    const CsrView v{a.row_offsets, a.instrument, a.quantity, a.risk_arrays, a.scenarios, a.pnl};
-    const PnlOfRow row_pnl{v};
-    const auto rows = static_cast<std::ptrdiff_t>(a.rows);
-#pragma omp parallel for schedule(dynamic, 4)
-    for (std::ptrdiff_t r = 0; r < rows; ++r) row_pnl(static_cast<std::size_t>(r));
-#endif
+    const buffers::Input<std::int64_t> offsets(a.row_offsets, a.rows + 1);
+    const buffers::Input<std::int32_t> instrument(a.instrument, a.positions);
+    const buffers::Input<double> quantity(a.quantity, a.positions);
+    const buffers::Input<double> risk(a.risk_arrays, a.instruments * a.scenarios);
+    buffers::Output<double> pnl(a.pnl, a.rows * a.scenarios);
+    const pnl_kernels::CsrView v{offsets.ptr, instrument.ptr, quantity.ptr, risk.ptr, a.scenarios, pnl.ptr};
+    if constexpr (detail::kHostIsDevice)
+      primitives::for_each_uneven_row(a.rows, pnl_kernels::PnlOfRow{v});
+    else
+      primitives::for_each_index(a.rows * a.scenarios, pnl_kernels::PnlOfCell{v});
+    pnl.to_host();
   });
 }
 

@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/api.hpp"
+
 namespace marginet::kernels {
 
 struct PortfolioPnlArgs {
@@ -20,11 +22,8 @@ struct PortfolioPnlArgs {
   double* pnl;                      // out: rows × scenarios, row-major
 };
 
-namespace cpu {
+MARGINET_KERNEL_API(
 void portfolio_pnl(const PortfolioPnlArgs& args);
-}
-namespace gpu {
-void portfolio_pnl(const PortfolioPnlArgs& args);
-}
+)
 
 }  // namespace marginet::kernels

@@ -1,13 +1,9 @@
 #include "kernels/detail/backend.cuh"
-#include "kernels/risk_arrays.hpp"
-
-#if THRUST_DEVICE_SYSTEM != THRUST_DEVICE_SYSTEM_CUDA
+#include "kernels/detail/device_memory.cuh"
+#include "kernels/detail/primitives.cuh"
 #include "kernels/cpu_simd.hpp"
+#include "kernels/risk_arrays.hpp"
 #include "kernels/simd/risk_arrays_simd.hpp"
-#endif
-
-#include <thrust/for_each.h>
-#include <thrust/iterator/counting_iterator.h>
 
 namespace marginet::kernels::MARGINET_BACKEND_NS {
 
@@ -36,26 +32,21 @@ void risk_arrays(const RiskArrayArgs& a) {
   const std::size_t tile = a.scenario_end - a.scenario_begin;
   if (a.instrument_count == 0 || tile == 0) return;
   detail::run_translating_errors("risk_arrays", [&] {
-#if THRUST_DEVICE_SYSTEM == THRUST_DEVICE_SYSTEM_CUDA
-    auto instruments = detail::to_device(a.instruments, a.instrument_count);
-    auto shocks = detail::to_device(a.shocks, a.scenario_end * a.groups);  // up to the tile's end
-    auto vol_terms = detail::to_device(a.vol_terms, a.groups);
-    thrust::device_vector<double> risk(a.instrument_count * tile);
-    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.instrument_count * tile,
-                       RevalueCell{thrust::raw_pointer_cast(instruments.data()),
-                                   thrust::raw_pointer_cast(shocks.data()), a.groups,
-                                   thrust::raw_pointer_cast(vol_terms.data()), a.scenario_begin, tile,
-                                   a.units, thrust::raw_pointer_cast(risk.data())});
-    thrust::copy(risk.begin(), risk.end(), a.risk);
-#else
-    if (simd_level() == SimdLevel::avx2) {
-      simd::risk_arrays_avx2(a);
-      return;
+    // The CPU's vector path (kernels/cpu_simd.hpp): the same cells to within a few ulp.
+    if constexpr (detail::kHostIsDevice) {
+      if (simd_level() == SimdLevel::avx2) {
+        simd::risk_arrays_avx2(a);
+        return;
+      }
     }
-    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.instrument_count * tile,
-                       RevalueCell{a.instruments, a.shocks, a.groups, a.vol_terms, a.scenario_begin,
-                                   tile, a.units, a.risk});
-#endif
+    const buffers::Input<InstrumentState> instruments(a.instruments, a.instrument_count);
+    const buffers::Input<ScenarioShock> shocks(a.shocks, a.scenario_end * a.groups);  // up to the tile's end
+    const buffers::Input<VolTermParams> vol_terms(a.vol_terms, a.groups);
+    buffers::Output<double> risk(a.risk, a.instrument_count * tile);
+    primitives::for_each_index(a.instrument_count * tile,
+                               RevalueCell{instruments.ptr, shocks.ptr, a.groups, vol_terms.ptr,
+                                           a.scenario_begin, tile, a.units, risk.ptr});
+    risk.to_host();
   });
 }
 

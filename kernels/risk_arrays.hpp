@@ -6,6 +6,7 @@
 
 #include <cstddef>
 
+#include "kernels/api.hpp"
 #include "models/revaluation.hpp"
 #include "models/scenario_set.hpp"
 
@@ -23,11 +24,8 @@ struct RiskArrayArgs {
   double* risk;                     // out: instrument_count × (scenario_end − scenario_begin)
 };
 
-namespace cpu {
+MARGINET_KERNEL_API(
 void risk_arrays(const RiskArrayArgs& args);
-}
-namespace gpu {
-void risk_arrays(const RiskArrayArgs& args);
-}
+)
 
 }  // namespace marginet::kernels

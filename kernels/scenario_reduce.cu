@@ -1,47 +1,37 @@
 #include "kernels/detail/backend.cuh"
+#include "kernels/detail/device_memory.cuh"
+#include "kernels/detail/primitives.cuh"
 #include "kernels/scenario_reduce.hpp"
 #include "models/deribit_pm.hpp"
 #include "models/scenario_math.hpp"
 
-#include <thrust/for_each.h>
-#include <thrust/iterator/counting_iterator.h>
-
 namespace marginet::kernels::MARGINET_BACKEND_NS {
 
 namespace {
-struct WorstLossOfRow {
+
+/// −P[r, s] · weight[s] (models/scenario_math.hpp worst_weighted_loss, one entry).
+struct WeightedLoss {
   const double* pnl;
   const double* weights;
   std::size_t scenarios;
-  double* loss;
-  std::int32_t* scenario;
-
-  MARGINET_HD void operator()(std::size_t row) const {
-    const WorstLoss w = worst_weighted_loss(pnl + row * scenarios, weights, scenarios);
-    loss[row] = w.loss;
-    scenario[row] = w.scenario;
-  }
+  MARGINET_HD double operator()(std::size_t row, std::size_t s) const { return -pnl[row * scenarios + s] * weights[s]; }
 };
-struct DeribitWorstOfRow {
+
+/// −deribit_entry of P[r, s] (models/deribit_pm.hpp deribit_worst_case, one entry).
+struct DeribitLoss {
   const double* pnl;
   std::size_t scenarios;
   const std::int32_t* row_group;
   const double* moves;
   const std::uint8_t* extended;
   const DeribitRowParams* params;
-  double* worst_case;
-  std::int32_t* scenario;
-
-  MARGINET_HD void operator()(std::size_t row) const {
-    const std::int32_t g = row_group[row];
-    const DeribitWorst w = ::marginet::deribit_worst_case(
-        pnl + row * scenarios, moves + static_cast<std::size_t>(g) * scenarios, extended, scenarios,
-        params[g]);
-    worst_case[row] = w.worst_case;
-    scenario[row] = w.scenario;
+  MARGINET_HD double operator()(std::size_t row, std::size_t s) const {
+    const auto g = static_cast<std::size_t>(row_group[row]);
+    return -deribit_entry(pnl[row * scenarios + s], moves[g * scenarios + s], extended[s] != 0, params[g]);
   }
 };
 
+/// A thread per row: the k-largest rule needs a heap of k per row (models/tail_risk.hpp).
 struct TailOfRow {
   const double* pnl;
   std::size_t scenarios, base_count, k_base, k_stress, heap_stride;
@@ -64,73 +54,46 @@ void tail_risk(const TailRiskArgs& a) {
   if (a.rows == 0) return;
   const std::size_t stride = a.k_base > a.k_stress ? a.k_base : a.k_stress;
   detail::run_translating_errors("tail_risk", [&] {
-    thrust::device_vector<double> heaps(a.rows * (stride ? stride : 1));
-#if THRUST_DEVICE_SYSTEM != THRUST_DEVICE_SYSTEM_CUDA
-    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows,
-                       TailOfRow{a.pnl, a.scenarios, a.base_count, a.k_base, a.k_stress, stride,
-                                 thrust::raw_pointer_cast(heaps.data()), a.base, a.stress});
-#else
-    auto pnl = detail::to_device(a.pnl, a.rows * a.scenarios);
-    thrust::device_vector<TailRisk> base(a.rows), stress(a.rows);
-    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows,
-                       TailOfRow{thrust::raw_pointer_cast(pnl.data()), a.scenarios, a.base_count, a.k_base,
-                                 a.k_stress, stride, thrust::raw_pointer_cast(heaps.data()),
-                                 thrust::raw_pointer_cast(base.data()), thrust::raw_pointer_cast(stress.data())});
-    thrust::copy(base.begin(), base.end(), a.base);
-    if (a.base_count < a.scenarios) thrust::copy(stress.begin(), stress.end(), a.stress);
-#endif
+    const buffers::Input<double> pnl(a.pnl, a.rows * a.scenarios);
+    buffers::Buffer<double> heaps(a.rows * (stride ? stride : 1));
+    const bool stressed = a.base_count < a.scenarios;
+    buffers::Output<TailRisk> base(a.base, a.rows), stress(a.stress, stressed ? a.rows : 0);
+    primitives::for_each_index(a.rows, TailOfRow{pnl.ptr, a.scenarios, a.base_count, a.k_base, a.k_stress, stride,
+                                                 heaps.data(), base.ptr, stress.ptr});
+    base.to_host();
+    stress.to_host();
   });
 }
 
 void deribit_worst_case(const DeribitWorstArgs& a) {
   if (a.rows == 0) return;
   detail::run_translating_errors("deribit_worst_case", [&] {
-#if THRUST_DEVICE_SYSTEM != THRUST_DEVICE_SYSTEM_CUDA
-    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows,
-                       DeribitWorstOfRow{a.pnl, a.scenarios, a.row_group, a.moves, a.extended,
-                                         a.params, a.worst_case, a.scenario});
-#else
-    auto pnl = detail::to_device(a.pnl, a.rows * a.scenarios);
-    auto group = detail::to_device(a.row_group, a.rows);
-    auto moves = detail::to_device(a.moves, a.groups * a.scenarios);
-    auto extended = detail::to_device(a.extended, a.scenarios);
-    auto params = detail::to_device(a.params, a.groups);
-    thrust::device_vector<double> worst(a.rows);
-    thrust::device_vector<std::int32_t> scenario(a.rows);
-    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows,
-                       DeribitWorstOfRow{thrust::raw_pointer_cast(pnl.data()), a.scenarios,
-                                         thrust::raw_pointer_cast(group.data()),
-                                         thrust::raw_pointer_cast(moves.data()),
-                                         thrust::raw_pointer_cast(extended.data()),
-                                         thrust::raw_pointer_cast(params.data()),
-                                         thrust::raw_pointer_cast(worst.data()),
-                                         thrust::raw_pointer_cast(scenario.data())});
-    thrust::copy(worst.begin(), worst.end(), a.worst_case);
-    thrust::copy(scenario.begin(), scenario.end(), a.scenario);
-#endif
+    const buffers::Input<double> pnl(a.pnl, a.rows * a.scenarios);
+    const buffers::Input<std::int32_t> group(a.row_group, a.rows);
+    const buffers::Input<double> moves(a.moves, a.groups * a.scenarios);
+    const buffers::Input<std::uint8_t> extended(a.extended, a.scenarios);
+    const buffers::Input<DeribitRowParams> params(a.params, a.groups);
+    buffers::Output<double> worst(a.worst_case, a.rows);
+    buffers::Output<std::int32_t> scenario(a.scenario, a.rows);
+    primitives::row_argmax(a.rows, a.scenarios,
+                           DeribitLoss{pnl.ptr, a.scenarios, group.ptr, moves.ptr, extended.ptr, params.ptr},
+                           worst.ptr, scenario.ptr);
+    worst.to_host();
+    scenario.to_host();
   });
 }
 
 void weighted_worst_loss(const WorstLossArgs& a) {
   if (a.rows == 0) return;
   detail::run_translating_errors("weighted_worst_loss", [&] {
-#if THRUST_DEVICE_SYSTEM != THRUST_DEVICE_SYSTEM_CUDA
-    // Host memory is device memory here: work in place, no copies.
-    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows,
-                       WorstLossOfRow{a.pnl, a.weights, a.scenarios, a.loss, a.scenario});
-#else
-    auto pnl = detail::to_device(a.pnl, a.rows * a.scenarios);
-    auto weights = detail::to_device(a.weights, a.scenarios);
-    thrust::device_vector<double> loss(a.rows);
-    thrust::device_vector<std::int32_t> scenario(a.rows);
-    thrust::for_each_n(thrust::device, thrust::counting_iterator<std::size_t>(0), a.rows,
-                       WorstLossOfRow{thrust::raw_pointer_cast(pnl.data()),
-                                      thrust::raw_pointer_cast(weights.data()), a.scenarios,
-                                      thrust::raw_pointer_cast(loss.data()),
-                                      thrust::raw_pointer_cast(scenario.data())});
-    thrust::copy(loss.begin(), loss.end(), a.loss);
-    thrust::copy(scenario.begin(), scenario.end(), a.scenario);
-#endif
+    const buffers::Input<double> pnl(a.pnl, a.rows * a.scenarios);
+    const buffers::Input<double> weights(a.weights, a.scenarios);
+    buffers::Output<double> loss(a.loss, a.rows);
+    buffers::Output<std::int32_t> scenario(a.scenario, a.rows);
+    primitives::row_argmax(a.rows, a.scenarios, WeightedLoss{pnl.ptr, weights.ptr, a.scenarios}, loss.ptr,
+                           scenario.ptr);
+    loss.to_host();
+    scenario.to_host();
   });
 }
 

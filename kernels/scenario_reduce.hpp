@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/api.hpp"
 #include "models/deribit_pm.hpp"
 #include "models/tail_risk.hpp"
 
@@ -52,15 +53,12 @@ struct TailRiskArgs {
   TailRisk* stress;         // out: rows (left untouched without stressed scenarios)
 };
 
-namespace cpu {
+/// On CUDA the two worst-case reductions take a warp per row (coalesced reads of the row);
+/// tail_risk a thread per row (its k-largest heap is per row).
+MARGINET_KERNEL_API(
 void weighted_worst_loss(const WorstLossArgs& args);
 void deribit_worst_case(const DeribitWorstArgs& args);
 void tail_risk(const TailRiskArgs& args);
-}
-namespace gpu {
-void weighted_worst_loss(const WorstLossArgs& args);
-void deribit_worst_case(const DeribitWorstArgs& args);
-void tail_risk(const TailRiskArgs& args);
-}
+)
 
 }  // namespace marginet::kernels

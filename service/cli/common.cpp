@@ -16,6 +16,11 @@ void add_common_options(CLI::App& app, CommonOptions& opts) {
   app.add_option("--device", opts.device, "Compute device: auto, cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}))
       ->capture_default_str();
+  app.add_option("--on-device-error", opts.on_device_error,
+                 "After the CUDA context becomes unusable (a sticky error): refuse device work "
+                 "(requests get `internal`) or compute on the cpu from then on")
+      ->check(CLI::IsMember({"refuse", "cpu"}))
+      ->capture_default_str();
   app.add_option("--threads", opts.threads, "CPU backend worker threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--format", opts.format, "Output format: auto (an aligned table on a terminal, else csv), table, csv or json")
@@ -27,6 +32,7 @@ void add_common_options(CLI::App& app, CommonOptions& opts) {
 
 Backend resolve_backend(const CommonOptions& opts) {
   set_cpu_threads(opts.threads);
+  set_device_error_policy(parse_device_error_policy(opts.on_device_error));
   const Backend backend = select_backend(parse_device_choice(opts.device));
   if (!opts.quiet) spdlog::info("backend {}: {}", backend_name(backend), describe_device(backend));
   return backend;

@@ -27,13 +27,14 @@ class run_failed : public std::runtime_error {
 
 struct CommonOptions {
   std::string device = "auto";
+  std::string on_device_error = "refuse";  // after a sticky CUDA error: refuse | cpu
   int threads = 0;
   std::string format = "auto";  // auto: an aligned table on a terminal, csv otherwise
   std::string out;
   bool quiet = false;
 };
 
-/// Adds --device, --threads, --format, --out, --quiet to `app` (inherited by subcommands).
+/// Adds --device, --on-device-error, --threads, --format, --out, --quiet to `app` (inherited by subcommands).
 void add_common_options(CLI::App& app, CommonOptions& opts);
 
 /// Applies --threads and resolves --device; logs the choice unless --quiet.
