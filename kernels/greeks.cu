@@ -111,6 +111,9 @@ ResidentGreeksBatch::ResidentGreeksBatch(const GreeksInputs& in) {
                                            resident_copy(in.sigma, n),
                                            resident_copy(in.rate, n),
                                            buffers::Buffer<double>(kGreeksColumns * n)});
+    // Written once here, so that run() finds the outputs in place (on the CPU: the pages
+    // already mapped, not faulted in by the first evaluation).
+    thrust::fill_n(buffers::exec(), impl_->outputs.data(), kGreeksColumns * n, 0.0);
   });
 }
 
