@@ -7,7 +7,9 @@
 
 namespace marginet::kernels::MARGINET_BACKEND_NS {
 
-namespace {
+// Named, not anonymous: each backend's build references only its own decomposition, and nvcc
+// warns about an internal function never referenced.
+namespace reduce_kernels {
 
 /// −P[r, s] · weight[s] (models/scenario_math.hpp worst_weighted_loss, one entry).
 struct WeightedLoss {
@@ -31,7 +33,7 @@ struct DeribitLoss {
   }
 };
 
-/// A thread per row: the k-largest rule needs a heap of k per row (models/tail_risk.hpp).
+/// The CPU: a thread per row, the k largest in a heap of k per row (models/tail_risk.hpp).
 struct TailOfRow {
   const double* pnl;
   std::size_t scenarios, base_count, k_base, k_stress, heap_stride;
@@ -48,18 +50,31 @@ struct TailOfRow {
   }
 };
 
-}  // namespace
+}  // namespace reduce_kernels
+
+using reduce_kernels::DeribitLoss;
+using reduce_kernels::TailOfRow;
+using reduce_kernels::WeightedLoss;
 
 void tail_risk(const TailRiskArgs& a) {
   if (a.rows == 0) return;
-  const std::size_t stride = a.k_base > a.k_stress ? a.k_base : a.k_stress;
   detail::run_translating_errors("tail_risk", [&] {
     const buffers::Input<double> pnl(a.pnl, a.rows * a.scenarios);
-    buffers::Buffer<double> heaps(a.rows * (stride ? stride : 1));
     const bool stressed = a.base_count < a.scenarios;
     buffers::Output<TailRisk> base(a.base, a.rows), stress(a.stress, stressed ? a.rows : 0);
-    primitives::for_each_index(a.rows, TailOfRow{pnl.ptr, a.scenarios, a.base_count, a.k_base, a.k_stress, stride,
-                                                 heaps.data(), base.ptr, stress.ptr});
+    if constexpr (detail::kHostIsDevice) {
+      // A row per thread, one pass with a heap of k.
+      const std::size_t stride = a.k_base > a.k_stress ? a.k_base : a.k_stress;
+      buffers::Buffer<double> heaps(a.rows * (stride ? stride : 1));
+      primitives::for_each_index(a.rows, TailOfRow{pnl.ptr, a.scenarios, a.base_count, a.k_base, a.k_stress, stride,
+                                                   heaps.data(), base.ptr, stress.ptr});
+    } else {
+      // A warp per row, by radix select (no per-thread heap in global memory).
+      primitives::row_tail_risk_by_select(pnl.ptr, a.rows, a.scenarios, 0, a.base_count, a.k_base, base.ptr);
+      if (stressed)
+        primitives::row_tail_risk_by_select(pnl.ptr, a.rows, a.scenarios, a.base_count, a.scenarios - a.base_count,
+                                            a.k_stress, stress.ptr);
+    }
     base.to_host();
     stress.to_host();
   });

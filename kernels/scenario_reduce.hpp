@@ -53,8 +53,8 @@ struct TailRiskArgs {
   TailRisk* stress;         // out: rows (left untouched without stressed scenarios)
 };
 
-/// On CUDA the two worst-case reductions take a warp per row (coalesced reads of the row);
-/// tail_risk a thread per row (its k-largest heap is per row).
+/// On CUDA every reduction takes a warp per row (coalesced reads of the row; tail_risk by a
+/// radix select of the k-th largest); on the CPU a thread per row (tail_risk with a heap of k).
 MARGINET_KERNEL_API(
 void weighted_worst_loss(const WorstLossArgs& args);
 void deribit_worst_case(const DeribitWorstArgs& args);

@@ -75,6 +75,44 @@ TEST(TailRisk, HundredScenariosAtNinetyFivePercent) {
   EXPECT_EQ(tail_count(0.99, 10000), 100u);
 }
 
+TEST(TailRisk, OrderKeysSortAsTheDoublesAndRoundTrip) {
+  const std::vector<double> xs = {-1e300, -3.5, -1.0, -1e-300, -0.0, 0.0, 1e-300, 2.0, 7.25, 1e300};
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    EXPECT_EQ(key_value(order_key(xs[i])), xs[i]);
+    EXPECT_EQ(std::signbit(key_value(order_key(xs[i]))), std::signbit(xs[i]));
+    if (i > 0) EXPECT_LT(order_key(xs[i - 1]), order_key(xs[i])) << xs[i - 1] << " vs " << xs[i];
+  }
+}
+
+// The GPU's radix select (tail_risk_by_select, run by a warp per row on CUDA) against the
+// CPU's heap: the same worst loss and VaR, ES to the cross-backend tolerance; with ties, equal
+// losses across the k-th place, a row shorter than k, negative and positive losses.
+TEST(TailRisk, TheRadixSelectTakesTheSameTailAsTheHeap) {
+  std::mt19937_64 rng(11);
+  std::student_t_distribution<double> fat(3.0);
+  std::uniform_int_distribution<int> small(-4, 4);
+  int checked = 0;
+  for (std::size_t n : {1, 2, 31, 32, 33, 100, 1250, 4099}) {
+    for (int ties = 0; ties < 2; ++ties) {
+      std::vector<double> pnl(n);
+      for (auto& x : pnl) x = ties ? 1000.0 * small(rng) : 1e4 * fat(rng);
+      for (std::size_t k : {std::size_t{1}, std::size_t{2}, std::size_t{13}, std::size_t{100}, n}) {
+        std::vector<double> heap(std::max<std::size_t>(k, 1));
+        const TailRisk h = tail_risk(pnl.data(), n, std::min(k, n), heap.data());
+        const TailRisk r = tail_risk_by_select(pnl.data(), n, k);
+        EXPECT_EQ(r.var, h.var) << "n " << n << " k " << k << " ties " << ties;
+        EXPECT_EQ(r.worst, h.worst);
+        EXPECT_EQ(r.worst_scenario, h.worst_scenario);
+        EXPECT_NEAR(r.es, h.es, 1e-12 * std::fabs(h.es) + 1e-9) << "n " << n << " k " << k;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, 8 * 2 * 5);
+  const TailRisk none = tail_risk_by_select(nullptr, 0, 5);
+  EXPECT_EQ(none.worst_scenario, -1);
+}
+
 TEST(TailRisk, EsIsAtLeastVarAndGrowsWithConfidence) {
   std::mt19937_64 rng(5);
   std::student_t_distribution<double> fat(3.0);

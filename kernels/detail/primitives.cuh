@@ -18,6 +18,7 @@
 
 #include "kernels/detail/device_memory.cuh"
 #include "models/hd.hpp"
+#include "models/tail_risk.hpp"
 
 namespace marginet::kernels::MARGINET_BACKEND_NS::primitives {
 
@@ -185,6 +186,122 @@ std::size_t sum_by_key(std::size_t n, KeyOf key_of, AmountOf amount_of, std::uin
   }
   return groups;
 #endif
+}
+
+}  // namespace marginet::kernels::MARGINET_BACKEND_NS::primitives
+
+namespace marginet::kernels::MARGINET_BACKEND_NS::primitives {
+
+#if defined(__CUDACC__)
+constexpr unsigned kTailWarpsPerBlock = 8;
+
+/// A warp per row: tail_risk_by_select (models/tail_risk.hpp) with each pass shared among the
+/// lanes (every 32nd loss each: coalesced reads), the digit histogram in the warp's own shared
+/// memory, lane 0 choosing the digit, and the sums combined by shuffles.
+__global__ void tail_risk_warp_per_row(const double* pnl, std::size_t rows, std::size_t stride, std::size_t offset,
+                                       std::size_t n, std::size_t k, TailRisk* out) {
+  __shared__ unsigned histograms[kTailWarpsPerBlock][256];
+  const unsigned warp = threadIdx.x / 32, lane = threadIdx.x & 31u;
+  const std::size_t row = static_cast<std::size_t>(blockIdx.x) * kTailWarpsPerBlock + warp;
+  if (row >= rows) return;  // the whole warp; the block never synchronises as a whole
+  const unsigned full = 0xffffffffu;
+  TailRisk t;
+  if (n == 0 || k == 0) {
+    if (lane == 0) out[row] = t;
+    return;
+  }
+  if (k > n) k = n;
+  const double* p = pnl + row * stride + offset;
+
+  double worst = 0.0;
+  std::int32_t at = -1;
+  for (std::size_t s = lane; s < n; s += 32) {
+    const double loss = -p[s];
+    if (at < 0 || loss > worst) {
+      worst = loss;
+      at = static_cast<std::int32_t>(s);
+    }
+  }
+  for (int o = 16; o > 0; o /= 2) {
+    const double other = __shfl_down_sync(full, worst, o);
+    const std::int32_t other_at = __shfl_down_sync(full, at, o);
+    if (other_at >= 0 && (at < 0 || other > worst || (other == worst && other_at < at))) {
+      worst = other;
+      at = other_at;
+    }
+  }
+
+  unsigned* histogram = histograms[warp];
+  std::uint64_t prefix = 0, mask = 0;
+  unsigned long long remaining = k;
+  for (int shift = 56; shift >= 0; shift -= 8) {
+    for (unsigned d = lane; d < 256; d += 32) histogram[d] = 0;
+    __syncwarp();
+    for (std::size_t s = lane; s < n; s += 32) {
+      const std::uint64_t key = order_key(-p[s]);
+      if ((key & mask) == prefix) atomicAdd(&histogram[(key >> shift) & 0xFF], 1u);
+    }
+    __syncwarp();
+    unsigned digit = 0;
+    if (lane == 0) {
+      std::size_t r = static_cast<std::size_t>(remaining);
+      digit = select_digit(histogram, r);
+      remaining = r;
+    }
+    digit = __shfl_sync(full, digit, 0);
+    remaining = __shfl_sync(full, remaining, 0);
+    prefix |= static_cast<std::uint64_t>(digit) << shift;
+    mask |= std::uint64_t{0xFF} << shift;
+    __syncwarp();  // lane 0 has read the histogram before the next pass clears it
+  }
+
+  double above = 0.0;
+  unsigned long long count = 0;
+  for (std::size_t s = lane; s < n; s += 32) {
+    const double loss = -p[s];
+    if (order_key(loss) > prefix) {
+      above += loss;
+      ++count;
+    }
+  }
+  for (int o = 16; o > 0; o /= 2) {
+    above += __shfl_down_sync(full, above, o);
+    count += __shfl_down_sync(full, count, o);
+  }
+  if (lane == 0) {
+    const double var = key_value(prefix);
+    t.var = var;
+    t.es = (above + static_cast<double>(k - count) * var) / static_cast<double>(k);
+    t.worst = worst;
+    t.worst_scenario = at;
+    out[row] = t;
+  }
+}
+#endif
+
+struct TailBySelectOfRow {
+  const double* pnl;
+  std::size_t stride, offset, n, k;
+  TailRisk* out;
+  MARGINET_HD void operator()(std::size_t r) const { out[r] = tail_risk_by_select(pnl + r * stride + offset, n, k); }
+};
+
+/// Row r's TailRisk over the n losses −pnl[r·stride + offset + s] with k = the tail count, by
+/// radix select: on CUDA a warp per row; on the CPU a row per thread (the CPU backend's kernel
+/// takes the one-pass heap instead; this is the same select the GPU runs).
+inline void row_tail_risk_by_select(const double* pnl, std::size_t rows, std::size_t stride, std::size_t offset,
+                                    std::size_t n, std::size_t k, TailRisk* out) {
+  if (rows == 0) return;
+  if constexpr (detail::kHostIsDevice) {
+    for_each_index(rows, TailBySelectOfRow{pnl, stride, offset, n, k, out});
+  } else {
+#if defined(__CUDACC__)
+    const auto blocks = static_cast<unsigned>((rows + kTailWarpsPerBlock - 1) / kTailWarpsPerBlock);
+    tail_risk_warp_per_row<<<blocks, 32 * kTailWarpsPerBlock, 0, buffers::stream()>>>(pnl, rows, stride, offset, n,
+                                                                                      k, out);
+    MARGINET_CUDA_TRY(cudaGetLastError());
+#endif
+  }
 }
 
 }  // namespace marginet::kernels::MARGINET_BACKEND_NS::primitives
