@@ -51,6 +51,9 @@ struct MarginEngine::Cache {
   HostBuffer<double> pnl;                   // P: rows × scenarios
   std::vector<RowInputs> inputs;            // per row
   std::vector<RowReduction> reductions;     // per row
+  // On a GPU, R and P page-locked for their downloads (kernels::pin_host_memory); declared
+  // after the buffers so that they are unlocked before the buffers are freed.
+  kernels::DeviceBytes pinned_risk, pinned_pnl;
   /// Rows opened by commit_trades() after the run (an account or underlying new to the book).
   struct ExtraRow {
     std::vector<double> pnl;
@@ -260,6 +263,7 @@ std::optional<MarginRun> MarginEngine::run_scenario_block(const std::vector<Posi
   // Tiles within the block, each a multiple of four scenarios wide (the vector path's groups),
   // written through the tile buffers into P's columns of the block.
   tiling.keep_risk = false;
+  cache->pinned_risk = kernels::DeviceBytes();
   cache->risk = HostBuffer<double>();  // R of other blocks is not here: a what-if revalues
   tiling.in_place = b0 == 0 && b1 == S && tiling.width >= S;
   if (!tiling.in_place && tiling.width >= 4) tiling.width -= tiling.width % 4;
@@ -360,6 +364,10 @@ MarginEngine::ScenarioTiling MarginEngine::plan_scenario_tiles(Cache& cache) con
   tiling.keep_risk = states * S * sizeof(double) <= kMaxCachedRiskBytes;
   cache.pnl.reset(cache.rows.size() * S);
   if (tiling.keep_risk) cache.risk.reset(states * S);
+  if (!memory_is_host(backend_)) {  // downloads at the bus's full rate, not through staging
+    cache.pinned_pnl = MARGINET_DISPATCH(backend_, pin_host_memory, cache.pnl.data(), cache.pnl.size() * sizeof(double));
+    cache.pinned_risk = MARGINET_DISPATCH(backend_, pin_host_memory, cache.risk.data(), cache.risk.size() * sizeof(double));
+  }
   std::size_t tile_bytes = tile_bytes_;
   if (tile_bytes == 0 && memory_is_host(backend_)) {
     tile_bytes = tiling.keep_risk ? kMaxCachedRiskBytes : kDefaultTileBytes;

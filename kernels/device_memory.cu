@@ -28,6 +28,13 @@ void device_download(void* host, const void* device, std::size_t bytes) {
   });
 }
 
+DeviceBytes pin_host_memory(void* host, std::size_t bytes) {
+  if (detail::kHostIsDevice || host == nullptr || bytes == 0) return DeviceBytes();
+  return detail::run_translating_errors("pin_host_memory", [&] {
+    return DeviceBytes(buffers::pin(host, bytes), bytes, &buffers::unpin);
+  });
+}
+
 std::size_t device_free_bytes() {
   return detail::run_translating_errors("device_free_bytes", [&] { return buffers::free_bytes(); });
 }

@@ -129,6 +129,15 @@ inline bool on_device(const void* p) {
   return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
 }
 
+/// Page-locks host memory for copies at the bus's full rate; unpin never throws.
+inline void* pin(void* host, std::size_t bytes) {
+  MARGINET_CUDA_TRY(cudaHostRegister(host, bytes, cudaHostRegisterDefault));
+  return host;
+}
+inline void unpin(void* host) noexcept {
+  if (cudaHostUnregister(host) != cudaSuccess) cudaGetLastError();
+}
+
 /// What a new allocation may still take: the driver's free memory plus the pool's unused part.
 inline std::size_t free_bytes() {
   std::size_t free = 0, total = 0;
@@ -153,6 +162,8 @@ inline void release_bytes(void* p) noexcept { std::free(p); }
 inline auto exec() { return thrust::device; }  // Thrust's OpenMP system
 inline void synchronize() {}
 inline bool on_device(const void*) { return true; }  // host memory is device memory
+inline void* pin(void* host, std::size_t) { return host; }
+inline void unpin(void*) noexcept {}
 inline std::size_t free_bytes() { return SIZE_MAX; }
 #endif
 
