@@ -39,6 +39,21 @@ class MarginCli : public ::testing::Test {
 };
 std::string MarginCli::dir_;
 
+// --on-device-error is a common option: its values are checked, and `cpu` changes nothing while
+// the device (here: none) has not failed.
+TEST_F(MarginCli, TheDeviceErrorPolicyIsAnOptionWithTwoValues) {
+  const auto bad = run_marginet("margin --device cpu --quiet --on-device-error fallback --model span16" + files());
+  EXPECT_EQ(bad.status, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--on-device-error"), std::string::npos) << bad.output;
+  const auto refuse = run_marginet("margin --device cpu --quiet --model span16 --format csv" + files(), false);
+  const auto cpu =
+      run_marginet("margin --device cpu --quiet --on-device-error cpu --model span16 --format csv" + files(), false);
+  ASSERT_EQ(refuse.status, 0) << refuse.output;
+  ASSERT_EQ(cpu.status, 0) << cpu.output;
+  EXPECT_EQ(cpu.output, refuse.output);
+  EXPECT_NE(cpu.output.find("span16"), std::string::npos);
+}
+
 TEST_F(MarginCli, CsvMatchesTheEngineOnTheSameFiles) {
   // deribit-pm margins each coin on its own, in the coin: a row per account and currency.
   const auto r = run_marginet("margin --device cpu --quiet --model deribit-pm" + files(), false);

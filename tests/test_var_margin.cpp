@@ -80,7 +80,9 @@ TEST(TailRisk, OrderKeysSortAsTheDoublesAndRoundTrip) {
   for (std::size_t i = 0; i < xs.size(); ++i) {
     EXPECT_EQ(key_value(order_key(xs[i])), xs[i]);
     EXPECT_EQ(std::signbit(key_value(order_key(xs[i]))), std::signbit(xs[i]));
-    if (i > 0) EXPECT_LT(order_key(xs[i - 1]), order_key(xs[i])) << xs[i - 1] << " vs " << xs[i];
+    if (i > 0) {
+      EXPECT_LT(order_key(xs[i - 1]), order_key(xs[i])) << xs[i - 1] << " vs " << xs[i];
+    }
   }
 }
 

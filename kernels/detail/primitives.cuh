@@ -1,6 +1,11 @@
 #pragma once
 // The few building blocks of kernel sources whose best form differs by backend (after
-// kernels/detail/device_memory.cuh). Kernel sources call these, never `#if __CUDACC__`.
+// kernels/detail/device_memory.cuh). Kernel sources call these, never `#if __CUDACC__`:
+//   for_each_index, for_each_uneven_row   parallel loops (uneven: dynamic on the CPU)
+//   atomic_add                            exact int64 accumulation among threads
+//   row_argmax                            max over each row, first index; a warp per row on CUDA
+//   sum_by_key                            group and sum (CUB radix sort / parallel-mode sort)
+//   row_tail_risk_by_select               VaR/ES of each row by radix select, a warp per row
 
 #include <cstddef>
 #include <cstdint>
@@ -53,9 +58,6 @@ MARGINET_HD void atomic_add(std::int64_t* cell, std::int64_t v) {
 #endif
 }
 
-}  // namespace marginet::kernels::MARGINET_BACKEND_NS::primitives
-
-namespace marginet::kernels::MARGINET_BACKEND_NS::primitives {
 
 /// One row's argmax, sequentially: the largest loss_of(row, s) and the lowest s attaining it.
 template <class LossOf>
@@ -132,9 +134,6 @@ void row_argmax(std::size_t rows, std::size_t scenarios, const LossOf& loss_of, 
   }
 }
 
-}  // namespace marginet::kernels::MARGINET_BACKEND_NS::primitives
-
-namespace marginet::kernels::MARGINET_BACKEND_NS::primitives {
 
 #if !defined(__CUDACC__)
 struct KeyAmount {
@@ -188,9 +187,6 @@ std::size_t sum_by_key(std::size_t n, KeyOf key_of, AmountOf amount_of, std::uin
 #endif
 }
 
-}  // namespace marginet::kernels::MARGINET_BACKEND_NS::primitives
-
-namespace marginet::kernels::MARGINET_BACKEND_NS::primitives {
 
 #if defined(__CUDACC__)
 constexpr unsigned kTailWarpsPerBlock = 8;
@@ -198,14 +194,16 @@ constexpr unsigned kTailWarpsPerBlock = 8;
 /// A warp per row: tail_risk_by_select (models/tail_risk.hpp) with each pass shared among the
 /// lanes (every 32nd loss each: coalesced reads), the digit histogram in the warp's own shared
 /// memory, lane 0 choosing the digit, and the sums combined by shuffles.
+/// (A template, like every kernel in a header: instantiated only where it is launched.)
+template <class Out>
 __global__ void tail_risk_warp_per_row(const double* pnl, std::size_t rows, std::size_t stride, std::size_t offset,
-                                       std::size_t n, std::size_t k, TailRisk* out) {
+                                       std::size_t n, std::size_t k, Out* out) {
   __shared__ unsigned histograms[kTailWarpsPerBlock][256];
   const unsigned warp = threadIdx.x / 32, lane = threadIdx.x & 31u;
   const std::size_t row = static_cast<std::size_t>(blockIdx.x) * kTailWarpsPerBlock + warp;
   if (row >= rows) return;  // the whole warp; the block never synchronises as a whole
   const unsigned full = 0xffffffffu;
-  TailRisk t;
+  Out t;
   if (n == 0 || k == 0) {
     if (lane == 0) out[row] = t;
     return;
@@ -297,7 +295,7 @@ inline void row_tail_risk_by_select(const double* pnl, std::size_t rows, std::si
   } else {
 #if defined(__CUDACC__)
     const auto blocks = static_cast<unsigned>((rows + kTailWarpsPerBlock - 1) / kTailWarpsPerBlock);
-    tail_risk_warp_per_row<<<blocks, 32 * kTailWarpsPerBlock, 0, buffers::stream()>>>(pnl, rows, stride, offset, n,
+    tail_risk_warp_per_row<TailRisk><<<blocks, 32 * kTailWarpsPerBlock, 0, buffers::stream()>>>(pnl, rows, stride, offset, n,
                                                                                       k, out);
     MARGINET_CUDA_TRY(cudaGetLastError());
 #endif
