@@ -84,7 +84,7 @@ SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2
 if [ -z "$SAN" ]; then
   say "3 skipped: compute-sanitizer not installed"
 else
-  for t in test_greeks_kernel test_netting test_scenario_reduce test_margin_engine test_contagion; do
+  for t in test_greeks_kernel test_netting test_scenario_reduce test_margin_engine test_var_margin test_contagion; do
     [ -x "$BUILD_DIR/tests/$t" ] || continue
     "$SAN" --tool memcheck --error-exitcode 9 "$BUILD_DIR/tests/$t" --gtest_filter='*cuda*:*CrossBackend*' \
       >"$OUT/sanitizer-$t.log" 2>&1 || fail "compute-sanitizer" "$t: see $OUT/sanitizer-$t.log"

@@ -9,6 +9,7 @@
 #include "host/dispatch.hpp"
 #include "kernels/scenario_reduce.hpp"
 #include "models/scenario_math.hpp"
+#include "models/tail_risk.hpp"
 #include "tests/backends.hpp"
 
 namespace marginet {
@@ -107,6 +108,48 @@ TEST_F(WorstLossCrossBackend, CpuAndCudaAgreeBitwise) {
   EXPECT_EQ(cpu.loss, gpu.loss);
   EXPECT_EQ(cpu.scenario, gpu.scenario);
 }
+
+// The tail reduction (hvar, mc-es) on every backend against the per-row heap of
+// models/tail_risk.hpp: the base scenarios and the stressed ones after them, row and scenario
+// counts around a warp's 32 (CUDA takes a warp per row, by radix select), ties across the k-th
+// place. VaR and the worst loss exactly; ES to the cross-backend tolerance (the select sums the
+// same k losses in another order).
+class TailReduction : public testing::BackendTest {};
+
+TEST_P(TailReduction, MatchesTheHeapOnBaseAndStressedScenarios) {
+  std::mt19937_64 rng(13);
+  std::student_t_distribution<double> fat(3.0);
+  std::uniform_int_distribution<int> coarse(-3, 3);
+  int rows_checked = 0;
+  for (std::size_t rows : {1u, 31u, 33u, 700u}) {
+    for (std::size_t base : {1u, 32u, 100u, 1250u}) {
+      const std::size_t stressed = base / 4 + 1, scenarios = base + stressed;
+      const std::size_t k_base = tail_count(0.99, base), k_stress = tail_count(0.975, stressed);
+      std::vector<double> pnl(rows * scenarios);
+      for (std::size_t i = 0; i < pnl.size(); ++i) pnl[i] = (i / scenarios) % 3 == 0 ? 1e3 * coarse(rng) : 1e5 * fat(rng);
+      std::vector<TailRisk> got_base(rows), got_stress(rows);
+      MARGINET_DISPATCH(backend(), tail_risk,
+                        kernels::TailRiskArgs{pnl.data(), rows, scenarios, base, k_base, k_stress, got_base.data(),
+                                              got_stress.data()});
+      std::vector<double> heap(std::max(k_base, k_stress));
+      for (std::size_t r = 0; r < rows; ++r, ++rows_checked) {
+        const double* row = pnl.data() + r * scenarios;
+        const TailRisk want_base = tail_risk(row, base, k_base, heap.data());
+        const TailRisk want_stress = tail_risk(row + base, stressed, k_stress, heap.data());
+        for (const auto& [got, want] : {std::pair{got_base[r], want_base}, std::pair{got_stress[r], want_stress}}) {
+          ASSERT_EQ(got.var, want.var) << rows << " rows, " << base << " base, row " << r;
+          ASSERT_EQ(got.worst, want.worst);
+          ASSERT_EQ(got.worst_scenario, want.worst_scenario);
+          ASSERT_TRUE(testing::within_backend_tolerance(got.es, want.es, std::fabs(want.worst) + 1.0))
+              << got.es << " vs " << want.es;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(rows_checked, 4 * (1 + 31 + 33 + 700));
+}
+
+MARGINET_INSTANTIATE_BACKENDS(TailReduction);
 
 }  // namespace
 }  // namespace marginet
