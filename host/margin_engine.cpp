@@ -27,6 +27,7 @@ double seconds_since(Clock::time_point t0) {
 }
 constexpr std::size_t kMaxCachedRiskBytes = std::size_t(1) << 30;
 constexpr std::size_t kDefaultTileBytes = std::size_t(512) << 20;
+constexpr std::size_t kPinFromBytes = std::size_t(64) << 20;  // smaller downloads: not worth locking
 }  // namespace
 
 PublishedRiskArrays read_risk_arrays(const std::string& path, std::size_t scenarios) {
@@ -364,9 +365,13 @@ MarginEngine::ScenarioTiling MarginEngine::plan_scenario_tiles(Cache& cache) con
   tiling.keep_risk = states * S * sizeof(double) <= kMaxCachedRiskBytes;
   cache.pnl.reset(cache.rows.size() * S);
   if (tiling.keep_risk) cache.risk.reset(states * S);
-  if (!memory_is_host(backend_)) {  // downloads at the bus's full rate, not through staging
-    cache.pinned_pnl = MARGINET_DISPATCH(backend_, pin_host_memory, cache.pnl.data(), cache.pnl.size() * sizeof(double));
-    cache.pinned_risk = MARGINET_DISPATCH(backend_, pin_host_memory, cache.risk.data(), cache.risk.size() * sizeof(double));
+  if (!memory_is_host(backend_)) {  // large downloads at the bus's full rate, not through staging
+    const auto pin = [&](HostBuffer<double>& b) {
+      const std::size_t bytes = b.size() * sizeof(double);
+      return bytes >= kPinFromBytes ? MARGINET_DISPATCH(backend_, pin_host_memory, b.data(), bytes) : kernels::DeviceBytes();
+    };
+    cache.pinned_pnl = pin(cache.pnl);
+    cache.pinned_risk = pin(cache.risk);
   }
   std::size_t tile_bytes = tile_bytes_;
   if (tile_bytes == 0 && memory_is_host(backend_)) {

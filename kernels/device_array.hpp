@@ -65,8 +65,9 @@ void device_upload(void* device, const void* host, std::size_t bytes);
 void device_download(void* host, const void* device, std::size_t bytes);
 /// Page-locks `bytes` of host memory at `host` for the backend's copies (CUDA: cudaHostRegister,
 /// so that a download of P runs at the bus's full rate rather than through the driver's
-/// staging buffers); the handle unlocks it when it goes, before the memory is freed. The CPU
-/// backend has nothing to lock: an empty handle.
+/// staging buffers); the handle unlocks it when it goes, before the memory is freed. Best
+/// effort: where the driver refuses, an empty handle (the copies still work). The CPU backend
+/// has nothing to lock: an empty handle.
 DeviceBytes pin_host_memory(void* host, std::size_t bytes);
 /// Device memory a new allocation may still take, in bytes (free in the driver plus what the
 /// pool holds unused); for the CPU backend, SIZE_MAX (host memory is not budgeted here).

@@ -31,7 +31,8 @@ void device_download(void* host, const void* device, std::size_t bytes) {
 DeviceBytes pin_host_memory(void* host, std::size_t bytes) {
   if (detail::kHostIsDevice || host == nullptr || bytes == 0) return DeviceBytes();
   return detail::run_translating_errors("pin_host_memory", [&] {
-    return DeviceBytes(buffers::pin(host, bytes), bytes, &buffers::unpin);
+    void* pinned = buffers::pin(host, bytes);
+    return pinned ? DeviceBytes(pinned, bytes, &buffers::unpin) : DeviceBytes();
   });
 }
 

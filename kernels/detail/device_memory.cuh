@@ -4,7 +4,8 @@
 //   Buffer<T>   n elements of the backend's device memory, uninitialised; moves, never copies.
 //               CUDA: from the device's stream-ordered pool (cudaMallocAsync on this thread's
 //               stream; the pool keeps freed memory for the next call instead of returning it
-//               to the driver, so there is no cudaMalloc per call). CPU: host memory.
+//               to the driver, so there is no cudaMalloc per call; cudaMalloc only on a device
+//               without pools). CPU: host memory.
 //               Freeing never throws (RMM's rule): a failed free is reported once on stderr
 //               and the memory is left to the pool.
 //   Input<T>    a caller's array where the kernel reads it: device memory (a DeviceArray of
@@ -53,6 +54,19 @@ inline cudaStream_t stream() {
   return owned.s;
 }
 
+/// Whether the device has stream-ordered memory pools (every GPU this project targets does; a
+/// vGPU or an old driver may not): without them, plain cudaMalloc and cudaFree.
+inline bool use_pool() noexcept {
+  static const bool supported = [] {
+    int device = 0, pools = 0;
+    const bool ok = cudaGetDevice(&device) == cudaSuccess &&
+                    cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device) == cudaSuccess;
+    if (!ok) cudaGetLastError();
+    return ok && pools != 0;
+  }();
+  return supported;
+}
+
 /// The current device's default memory pool keeps what is freed (release threshold: never),
 /// once per device.
 inline void keep_pool_memory() {
@@ -70,9 +84,14 @@ inline void keep_pool_memory() {
 
 inline void* allocate_bytes(std::size_t bytes) {
   if (bytes == 0) return nullptr;
-  keep_pool_memory();
   void* p = nullptr;
-  const cudaError_t rc = cudaMallocAsync(&p, bytes, stream());
+  cudaError_t rc;
+  if (use_pool()) {
+    keep_pool_memory();
+    rc = cudaMallocAsync(&p, bytes, stream());
+  } else {
+    rc = cudaMalloc(&p, bytes);
+  }
   if (rc == cudaErrorMemoryAllocation) {
     cudaGetLastError();  // not sticky: the pool is intact
     throw std::bad_alloc();
@@ -85,7 +104,7 @@ inline void release_bytes(void* p) noexcept {
   if (p == nullptr) return;
   cudaError_t rc = cudaErrorUnknown;
   try {
-    rc = cudaFreeAsync(p, stream());
+    rc = use_pool() ? cudaFreeAsync(p, stream()) : cudaFree(p);
   } catch (...) {  // no stream for this thread: nothing to free on
   }
   if (rc != cudaSuccess) {
@@ -129,9 +148,14 @@ inline bool on_device(const void* p) {
   return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged;
 }
 
-/// Page-locks host memory for copies at the bus's full rate; unpin never throws.
+/// Page-locks host memory for copies at the bus's full rate: best effort (the copies work
+/// without it, through the driver's staging), so a refusal returns null rather than throwing;
+/// unpin never throws.
 inline void* pin(void* host, std::size_t bytes) {
-  MARGINET_CUDA_TRY(cudaHostRegister(host, bytes, cudaHostRegisterDefault));
+  if (cudaHostRegister(host, bytes, cudaHostRegisterDefault) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
   return host;
 }
 inline void unpin(void* host) noexcept {
@@ -142,6 +166,7 @@ inline void unpin(void* host) noexcept {
 inline std::size_t free_bytes() {
   std::size_t free = 0, total = 0;
   MARGINET_CUDA_TRY(cudaMemGetInfo(&free, &total));
+  if (!use_pool()) return free;
   int device = 0;
   MARGINET_CUDA_TRY(cudaGetDevice(&device));
   cudaMemPool_t pool = nullptr;
