@@ -8,7 +8,6 @@
 #include <thrust/copy.h>
 #include <thrust/iterator/counting_iterator.h>
 #include <thrust/transform.h>
-#include <thrust/transform_reduce.h>
 
 #include <algorithm>
 #include <utility>
@@ -68,10 +67,6 @@ struct PaymentChange {
   }
 };
 
-struct MaxOf {
-  MARGINET_HD double operator()(double a, double b) const { return a < b ? b : a; }
-};
-
 struct RatioOf {
   MARGINET_HD double operator()(double payment, double liability) const { return paid_ratio(payment, liability); }
 };
@@ -100,12 +95,9 @@ ClearingIterationResult iterate_by_passes(const ClearingIterationArgs& a, const 
   double* payment_next = payment_b.data();
   double* ratio_now = ratio_a.data();
   double* ratio_next = ratio_b.data();
-  const thrust::counting_iterator<std::size_t> first(0);
-
   while (count > 0 && result.iterations < a.max_iterations) {
     primitives::for_each_index(count, UpdatePayment{net, a.alpha, a.beta, rows, ratio_now, payment_next, ratio_next});
-    const double change = thrust::transform_reduce(buffers::exec(), first, first + count,
-                                                   PaymentChange{rows, payment_now, payment_next}, 0.0, MaxOf{});
+    const double change = primitives::max_of(count, PaymentChange{rows, payment_now, payment_next}, 0.0);
     std::swap(payment_now, payment_next);
     std::swap(ratio_now, ratio_next);
     ++result.iterations;
@@ -244,7 +236,7 @@ ClearingIterationResult clearing_iterate(const ClearingIterationArgs& a) {
     const buffers::Input<std::int32_t> rows(a.rows, a.rows ? a.row_count : 0);
     const NetworkPointers net{begin.ptr, debtor.ptr, amount.ptr, external.ptr, liability.ptr, margin.ptr};
     // The CPU runs the whole iteration in one OpenMP region; the GPU a pass per iteration.
-    if constexpr (detail::kHostIsDevice)
+    if (detail::host_decompositions())
       return iterate_in_one_region(a, net, a.rows ? rows.ptr : nullptr, n);
     else
       return iterate_by_passes(a, net, a.rows ? rows.ptr : nullptr, n);

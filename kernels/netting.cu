@@ -7,8 +7,6 @@
 #include <omp.h>
 #include <thrust/fill.h>
 #include <thrust/iterator/counting_iterator.h>
-#include <thrust/iterator/transform_iterator.h>
-#include <thrust/reduce.h>
 
 #include <algorithm>
 #include <memory>
@@ -96,10 +94,6 @@ void accumulate_dense_cpu(const TradeColumns& t, std::size_t members, std::size_
 // ---------------------------------------------------------------------------------------------
 // Per-asset totals of a dense net table: a segmented reduction, one segment per asset.
 
-struct AssetOfCell {
-  std::size_t members;
-  MARGINET_HD std::int32_t operator()(std::size_t cell) const { return static_cast<std::int32_t>(cell / members); }
-};
 struct TotalsOfCell {
   const std::int64_t* net;
   MARGINET_HD ObligationTotals operator()(std::size_t cell) const { return totals_of_net(net[cell]); }
@@ -110,19 +104,14 @@ void asset_totals(const std::int64_t* net, const NetObligationsArgs& a) {
   const auto assets = static_cast<std::size_t>(a.assets);
   const auto members = static_cast<std::size_t>(a.members);
   std::vector<ObligationTotals> host(assets);
-  if constexpr (detail::kHostIsDevice) {
+  if (detail::host_decompositions()) {
     // The table is host memory and small (members × assets): one sequential pass, no fork/join.
     const AddObligationTotals add;
     for (std::size_t x = 0; x < assets; ++x)
       for (std::size_t m = 0; m < members; ++m) host[x] = add(host[x], totals_of_net(net[x * members + m]));
   } else if (members > 0) {
-    buffers::Buffer<std::int32_t> keys(assets);
     buffers::Buffer<ObligationTotals> totals(assets);
-    const thrust::counting_iterator<std::size_t> cell(0);
-    auto key = thrust::make_transform_iterator(cell, AssetOfCell{members});
-    auto value = thrust::make_transform_iterator(cell, TotalsOfCell{net});
-    thrust::reduce_by_key(buffers::exec(), key, key + assets * members, value, keys.data(), totals.data(),
-                          thrust::equal_to<std::int32_t>(), AddObligationTotals{});
+    primitives::segment_sums(assets, members, TotalsOfCell{net}, AddObligationTotals{}, totals.data());
     buffers::download(host.data(), totals.data(), assets);
   }
   for (std::size_t x = 0; x < assets; ++x) {
@@ -204,7 +193,7 @@ void net_obligations(const NetObligationsArgs& a) {
     } else {
       const DeviceTrades trades(a.trades);
       const TradeColumns t = trades.view(a.trades.trades);
-      if constexpr (detail::kHostIsDevice) {
+      if (detail::host_decompositions()) {
         accumulate_dense_cpu(t, static_cast<std::size_t>(a.members), cells, net.ptr);
       } else {
         thrust::fill_n(buffers::exec(), net.ptr, cells, std::int64_t{0});

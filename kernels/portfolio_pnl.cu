@@ -6,9 +6,7 @@
 
 namespace marginet::kernels::MARGINET_BACKEND_NS {
 
-// A named namespace, not an anonymous one: each backend's build references only its own
-// decomposition, and nvcc warns about an internal function never referenced.
-namespace pnl_kernels {
+namespace {
 
 struct CsrView {
   const std::int64_t* offsets;
@@ -65,7 +63,7 @@ struct PnlOfRow {
   }
 };
 
-}  // namespace pnl_kernels
+}  // namespace
 
 void portfolio_pnl(const PortfolioPnlArgs& a) {
   if (a.rows == 0 || a.scenarios == 0) return;
@@ -75,11 +73,11 @@ void portfolio_pnl(const PortfolioPnlArgs& a) {
     const buffers::Input<double> quantity(a.quantity, a.positions);
     const buffers::Input<double> risk(a.risk_arrays, a.instruments * a.scenarios);
     buffers::Output<double> pnl(a.pnl, a.rows * a.scenarios);
-    const pnl_kernels::CsrView v{offsets.ptr, instrument.ptr, quantity.ptr, risk.ptr, a.scenarios, pnl.ptr};
-    if constexpr (detail::kHostIsDevice)
-      primitives::for_each_uneven_row(a.rows, pnl_kernels::PnlOfRow{v});
+    const CsrView v{offsets.ptr, instrument.ptr, quantity.ptr, risk.ptr, a.scenarios, pnl.ptr};
+    if (detail::host_decompositions())
+      primitives::for_each_uneven_row(a.rows, PnlOfRow{v});
     else
-      primitives::for_each_index(a.rows * a.scenarios, pnl_kernels::PnlOfCell{v});
+      primitives::for_each_index(a.rows * a.scenarios, PnlOfCell{v});
     pnl.to_host();
   });
 }

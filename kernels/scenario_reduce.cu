@@ -7,9 +7,7 @@
 
 namespace marginet::kernels::MARGINET_BACKEND_NS {
 
-// Named, not anonymous: each backend's build references only its own decomposition, and nvcc
-// warns about an internal function never referenced.
-namespace reduce_kernels {
+namespace {
 
 /// −P[r, s] · weight[s] (models/scenario_math.hpp worst_weighted_loss, one entry).
 struct WeightedLoss {
@@ -50,11 +48,7 @@ struct TailOfRow {
   }
 };
 
-}  // namespace reduce_kernels
-
-using reduce_kernels::DeribitLoss;
-using reduce_kernels::TailOfRow;
-using reduce_kernels::WeightedLoss;
+}  // namespace
 
 void tail_risk(const TailRiskArgs& a) {
   if (a.rows == 0) return;
@@ -62,7 +56,7 @@ void tail_risk(const TailRiskArgs& a) {
     const buffers::Input<double> pnl(a.pnl, a.rows * a.scenarios);
     const bool stressed = a.base_count < a.scenarios;
     buffers::Output<TailRisk> base(a.base, a.rows), stress(a.stress, stressed ? a.rows : 0);
-    if constexpr (detail::kHostIsDevice) {
+    if (detail::host_decompositions()) {
       // A row per thread, one pass with a heap of k.
       const std::size_t stride = a.k_base > a.k_stress ? a.k_base : a.k_stress;
       buffers::Buffer<double> heaps(a.rows * (stride ? stride : 1));

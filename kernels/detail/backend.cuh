@@ -5,16 +5,17 @@
 // of the copy being built: marginet::kernels::cpu or marginet::kernels::gpu.
 //
 // This folder (kernels/detail/) is the only place where the two builds differ in code: here
-// the errors, the execution policy and the device memory (device_memory.cuh), in
-// primitives.cuh the few algorithms whose best form differs by backend. The kernel sources
-// themselves are one orchestration for both, so that the CPU test suite runs the host code
-// the GPU runs. Thrust types stay inside kernel sources; public kernel headers speak plain
-// pointers only.
+// the errors and the choice of decomposition; in device_memory.cuh the execution policy, the
+// streams and the device memory; in primitives.cuh the few algorithms whose best form differs
+// by backend. The kernel sources themselves are one orchestration for both, so that the CPU
+// test suite runs the host code the GPU runs. Thrust types stay inside kernel sources; public
+// kernel headers speak plain pointers only.
 
 #ifndef MARGINET_BACKEND_NS
 #error "kernel sources are built through marginet_add_kernels() (MARGINET_BACKEND_NS unset)"
 #endif
 
+#include <cstdlib>
 #include <new>
 #include <string>
 #include <thrust/execution_policy.h>
@@ -34,6 +35,25 @@ namespace marginet::kernels::detail {
 inline constexpr bool kHostIsDevice = false;
 #else
 inline constexpr bool kHostIsDevice = true;
+#endif
+
+/// Whether a kernel takes the CPU's decompositions (a row per task, per-thread tables, one
+/// OpenMP region for an iteration, the per-row heap) or the GPU's (a thread per cell, atomics, a
+/// pass per iteration, the radix select). Always the GPU's on CUDA. On the CPU the CPU's, unless
+/// the environment says MARGINET_DECOMPOSITION=gpu: then the CPU backend runs the GPU's
+/// decompositions and host code through Thrust's OpenMP system, which is how the test suite
+/// exercises them on a machine without a GPU (tests/CMakeLists.txt, `*.gpu_decomposition`).
+/// Read once per process.
+#if defined(__CUDACC__)
+constexpr bool host_decompositions() { return false; }
+#else
+inline bool host_decompositions() {
+  static const bool host = [] {
+    const char* v = std::getenv("MARGINET_DECOMPOSITION");
+    return v == nullptr || std::string(v) != "gpu";
+  }();
+  return host;
+}
 #endif
 
 #if defined(__CUDACC__)

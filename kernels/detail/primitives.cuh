@@ -4,6 +4,8 @@
 //   for_each_index, for_each_uneven_row   parallel loops (uneven: dynamic on the CPU)
 //   atomic_add                            exact int64 accumulation among threads
 //   row_argmax                            max over each row, first index; a warp per row on CUDA
+//   max_of, segment_sums                  reductions (Thrust on CUDA; OpenMP loops on the CPU,
+//                                         where Thrust's OpenMP reductions trip UBSan)
 //   sum_by_key                            group and sum (CUB radix sort / parallel-mode sort)
 //   row_tail_risk_by_select               VaR/ES of each row by radix select, a warp per row
 
@@ -13,9 +15,11 @@
 #include <thrust/iterator/counting_iterator.h>
 
 #if defined(__CUDACC__)
+#include <thrust/iterator/transform_iterator.h>
 #include <thrust/reduce.h>
 #include <thrust/sort.h>
 #include <thrust/transform.h>
+#include <thrust/transform_reduce.h>
 #else
 #include <parallel/algorithm>
 #include <vector>
@@ -114,6 +118,59 @@ __global__ void argmax_warp_per_row(LossOf loss_of, std::size_t rows, std::size_
   }
 }
 #endif
+
+struct MaxOfTwo {
+  MARGINET_HD double operator()(double a, double b) const { return a < b ? b : a; }
+};
+
+/// The largest fn(i) over i in [0, n), and `floor` when that is larger (or n is 0).
+template <class Fn>
+double max_of(std::size_t n, const Fn& fn, double floor) {
+  if (n == 0) return floor;
+#if defined(__CUDACC__)
+  const thrust::counting_iterator<std::size_t> first(0);
+  return thrust::transform_reduce(buffers::exec(), first, first + n, fn, floor, MaxOfTwo{});
+#else
+  double m = floor;
+  const auto count = static_cast<std::ptrdiff_t>(n);
+#pragma omp parallel for reduction(max : m) schedule(static)
+  for (std::ptrdiff_t i = 0; i < count; ++i) {
+    const double v = fn(static_cast<std::size_t>(i));
+    if (v > m) m = v;
+  }
+  return m;
+#endif
+}
+
+struct SegmentOf {
+  std::size_t size;
+  MARGINET_HD std::size_t operator()(std::size_t i) const { return i / size; }
+};
+
+/// out[g] = add over i in segment g, [g·size, (g + 1)·size), of value_of(i), from T{}, for
+/// every g < segments (size > 0); `out` is device memory of `segments` elements. CUDA: one
+/// reduce-by-key over the cells; CPU: a loop per segment, segments on the threads.
+template <class T, class ValueOf, class Add>
+void segment_sums(std::size_t segments, std::size_t size, const ValueOf& value_of, const Add& add, T* out) {
+  if (segments == 0 || size == 0) return;
+#if defined(__CUDACC__)
+  buffers::Buffer<std::size_t> keys(segments);
+  const thrust::counting_iterator<std::size_t> cell(0);
+  auto key = thrust::make_transform_iterator(cell, SegmentOf{size});
+  auto value = thrust::make_transform_iterator(cell, value_of);
+  thrust::reduce_by_key(buffers::exec(), key, key + segments * size, value, keys.data(), out,
+                        thrust::equal_to<std::size_t>(), add);
+#else
+  const auto count = static_cast<std::ptrdiff_t>(segments);
+#pragma omp parallel for schedule(static)
+  for (std::ptrdiff_t g = 0; g < count; ++g) {
+    T sum{};
+    const std::size_t begin = static_cast<std::size_t>(g) * size;
+    for (std::size_t i = begin; i < begin + size; ++i) sum = add(sum, value_of(i));
+    out[g] = sum;
+  }
+#endif
+}
 
 /// For every row r of a rows × scenarios matrix: best[r] = max over s of loss_of(r, s) and
 /// at[r] = the lowest s attaining it (0 and −1 for a row of no scenarios). CPU: a thread per
