@@ -83,8 +83,8 @@ int main(int argc, char** argv) {
   // The common flags belong to the top level (before or after the subcommand): every
   // subcommand's --help names them.
   for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
-    sub->footer("Common options (before or after the subcommand): --device auto|cpu|cuda, --threads N, "
-                "--format auto|table|csv|json, --out FILE, --quiet. Exit codes: 0 ok, 1 internal error, 2 bad usage "
+    sub->footer("Common options (before or after the subcommand): --device auto|cpu|cuda, "
+                "--on-device-error refuse|cpu, --threads N, --format auto|table|csv|json, --out FILE, --quiet. Exit codes: 0 ok, 1 internal error, 2 bad usage "
                 "or input, 3 the service could not be reached.");
   try {
     app.parse(argc, argv);
