@@ -2,7 +2,7 @@
 // VaR and expected shortfall by the k-largest rule (SPEC §5): with N scenario losses and
 // confidence α, k = ceil((1−α)·N); VaR = the k-th largest loss, ES = mean of the k largest.
 // Per row: a bounded min-heap of the k largest losses (O(N log k), one pass: the CPU's way),
-// or a radix select of the k-th largest (nine passes over the row, each a warp's coalesced
+// or a radix select of the k-th largest (ten passes over the row, each a warp's coalesced
 // read: the GPU's way, kernels/detail/primitives.cuh). Both take the same k losses; ES sums
 // them in a different order, so the two agree to the cross-backend tolerance, VaR and the worst
 // loss exactly.
