@@ -54,8 +54,6 @@ class DeviceBytes {
 };
 
 MARGINET_KERNEL_API(
-/// True where the backend's device memory is host memory (the CPU backend).
-bool device_is_host();
 /// `bytes` of the backend's device memory, uninitialised (pooled on CUDA). Out of memory is a
 /// recoverable cuda_error.
 DeviceBytes device_allocate(std::size_t bytes);

@@ -8,8 +8,6 @@
 
 namespace marginet::kernels::MARGINET_BACKEND_NS {
 
-bool device_is_host() { return detail::kHostIsDevice; }
-
 DeviceBytes device_allocate(std::size_t bytes) {
   return detail::run_translating_errors("device_allocate", [&] {
     return DeviceBytes(buffers::allocate_bytes(bytes), bytes, &buffers::release_bytes);

@@ -241,7 +241,11 @@ template <class T>
 struct Input {
   Buffer<T> copy;
   const T* ptr;
-  Input(const T* array, std::size_t n) : copy(on_device(array) ? 0 : n), ptr(on_device(array) ? array : copy.data()) {
+  Input(const T* array, std::size_t n) : Input(array, n, on_device(array)) {}
+
+ private:
+  // Where the array is, asked once: on CUDA each question is a cudaPointerGetAttributes.
+  Input(const T* array, std::size_t n, bool in_place) : copy(in_place ? 0 : n), ptr(in_place ? array : copy.data()) {
     if (ptr != array) upload(copy.data(), array, n);
   }
 };
@@ -254,11 +258,14 @@ struct Output {
   T* array;
   T* ptr;
   std::size_t n;
-  Output(T* a, std::size_t count)
-      : buffer(on_device(a) ? 0 : count), array(a), ptr(on_device(a) ? a : buffer.data()), n(count) {}
+  Output(T* a, std::size_t count) : Output(a, count, on_device(a)) {}
   void to_host() {
     if (ptr != array) download(array, ptr, n);
   }
+
+ private:
+  Output(T* a, std::size_t count, bool in_place)
+      : buffer(in_place ? 0 : count), array(a), ptr(in_place ? a : buffer.data()), n(count) {}
 };
 
 }  // namespace marginet::kernels::MARGINET_BACKEND_NS::buffers

@@ -86,15 +86,13 @@ struct ArgmaxOfRow {
 };
 
 #if defined(__CUDACC__)
-/// A warp per row: each lane takes every 32nd scenario (consecutive lanes read consecutive
-/// doubles of the row: coalesced), keeps its first largest, then the warp combines by shuffles,
-/// ties going to the lower scenario — the sequential loop's answer.
+/// One row's argmax by a warp: each lane takes every 32nd scenario (consecutive lanes read
+/// consecutive doubles of the row: coalesced) and keeps its first largest, then the warp
+/// combines by shuffles, ties going to the lower scenario — the sequential loop's answer.
+/// Lane 0 ends with the row's (largest, its scenario); (0, −1) for no scenarios.
 template <class LossOf>
-__global__ void argmax_warp_per_row(LossOf loss_of, std::size_t rows, std::size_t scenarios, double* best,
-                                    std::int32_t* at) {
-  const std::size_t row = (static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  const unsigned lane = threadIdx.x & 31u;
-  if (row >= rows) return;  // the whole warp: row is the same for its 32 lanes
+__device__ void warp_argmax(const LossOf& loss_of, std::size_t row, std::size_t scenarios, unsigned lane,
+                            double& best, std::int32_t& at) {
   double b = 0.0;
   std::int32_t i = -1;
   for (std::size_t s = lane; s < scenarios; s += 32) {
@@ -112,6 +110,20 @@ __global__ void argmax_warp_per_row(LossOf loss_of, std::size_t rows, std::size_
       i = oi;
     }
   }
+  best = b;
+  at = i;
+}
+
+/// A warp per row (warp_argmax).
+template <class LossOf>
+__global__ void argmax_warp_per_row(LossOf loss_of, std::size_t rows, std::size_t scenarios, double* best,
+                                    std::int32_t* at) {
+  const std::size_t row = (static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const unsigned lane = threadIdx.x & 31u;
+  if (row >= rows) return;  // the whole warp: row is the same for its 32 lanes
+  double b;
+  std::int32_t i;
+  warp_argmax(loss_of, row, scenarios, lane, b, i);
   if (lane == 0) {
     best[row] = b;
     at[row] = i;
@@ -244,9 +256,14 @@ std::size_t sum_by_key(std::size_t n, KeyOf key_of, AmountOf amount_of, std::uin
 #endif
 }
 
-
 #if defined(__CUDACC__)
 constexpr unsigned kTailWarpsPerBlock = 8;
+
+/// −p[s]: the losses of one row (its start already applied; the row index is unused).
+struct LossOfRow {
+  const double* p;
+  __device__ double operator()(std::size_t, std::size_t s) const { return -p[s]; }
+};
 
 /// A warp per row: tail_risk_by_select (models/tail_risk.hpp) with each pass shared among the
 /// lanes (every 32nd loss each: coalesced reads), the digit histogram in the warp's own shared
@@ -268,23 +285,9 @@ __global__ void tail_risk_warp_per_row(const double* pnl, std::size_t rows, std:
   if (k > n) k = n;
   const double* p = pnl + row * stride + offset;
 
-  double worst = 0.0;
-  std::int32_t at = -1;
-  for (std::size_t s = lane; s < n; s += 32) {
-    const double loss = -p[s];
-    if (at < 0 || loss > worst) {
-      worst = loss;
-      at = static_cast<std::int32_t>(s);
-    }
-  }
-  for (int o = 16; o > 0; o /= 2) {
-    const double other = __shfl_down_sync(full, worst, o);
-    const std::int32_t other_at = __shfl_down_sync(full, at, o);
-    if (other_at >= 0 && (at < 0 || other > worst || (other == worst && other_at < at))) {
-      worst = other;
-      at = other_at;
-    }
-  }
+  double worst;
+  std::int32_t at;
+  warp_argmax(LossOfRow{p}, 0, n, lane, worst, at);
 
   unsigned* histogram = histograms[warp];
   std::uint64_t prefix = 0, mask = 0;
